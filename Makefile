@@ -1,0 +1,66 @@
+# Set-up and checks for kerasbackup. `make demo` and `make test` work on a
+# fresh Debian 12 / Ubuntu machine (as root or with sudo) and are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV_ROOT := $(or $(WORKON_HOME),$(HOME)/.virtualenvs)
+VENV := $(VENV_ROOT)/r-keras
+VPY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
+  r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-generics r-cran-cli \
+  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite pandoc qpdf
+VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
+TARBALL := build/kerasbackup_$(VERSION).tar.gz
+
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench clean
+
+setup: r-deps python-env
+
+r-deps:
+	@if ! dpkg -s $(R_DEBS) >/dev/null 2>&1; then \
+	  echo "Installing R and R packages from the system's packages..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(R_DEBS); \
+	fi
+
+python-env:
+	@if [ ! -x $(VPY) ]; then $(PYTHON) -m venv $(VENV); fi
+	@$(VPY) -m pip install -q --disable-pip-version-check -r inst/python/requirements-dev.txt
+
+document: r-deps
+	Rscript -e 'roxygen2::roxygenise()'
+
+$(TARBALL): setup $(shell git ls-files R inst man vignettes tests/testthat DESCRIPTION NAMESPACE 2>/dev/null)
+	@mkdir -p build
+	cd build && R CMD build --no-build-vignettes .. >/dev/null
+	@echo "built $(TARBALL)"
+
+install: $(TARBALL)
+	$(SUDO) R CMD INSTALL --no-test-load $(TARBALL) >/dev/null
+	@echo "installed kerasbackup $(VERSION)"
+
+demo: install
+	cd /tmp && Rscript $(CURDIR)/inst/examples/backup_and_restore.R
+
+pytest: python-env
+	cd tests/python && $(VPY) -m pytest -q -p no:cacheprovider .
+
+rcheck: install
+	cd build && R CMD build .. >/dev/null && \
+	  _R_CHECK_FORCE_SUGGESTS_=true R CMD check --no-manual $(notdir $(TARBALL)); \
+	  status=$$?; \
+	  tail -n 40 kerasbackup.Rcheck/00check.log; \
+	  if [ $$status -ne 0 ] || grep -E "^Status:.*(ERROR|WARNING)" kerasbackup.Rcheck/00check.log; then \
+	    echo "R CMD check failed"; \
+	    cat kerasbackup.Rcheck/tests/testthat.Rout.fail 2>/dev/null | tail -n 80; \
+	    exit 1; \
+	  fi
+
+test: pytest rcheck
+
+bench: install
+	$(VPY) bench/bench.py
+
+clean:
+	rm -rf build

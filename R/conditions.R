@@ -1,0 +1,130 @@
+# Python exceptions -> classed R conditions, and argument errors.
+
+# R classes added for the package's own Python exceptions.
+kerasbackup_classes <- c(
+  PreemptedError = "kerasbackup_preempted",
+  PreemptionAbort = "kerasbackup_preempted",
+  FingerprintMismatchError = "kerasbackup_fingerprint_mismatch",
+  BackupLockedError = "kerasbackup_locked",
+  CorruptCheckpointError = "kerasbackup_corrupt_checkpoint",
+  NoCheckpointError = "kerasbackup_no_checkpoint",
+  BackupWriteError = "kerasbackup_write_error",
+  BackupDirError = "kerasbackup_backup_dir_error",
+  BackupError = "kerasbackup_error"
+)
+
+#' Evaluate a call into Python, turning its exceptions into classed R errors
+#'
+#' Newer reticulate already classes Python errors as
+#' `python.builtin.<Type>`; reticulate 1.28 returns a bare `Rcpp::exception`.
+#' Both become a condition whose classes follow the exception's class
+#' hierarchy, with `kerasbackup_*` classes in front for the package's own
+#' exceptions.
+#' @noRd
+with_py_errors <- function(expr, call = rlang::caller_env()) {
+  tryCatch(expr, error = function(e) stop(as_py_condition(e, call)))
+}
+
+as_py_condition <- function(e, call = NULL) {
+  if (inherits(e, "kerasbackup_error") && !inherits(e, "Rcpp::exception")) {
+    return(e)
+  }
+  exc <- NULL
+  if (inherits(e, "python.builtin.BaseException")) {
+    exc <- e
+    py_classes <- grep("^python\\.|\\.", class(e), value = TRUE)
+    py_classes <- setdiff(py_classes, c("error", "condition"))
+  } else {
+    last <- tryCatch(reticulate::py_last_error(), error = function(err) NULL)
+    exc <- attr(last, "exception", exact = TRUE)
+    if (is.null(last)) return(e)
+    py_classes <- if (!is.null(exc)) {
+      unlist(py_bridge()$exception_classes(exc))
+    } else {
+      paste0("python.builtin.", last$type)
+    }
+  }
+  type <- sub("^.*\\.", "", py_classes[[1]])
+  msg <- if (!is.null(exc)) {
+    tryCatch(reticulate::py_str(exc), error = function(err) conditionMessage(e))
+  } else {
+    conditionMessage(e)
+  }
+  msg <- sub("\n$", "", msg)
+  if (!startsWith(msg, paste0(type, ":"))) msg <- paste0(type, ": ", msg)
+  ours <- unname(kerasbackup_classes[intersect(
+    names(kerasbackup_classes), sub("^.*\\.", "", py_classes)
+  )])
+  if (length(ours)) ours <- unique(c(ours, "kerasbackup_error"))
+  # The condition is a plain list, so a class of our own must come before
+  # python.builtin.object: reticulate's methods for that class ($, print)
+  # expect a Python object.
+  structure(
+    class = unique(c(ours, "kerasbackup_python_error", py_classes, "error",
+                     "condition")),
+    list(message = msg, call = if (is.environment(call)) NULL else call,
+         py_exception = exc)
+  )
+}
+
+#' Stop with a classed error for a bad argument
+#' @noRd
+abort_invalid_arg <- function(arg, value, accepted,
+                              call = rlang::caller_env()) {
+  cli::cli_abort(
+    c("{.arg {arg}} must be {accepted}.",
+      x = "Received: {.code {describe_value(value)}}."),
+    class = c("kerasbackup_invalid_argument", "kerasbackup_error"),
+    arg = arg,
+    value = value,
+    call = call
+  )
+}
+
+describe_value <- function(x) {
+  if (is.null(x)) return("NULL")
+  if (is.function(x)) return("a function")
+  if (inherits(x, "python.builtin.object")) return(class(x)[[1]])
+  out <- paste(deparse(x, width.cutoff = 60L), collapse = " ")
+  if (nchar(out) > 60) out <- paste0(substr(out, 1, 57), "...")
+  out
+}
+
+is_string <- function(x) {
+  is.character(x) && length(x) == 1L && !is.na(x) && nzchar(x)
+}
+
+is_flag <- function(x) {
+  is.logical(x) && length(x) == 1L && !is.na(x)
+}
+
+is_whole_number <- function(x, min = 1) {
+  is.numeric(x) && length(x) == 1L && !is.na(x) && is.finite(x) &&
+    x == trunc(x) && x >= min
+}
+
+#' @export
+`$.kerasbackup_python_error` <- function(x, name) .subset2(x, name)
+
+#' @export
+`[[.kerasbackup_python_error` <- function(x, i, ...) .subset2(x, i)
+
+#' @export
+conditionMessage.kerasbackup_python_error <- function(c) .subset2(c, "message")
+
+#' @export
+conditionCall.kerasbackup_python_error <- function(c) .subset2(c, "call")
+
+#' @export
+print.kerasbackup_python_error <- function(x, ...) {
+  cat("<", class(x)[[1]], ": ", conditionMessage(x), ">\n", sep = "")
+  invisible(x)
+}
+
+#' @export
+format.kerasbackup_python_error <- function(x, ...) conditionMessage(x)
+
+#' @export
+str.kerasbackup_python_error <- function(object, ...) {
+  utils::str(unclass(object[c("message", "call")]), ...)
+}

@@ -1,0 +1,361 @@
+"""A fit() that feeds the data itself, so a restored run resumes exactly.
+
+Keras' `model.fit()` can start at an epoch but not at a batch, and its
+shuffle order cannot be reproduced. This driver keeps Keras' train step,
+callbacks and History, and owns only the data order: epoch `e` of a run with
+shuffle seed `s` visits the samples in `default_rng([s, e]).permutation(n)`.
+The seed is saved in every checkpoint, so a resumed run sees the same order
+and skips the batches it already did.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+import keras
+from keras.src import tree
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from kerasbackup.callback import BackupAndRestore
+from kerasbackup.errors import ResumeWarning
+
+
+def _to_numpy(value):
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if keras.ops.is_tensor(value) or hasattr(value, "numpy"):
+        return keras.ops.convert_to_numpy(value)
+    return np.asarray(value)
+
+
+def _is_array_data(x):
+    if x is None:
+        return False
+    leaves = tree.flatten(x)
+    return bool(leaves) and all(
+        isinstance(v, (np.ndarray, list, int, float)) or keras.ops.is_tensor(v)
+        for v in leaves
+    )
+
+
+def _num_samples(structure):
+    sizes = {int(v.shape[0]) for v in tree.flatten(structure) if v is not None}
+    if len(sizes) != 1:
+        raise ValueError(
+            "All arrays given to fit() must have the same number of samples "
+            f"(first dimension). Received sizes: {sorted(sizes)}"
+        )
+    return sizes.pop()
+
+
+def _take(structure, index):
+    return tree.map_structure(lambda v: None if v is None else v[index], structure)
+
+
+def _split_validation(data, validation_split):
+    # Same rule as Keras: the last fraction of the samples, before shuffling.
+    n = _num_samples(tuple(v for v in data if v is not None))
+    split_at = int(math.floor(n * (1.0 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"validation_split={validation_split} leaves "
+            f"{split_at} training and {n - split_at} validation samples out "
+            f"of {n}; both must be at least 1."
+        )
+    train = tuple(_take(v, slice(0, split_at)) for v in data)
+    val = tuple(_take(v, slice(split_at, n)) for v in data)
+    return train, val
+
+
+def _resolve_verbose(verbose):
+    return 1 if verbose == "auto" else int(verbose)
+
+
+def fit(
+    model,
+    x=None,
+    y=None,
+    batch_size=None,
+    epochs=1,
+    verbose="auto",
+    callbacks=None,
+    validation_split=0.0,
+    validation_data=None,
+    shuffle=True,
+    class_weight=None,
+    sample_weight=None,
+    initial_epoch=0,
+    steps_per_epoch=None,
+    validation_batch_size=None,
+    validation_freq=1,
+):
+    """Trains `model` like `model.fit()`, resuming exactly from a backup.
+
+    Takes `model.fit()`'s arguments. With in-memory data (numpy arrays,
+    tensors, or lists/dicts of them) the data order is reproducible and a
+    `BackupAndRestore` callback resumes at the exact next batch. Other data
+    sources (tf.data, generators, PyDataset) are passed through batch by batch
+    and resume at the right epoch and batch count, with a warning that their
+    order is not reproduced.
+
+    Returns:
+        The `History` of the whole run, restored epochs included.
+    """
+    model._assert_compile_called("fit")
+    callbacks = list(callbacks or [])
+    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError(
+            "fit() got more than one BackupAndRestore callback; use one per run."
+        )
+    verbose = _resolve_verbose(verbose)
+    if _is_array_data(x):
+        feed = _ArrayFeed(x, y, sample_weight, class_weight, batch_size,
+                          validation_split, validation_data, shuffle,
+                          steps_per_epoch)
+    else:
+        if validation_split:
+            raise ValueError(
+                "validation_split is only supported for in-memory arrays; "
+                "pass validation_data instead."
+            )
+        feed = _StreamFeed(x, steps_per_epoch)
+    if feed.validation is None and validation_data is not None:
+        feed.validation = _unpack(validation_data)
+
+    first = feed.peek()
+    model._symbolic_build(data_batch=first)
+
+    callback_list = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=feed.steps,
+        model=model,
+    )
+    shuffle_seed = int(np.random.randint(0, 2**31 - 1)) if feed.shuffles else None
+    for cb in backups:
+        cb._driver_info = {
+            "callbacks": list(callback_list.callbacks),
+            "shuffle_seed": shuffle_seed,
+            "fingerprint": feed.fingerprint(),
+        }
+    feed.seed = shuffle_seed
+    try:
+        return _train(model, feed, callback_list, backups, epochs, initial_epoch,
+                      validation_batch_size or feed.batch_size, validation_freq)
+    except BaseException:
+        for cb in backups:
+            cb.abort()
+        raise
+    finally:
+        for cb in backups:
+            cb._driver_info = None
+
+
+def _train(model, feed, callbacks, backups, epochs, initial_epoch,
+           validation_batch_size, validation_freq):
+    model.stop_training = False
+    model.make_train_function()
+    callbacks.on_train_begin()
+
+    start_epoch, start_batch, metric_state = initial_epoch, 0, None
+    resume = next((cb.resume_point for cb in backups if cb.resume_point), None)
+    if resume is not None:
+        start_epoch, start_batch = resume.epoch, resume.batch
+        if resume.shuffle_seed is not None and feed.shuffles:
+            feed.seed = resume.shuffle_seed
+            for cb in backups:
+                cb._driver_info["shuffle_seed"] = resume.shuffle_seed
+        if start_batch > 0:
+            metric_state = resume
+        if not feed.exact:
+            warnings.warn(
+                "This data source cannot be rewound: training resumes at "
+                f"epoch {start_epoch + 1}, batch {start_batch + 1}, but the "
+                "order of the batches is not the one the interrupted run "
+                "would have used.",
+                ResumeWarning,
+                stacklevel=3,
+            )
+
+    training_logs = None
+    for epoch in range(start_epoch, epochs):
+        model.reset_metrics()
+        skip = start_batch if epoch == start_epoch else 0
+        if skip and metric_state is not None:
+            _restore_metrics(model, metric_state)
+        callbacks.on_epoch_begin(epoch)
+        logs = None
+        for step, batch in feed.batches(epoch, skip):
+            callbacks.on_train_batch_begin(step)
+            logs = model.train_function(iter([batch]))
+            callbacks.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        if logs is None:
+            epoch_logs = dict(model.get_metrics_result())
+        else:
+            epoch_logs = dict(model._get_metrics_result_or_logs(logs))
+        if feed.validation is not None and model._should_eval(epoch, validation_freq):
+            vx, vy, vw = feed.validation
+            val_logs = model.evaluate(
+                x=vx, y=vy, sample_weight=vw, batch_size=validation_batch_size,
+                callbacks=callbacks, return_dict=True, verbose=0,
+            )
+            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        training_logs = epoch_logs
+        if model.stop_training:
+            break
+
+    if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callbacks.on_train_end(logs=training_logs)
+    return model.history
+
+
+def _restore_metrics(model, resume):
+    from kerasbackup import state
+
+    index = resume.metric_index
+    if index and "metrics" in index:
+        problems = state.check_variables(model, resume.arrays, index, ["metrics"])
+        if not problems:
+            state.assign_variables(model, resume.arrays, index, ["metrics"])
+            return
+    warnings.warn(
+        "The metric accumulators of the interrupted epoch could not be "
+        "restored; this epoch's logged metrics cover only the resumed batches.",
+        ResumeWarning,
+        stacklevel=3,
+    )
+
+
+def _unpack(data):
+    x, y, w = data_adapter_utils.unpack_x_y_sample_weight(tuple(data))
+    conv = lambda s: None if s is None else tree.map_structure(_to_numpy, s)  # noqa: E731
+    return conv(x), conv(y), conv(w)
+
+
+class _ArrayFeed:
+    """In-memory data, batched in a reproducible order."""
+
+    exact = True
+
+    def __init__(self, x, y, sample_weight, class_weight, batch_size,
+                 validation_split, validation_data, shuffle, steps_per_epoch):
+        conv = lambda s: None if s is None else tree.map_structure(_to_numpy, s)  # noqa: E731
+        x, y, sample_weight = conv(x), conv(y), conv(sample_weight)
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(
+                    "Arguments `sample_weight` and `class_weight` cannot be "
+                    "given together."
+                )
+            sample_weight = data_adapter_utils.class_weight_to_sample_weights(
+                y, class_weight
+            )
+        self.validation = None
+        if validation_split and validation_data is None:
+            (x, y, sample_weight), self.validation = _split_validation(
+                (x, y, sample_weight), validation_split
+            )
+        self.data = (x, y, sample_weight)
+        self.n = _num_samples(tuple(v for v in self.data if v is not None))
+        self.batch_size = int(batch_size or 32)
+        self.steps = math.ceil(self.n / self.batch_size)
+        if steps_per_epoch is not None:
+            self.steps = min(self.steps, int(steps_per_epoch))
+        # shuffle="batch" (Keras' chunked shuffle) is treated as a full shuffle.
+        self.shuffles = bool(shuffle)
+        self.seed = None
+
+    def fingerprint(self):
+        return {"batch size": self.batch_size, "samples": self.n,
+                "steps per epoch": self.steps}
+
+    def peek(self):
+        return self._batch(np.arange(min(self.batch_size, self.n)))
+
+    def _batch(self, index):
+        x, y, w = self.data
+        return (_take(x, index), _take(y, index), _take(w, index))
+
+    def order(self, epoch):
+        if not self.shuffles:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def batches(self, epoch, skip):
+        order = self.order(epoch)
+        bs = self.batch_size
+        for step in range(skip, self.steps):
+            yield step, self._batch(order[step * bs:(step + 1) * bs])
+
+
+class _StreamFeed:
+    """tf.data datasets, generators and PyDatasets: fed as they come."""
+
+    exact = False
+    shuffles = False
+    validation = None
+    batch_size = None
+
+    def __init__(self, x, steps_per_epoch):
+        self.source = x
+        self.steps = int(steps_per_epoch) if steps_per_epoch else None
+        self._peeked = None
+        self._iterator = None
+        self.seed = None
+        if not self.steps and hasattr(x, "__len__"):
+            try:
+                self.steps = len(x)
+            except TypeError:
+                self.steps = None
+
+    def fingerprint(self):
+        return {"steps per epoch": self.steps} if self.steps else {}
+
+    def _new_iterator(self):
+        src = self.source
+        if hasattr(src, "__getitem__") and hasattr(src, "__len__") and not hasattr(src, "element_spec"):
+            return (src[i] for i in range(len(src)))
+        return iter(src)
+
+    def peek(self):
+        if self._peeked is None:
+            self._iterator = self._new_iterator()
+            self._peeked = next(self._iterator)
+        return _as_batch(self._peeked)
+
+    def batches(self, epoch, skip):
+        # With steps_per_epoch an iterator runs across epochs (Keras' rule for
+        # generators); without it each epoch starts a fresh pass.
+        first = []
+        if self._peeked is not None:
+            first, self._peeked = [self._peeked], None
+        elif not (self.steps and self._iterator is not None):
+            self._iterator = self._new_iterator()
+        it = self._iterator
+        step = 0
+        while self.steps is None or step < self.steps:
+            if first:
+                batch = first.pop()
+            else:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+            if step >= skip:
+                yield step, _as_batch(batch)
+            step += 1
+
+
+def _as_batch(batch):
+    if isinstance(batch, (list, tuple)):
+        return tuple(batch)
+    return (batch,)

@@ -1,0 +1,840 @@
+"""Tests of the crash-safe checkpoint store (kerasbackup.store)."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import warnings
+import zlib
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from kerasbackup import store as kb
+from kerasbackup.store import (
+    BackupDirError,
+    BackupLockedError,
+    BackupWriteError,
+    CheckpointFallbackWarning,
+    CheckpointStore,
+    CorruptCheckpointError,
+    NoCheckpointError,
+    StaleLockWarning,
+    backup_info,
+)
+
+STORE_PY = os.path.abspath(kb.__file__)
+
+# Child processes load store.py by path: importing the kerasbackup package
+# would pull in Keras and take seconds instead of ~0.1 s.
+CHILD_PRELUDE = textwrap.dedent(f"""
+    import importlib.util, json, os, sys
+    import numpy as np
+    _spec = importlib.util.spec_from_file_location("kb_store", {STORE_PY!r})
+    store = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(store)
+""")
+
+
+def child_cmd(code, *args):
+    return [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code), *map(str, args)]
+
+
+def run_child(code, *args, prefix=(), timeout=60):
+    """Runs `code` in a fresh interpreter; returns the JSON it prints last."""
+    proc = subprocess.run(list(prefix) + child_cmd(code, *args),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class Holder:
+    """A child process that opens a store on `backup_dir` and keeps it open."""
+
+    CODE = """
+        st = store.CheckpointStore(sys.argv[1], keep=1).open()
+        if sys.argv[2] == "save":
+            st.save({"w": np.arange(1000.0)}, {"epoch": 0}, 0, 0)
+            st.save({"w": np.arange(1000.0) + 1}, {"epoch": 1}, 1, 0)
+        print("ready", flush=True)
+        sys.stdin.read()   # hold the lock until the parent closes stdin
+        st.close()
+    """
+
+    def __init__(self, backup_dir, action="none"):
+        self.proc = subprocess.Popen(
+            child_cmd(self.CODE, backup_dir, action),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+        self.pid = self.proc.pid
+
+    def release(self):
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=30) == 0
+
+    def kill(self, reap=True):
+        self.proc.kill()
+        if reap:
+            self.proc.wait(timeout=30)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def sample_arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    f32 = rng.standard_normal((64, 33)).astype(np.float32)
+    f32[0, 0], f32[0, 1], f32[0, 2] = np.nan, -0.0, np.inf
+    return {
+        "f32": f32,
+        "f64": rng.standard_normal(1000),
+        "f16": rng.standard_normal(7).astype(np.float16),
+        "i64": rng.integers(-2**62, 2**62, size=(3, 4, 5), dtype=np.int64),
+        "u32": rng.integers(0, 2**32, size=17, dtype=np.uint32),
+        "i8": np.array([-128, 0, 127], dtype=np.int8),
+        "bool": rng.random((5, 5)) > 0.5,
+        "c128": rng.standard_normal(4) + 1j * rng.standard_normal(4),
+        "big_endian": np.arange(6, dtype=">i4").reshape(2, 3),
+        "scalar0d": np.array(3.25, dtype=np.float64),
+        "int0d": np.array(7, dtype=np.int64),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "empty1": np.array([], dtype=np.uint8),
+        "transposed": np.arange(12, dtype=np.float64).reshape(3, 4).T,
+        "strided": np.arange(20, dtype=np.int32)[::3],
+    }
+
+
+def assert_bit_exact(expected, got):
+    assert list(got) == list(expected)
+    for name, a in expected.items():
+        b = got[name]
+        assert b.dtype == a.dtype, name
+        assert b.shape == a.shape, name
+        assert np.ascontiguousarray(a).tobytes() == b.tobytes(), name
+
+
+def ckpt_names(d):
+    return sorted(n for n in os.listdir(d) if n.startswith("ckpt-"))
+
+
+# ---------------------------------------------------------------- basics
+
+
+def test_round_trip_bit_exact(tmp_path):
+    d = tmp_path / "backup"
+    arrays = sample_arrays()
+    meta = {"epoch": 3, "history": {"loss": [1.5, float("nan")]},
+            "rng": [1, 2, 3], "np_scalar": np.int64(5), "nested": {"a": None}}
+    with CheckpointStore(d) as st:
+        assert st.load() is None
+        info = st.save(arrays, meta, epoch=3, batch=17)
+        assert info["epoch"] == 3 and info["batch"] == 17 and info["seq"] == 1
+        assert info["verified"] is True and info["problem"] is None
+        got, got_meta, got_info = st.load()
+    assert_bit_exact(arrays, got)
+    assert got["scalar0d"].ndim == 0 and got["int0d"].ndim == 0
+    assert got_meta["epoch"] == 3 and got_meta["np_scalar"] == 5
+    assert got_meta["history"]["loss"][0] == 1.5
+    assert np.isnan(got_meta["history"]["loss"][1])
+    assert got_info["path"] == info["path"] and got_info["verified"] is True
+    # A new store object (as after a restart) reads the same.
+    with CheckpointStore(d) as st:
+        got2, _, _ = st.load(required=True)
+    assert_bit_exact(arrays, got2)
+
+
+def test_loaded_arrays_are_writable_and_independent(tmp_path):
+    src = {"w": np.arange(10.0)}
+    with CheckpointStore(tmp_path / "b") as st:
+        st.save(src, {}, 0, 0)
+        got, _, _ = st.load()
+    got["w"][0] = 99
+    assert src["w"][0] == 0 and got["w"].flags.writeable
+
+
+def test_manifest_contents(tmp_path):
+    d = tmp_path / "b"
+    arrays = {"a": np.arange(100, dtype=np.float32), "b": np.ones((2, 2), bool)}
+    with CheckpointStore(d) as st:
+        info = st.save(arrays, {"k": "v"}, epoch=4, batch=9)
+    ck = info["path"]
+    assert os.path.basename(ck) == "ckpt-0000000001"
+    assert sorted(os.listdir(ck)) == ["arrays.bin", "manifest.json", "state.json"]
+    with open(os.path.join(ck, "manifest.json")) as f:
+        m = json.load(f)
+    assert m["format_version"] == kb.FORMAT_VERSION == 1
+    assert m["epoch"] == 4 and m["batch"] == 9 and m["seq"] == 1
+    created = datetime.strptime(m["created"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert abs((datetime.utcnow() - created).total_seconds()) < 60
+    assert set(m["files"]) == {"arrays.bin", "state.json"}
+    for name, entry in m["files"].items():
+        with open(os.path.join(ck, name), "rb") as f:
+            data = f.read()
+        assert entry["size"] == len(data)
+        assert entry["crc32"] == f"{zlib.crc32(data):08x}"
+    # The data file is exactly the arrays' bytes, back to back.
+    with open(os.path.join(ck, "arrays.bin"), "rb") as f:
+        assert f.read() == arrays["a"].tobytes() + arrays["b"].tobytes()
+    with open(os.path.join(ck, "state.json")) as f:
+        state = json.load(f)
+    assert state["meta"] == {"k": "v"}
+    assert [(e["name"], e["dtype"], e["shape"], e["offset"]) for e in state["arrays"]] == [
+        ("a", "<f4", [100], 0), ("b", "|b1", [2, 2], 400)]
+    assert info["size_bytes"] == sum(os.path.getsize(os.path.join(ck, n))
+                                     for n in os.listdir(ck))
+    assert os.path.isfile(d / ".kerasbackup")
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_keep_limits_checkpoint_count(tmp_path, keep):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=keep) as st:
+        for epoch in range(5):
+            st.save({"x": np.full(10, epoch)}, {"epoch": epoch}, epoch, 0)
+            assert len(ckpt_names(d)) == min(epoch + 1, keep)
+        got, meta, info = st.load()
+        assert meta["epoch"] == 4 and info["seq"] == 5
+        assert [c["seq"] for c in st.checkpoints()] == list(range(6 - keep, 6))
+    assert ckpt_names(d) == [f"ckpt-{s:010d}" for s in range(6 - keep, 6)]
+    assert not [n for n in os.listdir(d) if n.startswith((".staging", ".trash"))]
+
+
+def test_seq_continues_after_reopen(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=1) as st:
+        st.save({"x": np.zeros(1)}, {}, 0, 0)
+        st.save({"x": np.zeros(1)}, {}, 1, 0)
+    with CheckpointStore(d, keep=1) as st:
+        assert st.save({"x": np.zeros(1)}, {}, 2, 0)["seq"] == 3
+
+
+def test_load_without_checkpoint(tmp_path):
+    with CheckpointStore(tmp_path / "b") as st:
+        assert st.load() is None
+        assert st.latest is None and st.checkpoints() == []
+        with pytest.raises(NoCheckpointError) as ei:
+            st.load(required=True)
+        assert str(tmp_path / "b") in str(ei.value)
+
+
+def test_checkpoints_and_backup_info(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        st.save({"x": np.zeros(10)}, {}, 1, 5)
+        st.save({"x": np.zeros(20)}, {}, 2, 0)
+        infos = st.checkpoints()
+        latest = st.latest
+    assert [(i["seq"], i["epoch"], i["batch"]) for i in infos] == [(1, 1, 5), (2, 2, 0)]
+    for i in infos:
+        assert set(i) == {"path", "seq", "epoch", "batch", "created",
+                          "size_bytes", "verified", "problem"}
+        assert i["verified"] is True and i["problem"] is None
+        assert i["size_bytes"] > 0 and i["created"].endswith("Z")
+    assert backup_info(d) == infos
+    assert latest["seq"] == 2 and latest["verified"] is None  # checksums not read
+    assert [i["verified"] for i in backup_info(d, verify=False)] == [None, None]
+    assert backup_info(tmp_path / "nonexistent") == []
+
+
+def test_bad_input_fails_before_touching_disk(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d) as st:
+        st.save({"x": np.ones(3)}, {"epoch": 0}, 0, 0)
+        with pytest.raises(TypeError):
+            st.save({"x": np.array([object()])}, {}, 1, 0)
+        with pytest.raises(TypeError):
+            st.save({"x": np.ones(3)}, {"bad": object()}, 1, 0)
+        with pytest.raises(TypeError):
+            st.save({1: np.ones(3)}, {}, 1, 0)
+        assert sorted(os.listdir(d)) == [".kerasbackup", ".lock", "ckpt-0000000001"]
+        assert st.load()[1] == {"epoch": 0}
+
+
+def test_save_from_background_threads(tmp_path):
+    d = tmp_path / "b"
+    results, errors = [], []
+    with CheckpointStore(d, keep=2) as st:
+        def work(i):
+            try:
+                results.append(st.save({"x": np.full(200_000, i)}, {"i": i}, i, 0))
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert sorted(r["seq"] for r in results) == list(range(1, 7))
+        arrays, meta, info = st.load()
+        assert info["seq"] == 6 and (arrays["x"] == meta["i"]).all()
+    assert len(ckpt_names(d)) == 2
+
+
+def test_large_state_uses_threaded_checksum(tmp_path):
+    # Bigger than the chunk size and the threading threshold, so the
+    # helper-thread and multi-chunk paths of save, load and verify run.
+    big = np.random.default_rng(1).standard_normal(5_000_000)  # 40 MB
+    arrays = {"big": big, "small": np.arange(3)}
+    with CheckpointStore(tmp_path / "b") as st:
+        info = st.save(arrays, {}, 0, 0)
+        got, _, _ = st.load()
+        assert st.checkpoints()[0]["verified"] is True
+    assert_bit_exact(arrays, got)
+    with open(os.path.join(info["path"], "arrays.bin"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(info["path"], "manifest.json")) as f:
+        assert json.load(f)["files"]["arrays.bin"]["crc32"] == f"{zlib.crc32(data):08x}"
+    # A flipped byte in the last chunk is still found by the streaming verify.
+    with open(os.path.join(info["path"], "arrays.bin"), "r+b") as f:
+        f.seek(len(data) - 5)
+        f.write(bytes([data[-5] ^ 1]))
+    assert backup_info(tmp_path / "b")[0]["problem"].startswith(
+        "arrays.bin: checksum mismatch")
+
+
+# ------------------------------------------------------------ corruption
+
+
+def _truncate(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def _flip(path, offset=None):
+    with open(path, "r+b") as f:
+        data = f.read()
+        pos = len(data) // 2 if offset is None else offset
+        f.seek(pos)
+        f.write(bytes([data[pos] ^ 0xFF]))
+
+
+def _flip_manifest_digit(path):
+    # Change a digit of the creation time: still valid JSON, so only the
+    # manifest's own checksum can notice.
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = data.index(b'"created": "') + len(b'"created": "') + 3
+    digit = data[pos:pos + 1]
+    assert digit.isdigit()
+    new = b"7" if digit != b"7" else b"3"
+    with open(path, "wb") as f:
+        f.write(data[:pos] + new + data[pos + 1:])
+
+
+def _empty(path):
+    open(path, "wb").close()
+
+
+def _grow(path):
+    with open(path, "ab") as f:
+        f.write(b"\0")
+
+
+def _unknown_version(path):
+    with open(path) as f:
+        m = json.load(f)
+    m["format_version"] = 99
+    with open(path, "w") as f:
+        json.dump(m, f)
+
+
+CORRUPTIONS = [
+    # (file, damage, expected kind, text expected in the detail)
+    ("arrays.bin", _truncate, "truncated", "file has"),
+    ("state.json", _truncate, "truncated", "file has"),
+    ("manifest.json", _truncate, "manifest unreadable", "invalid JSON"),
+    ("arrays.bin", _flip, "checksum mismatch", "crc32"),
+    ("state.json", _flip, "checksum mismatch", "crc32"),
+    ("manifest.json", _flip_manifest_digit, "checksum mismatch", "manifest crc32"),
+    ("arrays.bin", _empty, "truncated", "file has 0"),
+    ("state.json", _empty, "truncated", "file has 0"),
+    ("manifest.json", _empty, "manifest unreadable", "empty"),
+    ("arrays.bin", _grow, "size mismatch", "file has"),
+    ("state.json", _grow, "size mismatch", "file has"),
+    ("arrays.bin", os.unlink, "missing", "does not exist"),
+    ("state.json", os.unlink, "missing", "does not exist"),
+    ("manifest.json", os.unlink, "manifest unreadable", "missing"),
+    ("manifest.json", _unknown_version, "unknown format version 99", "reads format version 1"),
+]
+
+
+def _snapshot(d):
+    out = {}
+    for root, _, files in os.walk(d):
+        for name in files:
+            p = os.path.join(root, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, d)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("fname,damage,kind,detail", CORRUPTIONS,
+                         ids=[f"{c[0]}-{c[1].__name__}" for c in CORRUPTIONS])
+def test_corruption_detected_with_own_message(tmp_path, fname, damage, kind, detail):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=1) as st:
+        st.save(sample_arrays(), {"epoch": 0}, 0, 0)
+        info = st.save(sample_arrays(1), {"epoch": 1}, 1, 0)
+        assert len(ckpt_names(d)) == 1  # keep=1: nothing to fall back to
+        damage(os.path.join(info["path"], fname))
+        before = _snapshot(d)
+        with pytest.raises(CorruptCheckpointError) as ei:
+            st.load()
+        err = ei.value
+        msg = str(err)
+        assert info["path"] in msg and fname in msg and kind in msg, msg
+        assert err.backup_dir == str(d)
+        assert err.problems[0] == {"checkpoint": info["path"], "file": fname,
+                                   "kind": kind, "detail": err.problems[0]["detail"]}
+        assert detail in err.problems[0]["detail"], err.problems[0]
+        # Nothing was deleted or repaired: the evidence stays.
+        assert _snapshot(d) == before
+        listed = st.checkpoints()
+        assert len(listed) == 1 and listed[0]["verified"] is False
+        assert listed[0]["problem"].startswith(f"{fname}: {kind}")
+        # Also with required=True it is a corruption, not "no checkpoint".
+        with pytest.raises(CorruptCheckpointError):
+            st.load(required=True)
+
+
+def test_corruption_kinds_are_distinct():
+    kinds = {(c[2], c[3]) for c in CORRUPTIONS}
+    assert {k for k, _ in kinds} == {
+        "truncated", "manifest unreadable", "checksum mismatch", "size mismatch",
+        "missing", "unknown format version 99"}
+
+
+def test_fallback_to_older_checkpoint_with_keep2(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        st.save({"x": np.full(1000, 1.0)}, {"epoch": 1}, 1, 0)
+        newest = st.save({"x": np.full(1000, 2.0)}, {"epoch": 2}, 2, 0)
+        _flip(os.path.join(newest["path"], "arrays.bin"))
+        with pytest.warns(CheckpointFallbackWarning) as rec:
+            arrays, meta, info = st.load()
+        assert meta == {"epoch": 1} and (arrays["x"] == 1.0).all()
+        assert info["seq"] == 1 and info["verified"] is True
+        msg = str(rec[0].message)
+        assert newest["path"] in msg and "arrays.bin" in msg
+        assert "checksum mismatch" in msg and "ckpt-0000000001" in msg
+        assert os.path.isdir(newest["path"])  # left for inspection
+        assert [c["verified"] for c in st.checkpoints()] == [True, False]
+
+
+def test_fallback_when_newest_manifest_missing(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        st.save({"x": np.zeros(3)}, {"epoch": 1}, 1, 0)
+        newest = st.save({"x": np.ones(3)}, {"epoch": 2}, 2, 0)
+        os.unlink(os.path.join(newest["path"], "manifest.json"))
+        with pytest.warns(CheckpointFallbackWarning, match="manifest unreadable"):
+            assert st.load()[1] == {"epoch": 1}
+
+
+def test_all_checkpoints_corrupt_with_keep2(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        a = st.save({"x": np.zeros(3)}, {}, 1, 0)
+        b = st.save({"x": np.ones(3)}, {}, 2, 0)
+        _truncate(os.path.join(a["path"], "arrays.bin"))
+        _flip(os.path.join(b["path"], "state.json"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback warning: nothing to fall back to
+            with pytest.raises(CorruptCheckpointError) as ei:
+                st.load()
+    assert [(p["checkpoint"], p["file"], p["kind"]) for p in ei.value.problems] == [
+        (b["path"], "state.json", "checksum mismatch"),
+        (a["path"], "arrays.bin", "truncated")]
+    assert a["path"] in str(ei.value) and b["path"] in str(ei.value)
+
+
+# ---------------------------------------------------------------- locking
+
+
+def _holder_record(d):
+    with open(os.path.join(d, ".lock")) as f:
+        return json.load(f)
+
+
+def test_second_store_in_same_process_is_refused(tmp_path):
+    d = tmp_path / "b"
+    first = CheckpointStore(d).open()
+    rec = _holder_record(d)
+    assert rec["pid"] == os.getpid() and rec["host"] == socket.gethostname()
+    second = CheckpointStore(d)
+    with pytest.raises(BackupLockedError) as ei:
+        second.open()
+    msg = str(ei.value)
+    assert str(os.getpid()) in msg and socket.gethostname() in msg
+    assert rec["started"] in msg and "this process" in msg
+    assert ei.value.holder == rec
+    assert not second.is_open
+    with pytest.raises(BackupLockedError):
+        second.save({"x": np.zeros(1)}, {}, 0, 0)  # save() opens on demand
+    first.close()
+    first.close()  # idempotent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean close leaves no stale record
+        second.open()
+    second.close()
+
+
+def test_lock_held_by_live_process_is_refused(tmp_path):
+    d = tmp_path / "b"
+    holder = Holder(d)
+    try:
+        rec = _holder_record(d)
+        assert rec["pid"] == holder.pid
+        with pytest.raises(BackupLockedError) as ei:
+            CheckpointStore(d).open()
+        msg = str(ei.value)
+        assert f"pid {holder.pid}" in msg and socket.gethostname() in msg
+        assert rec["started"] in msg and "another process" in msg
+        assert ei.value.holder["pid"] == holder.pid
+        holder.release()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            CheckpointStore(d).open().close()
+    finally:
+        holder.cleanup()
+
+
+@pytest.mark.parametrize("reap", [True, False], ids=["reaped", "zombie"])
+def test_dead_holder_lock_is_taken_over(tmp_path, reap):
+    d = tmp_path / "b"
+    holder = Holder(d)
+    try:
+        holder.kill(reap=reap)
+        if not reap:
+            # The lock is released before the process turns into a zombie;
+            # wait for the zombie state so the test is deterministic.
+            for _ in range(500):
+                with open(f"/proc/{holder.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+                time.sleep(0.01)
+        with pytest.warns(StaleLockWarning) as rec:
+            st = CheckpointStore(d).open()
+        assert str(holder.pid) in str(rec[0].message)
+        assert _holder_record(d)["pid"] == os.getpid()
+        st.close()
+    finally:
+        holder.cleanup()
+
+
+def test_backup_info_while_another_process_holds_the_lock(tmp_path):
+    d = tmp_path / "b"
+    holder = Holder(d, action="save")
+    try:
+        infos = backup_info(d)
+        assert [(i["seq"], i["epoch"], i["verified"]) for i in infos] == [(2, 1, True)]
+        assert CheckpointStore(d).checkpoints() == infos  # no lock needed
+        with pytest.raises(BackupLockedError):
+            CheckpointStore(d).open()
+        assert _holder_record(d)["pid"] == holder.pid  # untouched by readers
+    finally:
+        holder.cleanup()
+
+
+# -------------------------------------------------------- directory checks
+
+
+def test_foreign_non_empty_dir_is_refused(tmp_path):
+    d = tmp_path / "mydata"
+    d.mkdir()
+    (d / "results.csv").write_text("1,2,3\n")
+    with pytest.raises(BackupDirError) as ei:
+        CheckpointStore(d).open()
+    msg = str(ei.value)
+    assert str(d) in msg and ".kerasbackup" in msg and "results.csv" in msg
+    assert os.listdir(d) == ["results.csv"]  # not even a lock file added
+    with pytest.raises(BackupDirError):
+        CheckpointStore(d).delete()
+    assert os.listdir(d) == ["results.csv"]
+
+
+def test_empty_and_missing_dirs_are_adopted(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "a" / "b" / "c"
+    for d in (empty, missing):
+        with CheckpointStore(d) as st:
+            st.save({"x": np.zeros(2)}, {}, 0, 0)
+        assert (d / ".kerasbackup").is_file()
+        with CheckpointStore(d) as st:  # the marker makes it ours now
+            assert st.load() is not None
+
+
+def test_backup_dir_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(BackupDirError) as ei:
+        CheckpointStore(f).open()
+    msg = str(ei.value)
+    assert str(f) in msg and "Not a directory" in msg and "ENOTDIR" in msg
+    assert isinstance(ei.value.os_error, OSError)
+    # A path below a file fails at creation, again naming it and the error.
+    with pytest.raises(BackupDirError) as ei:
+        CheckpointStore(f / "sub").open()
+    assert str(f / "sub") in str(ei.value) and "ENOTDIR" in str(ei.value)
+    assert f.read_text() == "x"
+
+
+def test_open_removes_leftover_staging_and_trash(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=1) as st:
+        info = st.save({"x": np.arange(5)}, {"epoch": 0}, 0, 0)
+    for name in (".staging-99999-deadbeef", ".trash-99999-cafe-ckpt-0000000000"):
+        (d / name).mkdir()
+        (d / name / "arrays.bin").write_bytes(b"partial")
+    (d / ".staging-12345-0000").write_bytes(b"stray file")
+    # A reader without the lock never cleans up.
+    assert len(backup_info(d)) == 1
+    assert (d / ".staging-99999-deadbeef").exists()
+    with CheckpointStore(d) as st:
+        assert sorted(os.listdir(d)) == [".kerasbackup", ".lock", "ckpt-0000000001"]
+        assert st.load()[2]["path"] == info["path"]
+
+
+def test_delete_keeps_user_files(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        st.save({"x": np.zeros(3)}, {}, 0, 0)
+        st.save({"x": np.zeros(3)}, {}, 1, 0)
+    (d / ".staging-1-ab").mkdir()
+    (d / "notes.txt").write_text("mine")
+    (d / "plots").mkdir()
+    (d / "plots" / "loss.png").write_bytes(b"png")
+    st = CheckpointStore(d)
+    st.delete()
+    assert not st.is_open
+    assert sorted(os.listdir(d)) == ["notes.txt", "plots"]
+    assert (d / "plots" / "loss.png").read_bytes() == b"png"
+
+
+def test_delete_removes_own_dir(tmp_path):
+    d = tmp_path / "b"
+    st = CheckpointStore(d, keep=2).open()
+    st.save({"x": np.zeros(3)}, {}, 0, 0)
+    st.delete()
+    assert not d.exists()
+    st.delete()  # no-op on a missing dir
+    holder = Holder(d)
+    try:
+        with pytest.raises(BackupLockedError):
+            CheckpointStore(d).delete()  # refused while in use
+        assert sorted(os.listdir(d)) == [".kerasbackup", ".lock"]
+    finally:
+        holder.cleanup()
+
+
+# ---------------------------------------------------------- write failures
+
+
+def _assert_intact(d, epoch):
+    """The failed save left the previous checkpoint loadable and no staging."""
+    names = os.listdir(d)
+    assert not [n for n in names if n.startswith((".staging", ".trash"))], names
+    with CheckpointStore(d) as st:
+        arrays, meta, info = st.load()
+    assert meta["epoch"] == epoch and (arrays["x"] == epoch).all()
+    assert len(ckpt_names(d)) == 1
+
+
+FAILING_SAVE = """
+    import resource, signal
+    d, mode = sys.argv[1], sys.argv[2]
+    st = store.CheckpointStore(d, keep=1).open()
+    st.save({"x": np.full(1000, 0.0)}, {"epoch": 0}, 0, 0)
+    if mode == "fsize":
+        # Writes beyond the limit fail with EFBIG instead of killing us.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    elif mode == "setuid":
+        os.setgid(65534)
+        os.setuid(65534)
+    elif mode == "remount_ro":
+        import subprocess
+        subprocess.run(["mount", "--bind", d, d], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", d, d], check=True)
+    out = {}
+    try:
+        st.save({"x": np.full(1_000_000, 1.0)}, {"epoch": 1}, 1, 0)
+    except store.BackupWriteError as e:
+        out = {"message": str(e), "errno": e.os_error.errno,
+               "backup_dir": e.backup_dir}
+    out["listing"] = sorted(os.listdir(d))
+    loaded = st.load()
+    out["loaded_epoch"] = loaded[1]["epoch"]
+    st.close()
+    print(json.dumps(out))
+"""
+
+
+def _check_write_error(out, d, errno_value):
+    name = errno.errorcode[errno_value]
+    assert "message" in out, out
+    assert out["errno"] == errno_value, out
+    assert str(d) in out["message"] and name in out["message"], out
+    assert os.strerror(errno_value) in out["message"], out
+    assert out["backup_dir"] == str(d)
+    assert out["listing"] == [".kerasbackup", ".lock", "ckpt-0000000001"], out
+    assert out["loaded_epoch"] == 0
+
+
+def test_disk_full_via_rlimit_fsize(tmp_path):
+    d = tmp_path / "b"
+    out = run_child(FAILING_SAVE, d, "fsize")
+    _check_write_error(out, d, errno.EFBIG)
+    _assert_intact(d, 0)
+
+
+def test_disk_full_in_process(tmp_path, monkeypatch):
+    # ENOSPC in the middle of the data file, after some bytes were written.
+    d = tmp_path / "b"
+    with CheckpointStore(d) as st:
+        st.save({"x": np.full(10, 0.0)}, {"epoch": 0}, 0, 0)
+        real = kb._write_all
+
+        def failing(fd, mv):
+            real(fd, mv[: len(mv) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(kb, "_write_all", failing)
+        with pytest.raises(BackupWriteError) as ei:
+            st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
+        monkeypatch.setattr(kb, "_write_all", real)
+    msg = str(ei.value)
+    assert str(d) in msg and "No space left on device" in msg and "ENOSPC" in msg
+    assert ei.value.os_error.errno == errno.ENOSPC
+    _assert_intact(d, 0)
+
+
+def test_failure_at_publish_rename(tmp_path, monkeypatch):
+    d = tmp_path / "b"
+    with CheckpointStore(d) as st:
+        st.save({"x": np.full(10, 0.0)}, {"epoch": 0}, 0, 0)
+
+        def failing_rename(src, dst):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), src)
+        monkeypatch.setattr(kb.os, "rename", failing_rename)
+        with pytest.raises(BackupWriteError, match="EIO"):
+            st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
+        monkeypatch.undo()
+    _assert_intact(d, 0)
+
+
+def _can_drop_privileges():
+    return os.geteuid() == 0 and hasattr(os, "setuid")
+
+
+def test_permission_denied(tmp_path):
+    if os.geteuid() != 0:
+        # Unprivileged: a read-only directory really stops writes.
+        d = tmp_path / "b"
+        with CheckpointStore(d) as st:
+            st.save({"x": np.full(10, 0.0)}, {"epoch": 0}, 0, 0)
+            os.chmod(d, 0o555)
+            try:
+                with pytest.raises(BackupWriteError) as ei:
+                    st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
+            finally:
+                os.chmod(d, 0o755)
+        msg = str(ei.value)
+        assert str(d) in msg and "EACCES" in msg and "Permission denied" in msg
+        _assert_intact(d, 0)
+        return
+    # As root chmod does not stop writes, so the child opens the store, then
+    # drops to uid 65534, which owns the directory but lacks write permission.
+    # The tree lives under a world-traversable /tmp dir (pytest's tmp dirs are
+    # 0700, which would fail for a different reason).
+    top = tempfile.mkdtemp(prefix="kb-perm-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        d = os.path.join(top, "b")
+        CheckpointStore(d).open().close()
+        os.chown(d, 65534, 65534)
+        os.chmod(d, 0o555)
+        # The lock and first checkpoint are written as root before the drop.
+        out = run_child(FAILING_SAVE, d, "setuid")
+        _check_write_error(out, d, errno.EACCES)
+        os.chmod(d, 0o755)
+        _assert_intact(d, 0)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _mount_namespace_reason():
+    """None if `unshare -m` + mount work here, else why not."""
+    if not shutil.which("unshare") or not shutil.which("mount"):
+        return "unshare/mount not installed"
+    try:
+        p = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d; "
+             "s=$?; rmdir $d; exit $s"],
+            capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare failed: {e}"
+    if p.returncode != 0:
+        return f"cannot mount in a private mount namespace: {p.stderr.strip()}"
+    return None
+
+
+def test_read_only_filesystem(tmp_path):
+    reason = _mount_namespace_reason()
+    if reason:
+        pytest.skip(f"read-only FS needs a private mount namespace: {reason}")
+    d = tmp_path / "b"
+    # The child bind-mounts backup_dir read-only in its own mount namespace,
+    # after it has taken the lock and saved once.
+    out = run_child(FAILING_SAVE, d, "remount_ro",
+                    prefix=["unshare", "-m", "--propagation", "private"])
+    _check_write_error(out, d, errno.EROFS)
+    _assert_intact(d, 0)
+
+
+REAL_DISK_FULL = """
+    import subprocess
+    d = sys.argv[1]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", d], check=True)
+    st = store.CheckpointStore(d, keep=1).open()
+    st.save({"x": np.full(1000, 0.0)}, {"epoch": 0}, 0, 0)
+    out = {}
+    try:
+        st.save({"x": np.full(1_000_000, 1.0)}, {"epoch": 1}, 1, 0)  # 8 MB
+    except store.BackupWriteError as e:
+        out = {"message": str(e), "errno": e.os_error.errno, "backup_dir": e.backup_dir}
+    out["listing"] = sorted(os.listdir(d))
+    out["loaded_epoch"] = st.load()[1]["epoch"]
+    # After the failure there is room again for a small save.
+    out["next"] = st.save({"x": np.full(1000, 2.0)}, {"epoch": 2}, 2, 0)["seq"]
+    st.close()
+    print(json.dumps(out))
+"""
+
+
+def test_disk_full_on_small_tmpfs(tmp_path):
+    reason = _mount_namespace_reason()
+    if reason:
+        pytest.skip(f"a small tmpfs needs a private mount namespace: {reason}")
+    d = tmp_path / "b"
+    d.mkdir()
+    out = run_child(REAL_DISK_FULL, d,
+                    prefix=["unshare", "-m", "--propagation", "private"])
+    _check_write_error(out, d, errno.ENOSPC)
+    assert out["next"] == 2

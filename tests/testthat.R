@@ -1,0 +1,4 @@
+library(testthat)
+library(kerasbackup)
+
+test_check("kerasbackup")
