@@ -204,9 +204,7 @@ backup_info <- function(backup_dir) {
     abort_invalid_arg("backup_dir", backup_dir,
                       "a single non-empty string (a directory path)")
   }
-  rows <- with_py_errors(
-    reticulate::py_to_r(py_kb()$backup_info(path.expand(backup_dir)))
-  )
+  rows <- with_py_errors(py_kb()$backup_info(path.expand(backup_dir)))
   field <- function(name, na, convert) {
     vapply(rows, function(r) {
       v <- r[[name]]

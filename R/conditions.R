@@ -29,20 +29,30 @@ as_py_condition <- function(e, call = NULL) {
   if (inherits(e, "kerasbackup_error") && !inherits(e, "Rcpp::exception")) {
     return(e)
   }
-  exc <- NULL
   if (inherits(e, "python.builtin.BaseException")) {
+    # Newer reticulate: the condition is the Python exception itself.
     exc <- e
-    py_classes <- grep("^python\\.|\\.", class(e), value = TRUE)
-    py_classes <- setdiff(py_classes, c("error", "condition"))
-  } else {
+    py_classes <- tryCatch(
+      unlist(py_bridge()$exception_classes(exc)),
+      error = function(err) setdiff(class(e), c("error", "condition"))
+    )
+  } else if (inherits(e, "Rcpp::exception")) {
+    # reticulate 1.28: a bare Rcpp::exception; the exception object is kept
+    # on py_last_error(). Check it is this error, not an older one.
     last <- tryCatch(reticulate::py_last_error(), error = function(err) NULL)
+    head <- sub(":.*$", "", conditionMessage(e))
+    if (is.null(last) || !(head == last$type || endsWith(head, paste0(".", last$type)))) {
+      return(e)
+    }
     exc <- attr(last, "exception", exact = TRUE)
-    if (is.null(last)) return(e)
     py_classes <- if (!is.null(exc)) {
       unlist(py_bridge()$exception_classes(exc))
     } else {
-      paste0("python.builtin.", last$type)
+      paste0("python.builtin.", c(last$type, "Exception", "BaseException",
+                                  "object"))
     }
+  } else {
+    return(e)
   }
   type <- sub("^.*\\.", "", py_classes[[1]])
   msg <- if (!is.null(exc)) {
@@ -108,6 +118,22 @@ is_whole_number <- function(x, min = 1) {
 
 #' @export
 `[[.kerasbackup_python_error` <- function(x, i, ...) .subset2(x, i)
+
+#' @export
+`$<-.kerasbackup_python_error` <- function(x, name, value) {
+  cls <- class(x)
+  x <- unclass(x)
+  x[[name]] <- value
+  structure(x, class = cls)
+}
+
+#' @export
+`[[<-.kerasbackup_python_error` <- function(x, i, value) {
+  cls <- class(x)
+  x <- unclass(x)
+  x[[i]] <- value
+  structure(x, class = cls)
+}
 
 #' @export
 conditionMessage.kerasbackup_python_error <- function(c) .subset2(c, "message")

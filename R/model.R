@@ -218,23 +218,19 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
 #' w <- get_weights(model)
 #' set_weights(model, w)
 get_weights <- function(object) {
-  lapply(with_py_errors(object$get_weights()), reticulate::py_to_r)
+  with_py_errors(object$get_weights())
 }
 
 #' @rdname get_weights
 #' @export
 set_weights <- function(object, weights) {
-  np <- reticulate::import("numpy", convert = FALSE)
-  current <- reticulate::py_to_r(object$get_weights())
-  if (!is.list(weights) || length(weights) != length(current)) {
+  n <- length(object$weights)
+  if (!is.list(weights) || length(weights) != n) {
     abort_invalid_arg("weights", weights,
-                      sprintf("a list of %d arrays, as from get_weights()",
-                              length(current)))
+                      sprintf("a list of %d arrays, as from get_weights()", n))
   }
-  arrays <- Map(function(w, ref) {
-    np$asarray(w, dtype = ref$dtype)$reshape(reticulate::tuple(as.list(dim(ref))))
-  }, weights, lapply(object$get_weights(), identity))
-  with_py_errors(object$set_weights(arrays))
+  weights <- lapply(weights, function(w) if (is.null(dim(w))) array(w) else w)
+  with_py_errors(object$set_weights(weights))
   invisible(object)
 }
 

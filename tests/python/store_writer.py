@@ -11,7 +11,8 @@ RECORD_FILE and fsynced: every line there is a save that completed.
 Before each file-system step of the store the writer records the step's name
 in PHASE_FILE (no fsync needed: the page cache survives a killed process), so
 the test can show where its kills landed. With JITTER=1 it also sleeps a
-random 0-3 ms at those steps, widening the windows between them.
+random 0-3 ms (up to 15 ms at renames) at those steps, widening the windows
+between them.
 """
 
 import importlib.util
@@ -66,10 +67,14 @@ class _Phases:
         self.jitter = jitter
         self.rng = rng
 
+    # Steps that take microseconds get longer pauses, or kills would hardly
+    # ever land next to them.
+    LONGER = {"publish-rename": 0.015, "trash-rename": 0.015, "fsync-dir": 0.01}
+
     def set(self, name):
         os.pwrite(self.fd, name.encode().ljust(32), 0)
         if self.jitter and self.rng.random() < 0.7:
-            time.sleep(self.rng.uniform(0, 0.003))
+            time.sleep(self.rng.uniform(0, self.LONGER.get(name, 0.003)))
 
     def wrap(self, namer, func):
         def wrapper(*args, **kwargs):

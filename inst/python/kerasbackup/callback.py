@@ -171,6 +171,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._warned = set()
         self._saver = None
         self._save_error = None
+        self._pending_save = None
+        self._epoch_logs = None
+        self._unsettled = False
         self.saves = 0
 
     def _warn_once(self, key, message):
@@ -200,41 +203,53 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._watcher = PreemptionWatcher(self.preemption_signals)
             self._watcher.install()
 
+    # Saves and preemption stops are taken at the NEXT hook, once every
+    # other callback has finished the batch or epoch: their state and the
+    # logs they add (e.g. ReduceLROnPlateau's learning_rate) are then final.
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._apply_pending()
+        self._settle()
         if epoch != self._epoch:
             self._batches_in_epoch = 0
         self._epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._pending_callbacks is not None or self._pending_history:
-            self._apply_pending()
+        if self._unsettled:
+            self._settle()
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches_in_epoch = batch + 1
-        if self._save_error is not None:
-            self._raise_save_error()
         if type(self.save_freq) is int:
             self._batches_since_save += 1
             if self._batches_since_save >= self.save_freq:
                 self._batches_since_save = 0
-                self._save(self._epoch, batch + 1, include_metrics=True)
-        if self._watcher is not None and self._watcher.requested:
-            self._preempt()
+                self._pending_save = (self._epoch, batch + 1, True)
+                self._unsettled = True
+        if self._save_error is not None or (
+            self._watcher is not None and self._watcher.requested
+        ):
+            self._unsettled = True
+
+    def on_test_begin(self, logs=None):
+        # fit()'s validation is about to reset the metrics: a save due after
+        # the epoch's last batch must capture them first.
+        if self._unsettled:
+            self._settle()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._history_epochs.append(epoch)
-        for key, value in (logs or {}).items():
-            self._history.setdefault(key, []).append(_to_float(value))
+        self._settle()  # a save due after the epoch's last batch
+        self._epoch_logs = (epoch, logs if logs is not None else {})
         self._epoch = epoch + 1
         self._batches_in_epoch = 0
         if self.save_freq == "epoch":
-            self._save(epoch + 1, 0, include_metrics=False)
-        if self._watcher is not None and self._watcher.requested:
-            self._preempt()
+            self._pending_save = (epoch + 1, 0, False)
+        self._unsettled = True
 
     def on_train_end(self, logs=None):
         try:
+            if self.delete_checkpoint:
+                self._pending_save = None  # about to be deleted anyway
+            self._settle(preempt=False)
             self._wait_for_save()
             if self._save_error is not None:
                 self._raise_save_error()
@@ -245,6 +260,24 @@ class BackupAndRestore(keras.callbacks.Callback):
             if getattr(self.model, "_initial_epoch", None) is not None:
                 # The restored epoch belongs to this fit() only.
                 self.model._initial_epoch = None
+
+    def _settle(self, preempt=True):
+        """Runs what was left for the next hook: restores, history, saves."""
+        self._unsettled = False
+        self._apply_pending()
+        if self._epoch_logs is not None:
+            epoch, logs = self._epoch_logs
+            self._epoch_logs = None
+            self._history_epochs.append(epoch)
+            for key, value in logs.items():
+                self._history.setdefault(key, []).append(_to_float(value))
+        if self._save_error is not None:
+            self._raise_save_error()
+        if self._pending_save is not None:
+            pending, self._pending_save = self._pending_save, None
+            self._save(*pending)
+        if preempt and self._watcher is not None and self._watcher.requested:
+            self._preempt()
 
     def abort(self):
         """Ends a fit() that raised: waits for the save in flight, unlocks."""

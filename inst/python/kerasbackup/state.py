@@ -279,11 +279,14 @@ def fingerprint(model, fit_info=None):
     }
     opt = getattr(model, "optimizer", None)
     if opt is not None:
+        # One item per setting, so a mismatch names just what changed.
+        items["optimizer"] = type(opt).__name__
         config = dict(opt.get_config())
         config.pop("name", None)
         if isinstance(config.get("learning_rate"), (int, float)):
             config.pop("learning_rate")
-        items["optimizer"] = f"{type(opt).__name__} {_canonical(config)}"
+        for key, value in config.items():
+            items[f"optimizer {key}"] = _canonical(_describe(value))
     items["loss"] = _canonical(_describe(getattr(model, "loss", None)))
     compiled = getattr(model, "_compile_config", None)
     metrics = None

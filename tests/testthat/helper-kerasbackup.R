@@ -1,0 +1,41 @@
+# Tests need Python with keras: a missing install is a failure, not a skip.
+require_python <- function() {
+  if (!kerasbackup:::python_ready()) {
+    stop("Python with keras is not available: run `make test` (or install_keras()).")
+  }
+}
+
+plain_message <- function(expr) {
+  withr::local_options(cli.unicode = FALSE, cli.num_colors = 1L)
+  err <- tryCatch(expr, error = function(e) e)
+  if (!inherits(err, "error")) stop("no error was raised")
+  list(class = class(err), message = conditionMessage(err), cnd = err)
+}
+
+# A small regression problem as R matrices, so R -> NumPy conversion is used.
+toy_data <- function(n = 40, p = 6, seed = 42) {
+  set.seed(seed)
+  x <- matrix(rnorm(n * p), n, p)
+  y <- matrix(x %*% seq_len(p) / p + rnorm(n, sd = 0.1), n, 1)
+  list(x = x, y = y)
+}
+
+toy_model <- function(seed = 1, dropout = TRUE, optimizer = NULL) {
+  set_random_seed(seed)
+  model <- keras_model_sequential(input_shape = 6) %>%
+    layer_dense(16, activation = "relu")
+  if (dropout) model <- model %>% layer_dropout(0.25)
+  model <- model %>% layer_dense(1)
+  optimizer <- optimizer %||% optimizer_adam(
+    learning_rate_schedule_exponential_decay(0.01, decay_steps = 5,
+                                             decay_rate = 0.9)
+  )
+  model %>% compile(optimizer = optimizer, loss = "mse", metrics = "mae")
+  model
+}
+
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
+optimizer_state <- function(model) {
+  lapply(model$optimizer$variables, function(v) v$numpy())
+}

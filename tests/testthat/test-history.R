@@ -1,0 +1,19 @@
+test_that("as.data.frame() gives one row per epoch and metric, NA-padded", {
+  h <- structure(
+    list(params = list(verbose = 0L, epochs = 4L, steps = 2L),
+         metrics = list(loss = c(3, 2, 1), mae = c(1.5, 1, 0.5),
+                        val_loss = c(4, 3, 2), val_mae = c(2, 1.5, 1))),
+    class = "keras_training_history"
+  )
+  df <- as.data.frame(h)
+  expect_identical(nrow(df), 16L)
+  expect_identical(names(df), c("epoch", "value", "metric", "data"))
+  loss <- df[df$metric == "loss" & df$data == "training", ]
+  expect_identical(loss$epoch, 1:4)
+  expect_identical(loss$value, c(3, 2, 1, NA))
+  expect_identical(levels(df$data), c("training", "validation"))
+  expect_output(print(h), "(3 of 4 epochs)", fixed = TRUE)
+  pdf(NULL)
+  on.exit(dev.off())
+  expect_identical(plot(h), h)
+})

@@ -1,0 +1,165 @@
+# An interrupted and resumed fit() ends bit-identical to an uninterrupted one.
+
+interrupt_at <- function(epoch_at, batch_at) {
+  new_callback_class(
+    "InterruptAt",
+    on_train_batch_begin = function(batch, logs = NULL) {
+      if (self$model$optimizer$iterations$numpy() > 0 &&
+          identical(as.integer(self$current_epoch), as.integer(epoch_at)) &&
+          batch == batch_at) {
+        stop("Interrupting!")
+      }
+    },
+    on_epoch_begin = function(epoch, logs = NULL) {
+      self$current_epoch <- epoch
+    }
+  )()
+}
+
+train <- function(backup_dir, extra = list(), save_freq = 2L, epochs = 5) {
+  data <- toy_data()
+  model <- toy_model()
+  callbacks <- c(
+    list(callback_backup_and_restore(backup_dir, save_freq = save_freq),
+         callback_early_stopping(patience = 50),
+         callback_reduce_lr_on_plateau(patience = 1, factor = 0.5)),
+    extra
+  )
+  history <- model %>% fit(data$x, data$y, epochs = epochs, batch_size = 6,
+                           validation_split = 0.2, shuffle = TRUE,
+                           callbacks = callbacks, verbose = 0)
+  list(model = model, history = history, callbacks = callbacks)
+}
+
+callback_state <- function(callbacks) {
+  es <- callbacks[[2]]
+  rl <- callbacks[[3]]
+  list(es = list(es$wait, es$best, es$best_epoch, es$stopped_epoch),
+       rl = list(rl$wait, rl$best, rl$cooldown_counter))
+}
+
+test_that("an R stop() mid-epoch, resumed, ends bit-identical (save_freq = 2)", {
+  require_python()
+  reference <- train(withr::local_tempdir())
+
+  dir <- file.path(withr::local_tempdir(), "backup")
+  expect_error(train(dir, list(interrupt_at(3, 4))),
+               class = "python.builtin.RuntimeError")
+  info <- backup_info(dir)
+  expect_identical(nrow(info), 1L)
+  expect_true(info$verified)
+  expect_identical(info$epoch, 3L)  # resumes in epoch 3 ...
+  expect_identical(info$batch, 2L)  # ... after its second batch
+
+  resumed <- train(dir)
+  expect_identical(get_weights(resumed$model), get_weights(reference$model))
+  expect_identical(optimizer_state(resumed$model), optimizer_state(reference$model))
+  expect_identical(resumed$history$metrics, reference$history$metrics)
+  expect_identical(nrow(as.data.frame(resumed$history)),
+                   nrow(as.data.frame(reference$history)))
+  expect_identical(callback_state(resumed$callbacks),
+                   callback_state(reference$callbacks))
+  expect_false(dir.exists(dir))
+})
+
+test_that("two interruptions in the same epoch, at save_freq = 'epoch' too", {
+  require_python()
+  for (freq in list(1L, "epoch")) {
+    reference <- train(withr::local_tempdir(), save_freq = freq)
+    dir <- file.path(withr::local_tempdir(), "backup")
+    expect_error(train(dir, list(interrupt_at(2, 2)), save_freq = freq),
+                 class = "python.builtin.RuntimeError")
+    expect_error(train(dir, list(interrupt_at(2, 4)), save_freq = freq),
+                 class = "python.builtin.RuntimeError")
+    resumed <- train(dir, save_freq = freq)
+    expect_identical(get_weights(resumed$model), get_weights(reference$model))
+    expect_identical(optimizer_state(resumed$model),
+                     optimizer_state(reference$model))
+    expect_identical(resumed$history$metrics, reference$history$metrics)
+    expect_identical(callback_state(resumed$callbacks),
+                     callback_state(reference$callbacks))
+  }
+})
+
+test_that("a changed setup is refused with every difference listed", {
+  require_python()
+  data <- toy_data()
+  dir <- file.path(withr::local_tempdir(), "backup")
+  stopper <- interrupt_at(2, 1)
+  model <- toy_model()
+  expect_error(
+    model %>% fit(data$x, data$y, epochs = 3, batch_size = 6, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir), stopper)),
+    class = "python.builtin.RuntimeError"
+  )
+  model <- toy_model(optimizer = optimizer_sgd())
+  err <- tryCatch(
+    model %>% fit(data$x, data$y, epochs = 3, batch_size = 8, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir))),
+    error = function(e) e
+  )
+  expect_s3_class(err, "kerasbackup_fingerprint_mismatch")
+  expect_match(conditionMessage(err), "batch size: 6 -> 8", fixed = TRUE)
+  expect_match(conditionMessage(err), "optimizer: Adam -> SGD", fixed = TRUE)
+  # The checkpoint is untouched and can still be resumed as it was.
+  expect_true(backup_info(dir)$verified)
+
+  # Training longer is a legitimate resume; allow_changes permits the rest.
+  model <- toy_model()
+  history <- model %>% fit(data$x, data$y, epochs = 5, batch_size = 6,
+                           verbose = 0,
+                           callbacks = list(callback_backup_and_restore(dir)))
+  df <- as.data.frame(history)
+  expect_identical(df$epoch[df$metric == "loss"], 1:5)
+  expect_false(anyNA(df$value))
+})
+
+test_that("a second live fit on the same backup_dir is refused, naming the holder", {
+  require_python()
+  dir <- file.path(withr::local_tempdir(), "backup")
+  holder <- kerasbackup:::py_kb()$CheckpointStore(dir)$open()
+  on.exit(holder$close(), add = TRUE)
+  data <- toy_data()
+  model <- toy_model()
+  err <- tryCatch(
+    model %>% fit(data$x, data$y, epochs = 1, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir))),
+    error = function(e) e
+  )
+  expect_s3_class(err, "kerasbackup_locked")
+  expect_s3_class(err, "kerasbackup_error")
+  expect_match(conditionMessage(err), paste0("pid ", Sys.getpid()), fixed = TRUE)
+})
+
+test_that("a non-kerasbackup directory is refused, and left alone", {
+  require_python()
+  dir <- withr::local_tempdir()
+  writeLines("precious", file.path(dir, "notes.txt"))
+  data <- toy_data()
+  model <- toy_model()
+  expect_error(
+    model %>% fit(data$x, data$y, epochs = 1, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir))),
+    class = "kerasbackup_backup_dir_error"
+  )
+  expect_identical(readLines(file.path(dir, "notes.txt")), "precious")
+})
+
+test_that("backup_info() describes a directory without a model", {
+  require_python()
+  expect_identical(nrow(backup_info(tempfile())), 0L)
+  dir <- file.path(withr::local_tempdir(), "backup")
+  data <- toy_data()
+  model <- toy_model()
+  model %>% fit(data$x, data$y, epochs = 2, verbose = 0,
+                callbacks = list(callback_backup_and_restore(
+                  dir, delete_checkpoint = FALSE, double_checkpoint = TRUE)))
+  info <- backup_info(dir)
+  expect_identical(nrow(info), 2L)
+  expect_identical(info$epoch, c(2L, 3L))
+  expect_identical(info$batch, c(0L, 0L))
+  expect_true(all(info$verified))
+  expect_true(all(is.na(info$problem)))
+  expect_true(all(info$size_bytes > 0))
+  expect_s3_class(info$created, "POSIXct")
+})
