@@ -1,14 +1,11 @@
 # Models: creation, compile(), fit(), evaluate(), predict(), weights.
 
-#' @importFrom generics compile fit evaluate
+#' @importFrom generics compile fit
 #' @export
 generics::compile
 
 #' @export
 generics::fit
-
-#' @export
-generics::evaluate
 
 #' @importFrom magrittr %>%
 #' @export
@@ -157,6 +154,9 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 
 #' Evaluate a model
 #'
+#' `evaluate()` is a generic of its own, as in keras3: `generics::evaluate()`
+#' dispatches on an argument named `x`, which here names the data.
+#'
 #' @param object A compiled Keras model.
 #' @param x,y Test data.
 #' @param ... More arguments to Keras' `Model.evaluate()`.
@@ -180,8 +180,12 @@ evaluate.keras.src.models.model.Model <- function(object, x = NULL, y = NULL,
     batch_size = as_int_or_null(batch_size), verbose = as.integer(verbose),
     sample_weight = as_py_data(sample_weight), return_dict = TRUE
   ))
-  unlist(reticulate::py_to_r(out))
+  unlist(out)
 }
+
+#' @rdname evaluate.keras.src.models.model.Model
+#' @export
+evaluate <- function(object, ...) UseMethod("evaluate")
 
 #' Generate predictions from a model
 #'
@@ -203,7 +207,7 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
     as_py_data(x), ..., batch_size = as_int_or_null(batch_size),
     verbose = as.integer(verbose)
   ))
-  reticulate::py_to_r(out)
+  out
 }
 
 #' Get or set a model's weights

@@ -24,5 +24,5 @@ one_fit <- function() {
 }
 cold <- one_fit()
 warm <- vapply(seq_len(repeats), function(i) one_fit(), numeric(1))
-cat("KB_BENCH ", jsonlite::toJSON(list(cold = cold, warm = warm), auto_unbox = TRUE,
+cat("KB_BENCH ", jsonlite::toJSON(list(cold = cold, warm = I(warm)), auto_unbox = TRUE,
                                   digits = NA), "\n", sep = "")

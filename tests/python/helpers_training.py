@@ -66,7 +66,7 @@ def make_callbacks(early_stopping_patience=None, reduce_lr=False,
     if early_stopping_patience is not None:
         cbs.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=early_stopping_patience,
-            min_delta=0.25, restore_best_weights=restore_best_weights))
+            min_delta=0.3, restore_best_weights=restore_best_weights))
     if reduce_lr:
         cbs.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", patience=1, factor=0.5, min_delta=0.35,

@@ -391,7 +391,7 @@ def test_corruption_detected_with_own_message(tmp_path, fname, damage, kind, det
         info = st.save(sample_arrays(1), {"epoch": 1}, 1, 0)
         assert len(ckpt_names(d)) == 1  # keep=1: nothing to fall back to
         damage(os.path.join(info["path"], fname))
-        before = _snapshot(d)
+        before = _snapshot(info["path"])
         with pytest.raises(CorruptCheckpointError) as ei:
             st.load()
         err = ei.value
@@ -402,7 +402,7 @@ def test_corruption_detected_with_own_message(tmp_path, fname, damage, kind, det
                                    "kind": kind, "detail": err.problems[0]["detail"]}
         assert detail in err.problems[0]["detail"], err.problems[0]
         # Nothing was deleted or repaired: the evidence stays.
-        assert _snapshot(d) == before
+        assert _snapshot(info["path"]) == before
         listed = st.checkpoints()
         assert len(listed) == 1 and listed[0]["verified"] is False
         assert listed[0]["problem"].startswith(f"{fname}: {kind}")

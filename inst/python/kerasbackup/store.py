@@ -597,6 +597,7 @@ class CheckpointStore:
         self._mutex = threading.RLock()
         self._lock_fd = None
         self._last_seq = 0
+        self._remover = None  # background deletion of pruned checkpoints
 
     # ------------------------------------------------------------ open/close
 
@@ -658,8 +659,12 @@ class CheckpointStore:
             return self
 
     def close(self):
-        """Releases the lock (idempotent). The checkpoints stay on disk."""
+        """Releases the lock (idempotent). The checkpoints stay on disk.
+
+        Waits for the deletion of pruned checkpoints to finish first.
+        """
         with self._mutex:
+            self._wait_for_removal()
             self._release_lock()
 
     def _check_dir(self):
@@ -899,28 +904,49 @@ class CheckpointStore:
                 (_CKPT_RE.match(n) for n in os.listdir(self.backup_dir)) if m]
         return max(seqs + [self._last_seq]) + 1
 
+    def _trash(self, paths):
+        """Renames checkpoint dirs to .trash-* names and syncs; returns the new names."""
+        # Rename first: a half-deleted tree must never look like a
+        # checkpoint, even to a reader that does not verify.
+        trash = []
+        for path in paths:
+            t = os.path.join(self.backup_dir, f"{TRASH_PREFIX}{os.getpid()}-"
+                             f"{secrets.token_hex(4)}-{os.path.basename(path)}")
+            os.rename(path, t)
+            trash.append(t)
+        if trash:
+            _fsync_dir(self.backup_dir)
+        return trash
+
     def _prune(self):
-        """Removes published checkpoints beyond `keep`, oldest first, best effort."""
+        """Removes published checkpoints beyond `keep`, oldest first, best effort.
+
+        Once renamed to trash (and synced) they are gone as far as any reader
+        is concerned; the actual deletion, which costs about a quarter of a
+        save for big files, runs on a background thread that the next prune,
+        close() and delete() wait for. Trash left by a killed process is
+        removed at the next open().
+        """
         d = self.backup_dir
+        self._wait_for_removal()
         try:
-            old = _ckpt_dirs(d)[: -self.keep]
-            trash = []
-            for seq, path in old:
-                # Rename first: a half-deleted tree must never look like a
-                # checkpoint, even to a reader that does not verify.
-                t = os.path.join(d, f"{TRASH_PREFIX}{os.getpid()}-"
-                                    f"{secrets.token_hex(4)}-{os.path.basename(path)}")
-                os.rename(path, t)
-                trash.append(t)
-            if trash:
-                _fsync_dir(d)
-            for t in trash:
-                shutil.rmtree(t)
+            trash = self._trash([p for _, p in _ckpt_dirs(d)[: -self.keep]])
         except OSError as e:
-            # The new checkpoint is safe; leftovers go at the next open().
+            # The new checkpoint is safe; leftovers go at the next save/open().
             warnings.warn(
                 f"backup_dir '{d}': could not remove an old checkpoint: "
                 f"{_os_error_text(e)}", RuntimeWarning, stacklevel=3)
+            return
+        if trash:
+            self._remover = threading.Thread(
+                target=lambda: [_remove_path(t) for t in trash],
+                name="kerasbackup-prune", daemon=True)
+            self._remover.start()
+
+    def _wait_for_removal(self):
+        remover, self._remover = self._remover, None
+        if remover is not None:
+            remover.join()
 
     # ------------------------------------------------------------------ load
 
@@ -1001,16 +1027,9 @@ class CheckpointStore:
             if self._lock_fd is None and not os.path.lexists(d):
                 return
             self.open()
+            self._wait_for_removal()
             try:
-                trash = []
-                for seq, path in _ckpt_dirs(d):
-                    t = os.path.join(d, f"{TRASH_PREFIX}{os.getpid()}-"
-                                        f"{secrets.token_hex(4)}-{os.path.basename(path)}")
-                    os.rename(path, t)
-                    trash.append(t)
-                if trash:
-                    _fsync_dir(d)
-                for t in trash:
+                for t in self._trash([p for _, p in _ckpt_dirs(d)]):
                     shutil.rmtree(t)
                 self._remove_leftovers()
                 # Marker last: an interrupted delete stays recognisable.

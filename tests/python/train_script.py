@@ -1,0 +1,109 @@
+"""A training "job" for the kill -9 and preemption tests.
+
+Trains the small model of helpers_training with kerasbackup.fit() and a
+BackupAndRestore callback. On completion it writes the final state (weights,
+optimizer, History, callback states) to --out as an .npz and exits 0. When
+fit() raises (PreemptedError, PreemptionAbort, ...) it writes the exception's
+type and attributes as JSON to --result, then re-raises: the exit status is
+non-zero, as a preempted job's must be.
+
+Progress is visible from outside through the backup directory; with
+--save-delay each checkpoint write first creates `<backup-dir>.saving` and
+sleeps, so a parent can send a signal while a save is in flight.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import helpers_training as ht
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--backup-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--result", default=None)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--save-freq", default="2")
+    p.add_argument("--batch-sleep", type=float, default=0.0)
+    p.add_argument("--save-delay", type=float, default=0.0)
+    p.add_argument("--preempt", action="store_true")
+    p.add_argument("--signals", default="SIGTERM,SIGUSR1")
+    p.add_argument("--async-save", action="store_true")
+    p.add_argument("--ready-file", default=None,
+                   help="written once fit()'s handlers are installed")
+    return p.parse_args(argv)
+
+
+def save_freq_value(text):
+    if text == "epoch":
+        return "epoch"
+    if text.lower() == "false":
+        return False
+    return int(text)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+
+    import kerasbackup
+    from kerasbackup import store as kb_store
+
+    if args.save_delay:
+        original = kb_store.CheckpointStore._write_arrays
+        marker = args.backup_dir.rstrip("/") + ".saving"
+
+        def slow_write_arrays(path, buffers, total):
+            with open(marker, "w") as f:
+                f.write(path)
+            time.sleep(args.save_delay)
+            result = original(path, buffers, total)
+            os.unlink(marker)
+            return result
+
+        kb_store.CheckpointStore._write_arrays = staticmethod(slow_write_arrays)
+
+    class Pace(keras.callbacks.Callback):
+        """Slows training down (so that signals land mid-run) and reports readiness."""
+
+        def on_train_begin(self, logs=None):
+            if args.ready_file:
+                with open(args.ready_file, "w") as f:
+                    f.write(str(os.getpid()))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if args.batch_sleep:
+                time.sleep(args.batch_sleep)
+
+    x, y = ht.make_data(70)
+    model = ht.make_model(schedule=False)
+    siblings = ht.make_callbacks(10, True)
+    backup = kerasbackup.BackupAndRestore(
+        args.backup_dir, save_freq=save_freq_value(args.save_freq),
+        save_before_preemption=args.preempt,
+        preemption_signals=args.signals.split(","),
+        async_save=args.async_save)
+    try:
+        kerasbackup.fit(model, x, y, batch_size=8, epochs=args.epochs,
+                        callbacks=[Pace()] + siblings + [backup],
+                        validation_split=0.2, shuffle=True, verbose=0)
+    except BaseException as e:
+        if args.result:
+            info = {"type": type(e).__name__, "message": str(e),
+                    "mro": [c.__name__ for c in type(e).__mro__]}
+            for key in ("backup_dir", "signal_name", "epoch", "batch", "seconds"):
+                if hasattr(e, key):
+                    info[key] = getattr(e, key)
+            with open(args.result, "w") as f:
+                json.dump(info, f)
+        raise
+    ht.snapshot_to_npz(ht.snapshot(model, siblings), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
