@@ -96,7 +96,7 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #' as.data.frame(history)
 fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                                              batch_size = NULL, epochs = 1L,
-                                             verbose = getOption("keras.fit_verbose", "auto"),
+                                             verbose = getOption("keras.verbose", "auto"),
                                              callbacks = NULL,
                                              validation_split = 0,
                                              validation_data = NULL,

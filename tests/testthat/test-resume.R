@@ -163,3 +163,54 @@ test_that("backup_info() describes a directory without a model", {
   expect_true(all(info$size_bytes > 0))
   expect_s3_class(info$created, "POSIXct")
 })
+
+test_that("a model still unbuilt when fit() starts is built from the first batch, then restored", {
+  require_python()
+  data <- toy_data()
+  unbuilt <- function() {
+    set_random_seed(3)
+    model <- keras_model_sequential() %>% layer_dense(4) %>% layer_dense(1)
+    model %>% compile(optimizer = optimizer_adam(), loss = "mse")
+    model
+  }
+  run <- function(dir, extra = list()) {
+    model <- unbuilt()
+    expect_false(model$built)
+    model %>% fit(data$x, data$y, epochs = 3, batch_size = 8, verbose = 0,
+                  callbacks = c(list(callback_backup_and_restore(dir)), extra))
+    model
+  }
+  reference <- run(withr::local_tempdir())
+  dir <- file.path(withr::local_tempdir(), "backup")
+  expect_error(run(dir, list(interrupt_at(2, 3))),
+               class = "python.builtin.RuntimeError")
+  resumed <- run(dir)
+  expect_identical(get_weights(resumed), get_weights(reference))
+})
+
+test_that("an R callback with get_state()/set_state() has its state restored", {
+  require_python()
+  counter <- new_callback_class(
+    "BatchCounter",
+    on_train_begin = function(logs = NULL) self$count <- 0L,
+    on_train_batch_end = function(batch, logs = NULL) {
+      self$count <- self$count + 1L
+    },
+    get_state = function() list(count = self$count),
+    set_state = function(state) self$count <- as.integer(state$count)
+  )
+  data <- toy_data()
+  run <- function(dir, extra = list()) {
+    cb <- counter()
+    model <- toy_model()
+    model %>% fit(data$x, data$y, epochs = 3, batch_size = 8, verbose = 0,
+                  callbacks = c(list(callback_backup_and_restore(dir, save_freq = 2),
+                                     cb), extra))
+    cb$count
+  }
+  expect_identical(run(withr::local_tempdir()), 15L)
+  dir <- file.path(withr::local_tempdir(), "backup")
+  expect_error(run(dir, list(interrupt_at(3, 2))),
+               class = "python.builtin.RuntimeError")
+  expect_identical(run(dir), 15L)
+})
