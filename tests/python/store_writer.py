@@ -10,9 +10,10 @@ RECORD_FILE and fsynced: every line there is a save that completed.
 
 Before each file-system step of the store the writer records the step's name
 in PHASE_FILE (no fsync needed: the page cache survives a killed process), so
-the test can show where its kills landed. With JITTER=1 it also sleeps a
-random 0-3 ms (up to 15 ms at renames) at those steps, widening the windows
-between them.
+the test can show where its kills landed: bytes 0-31 hold the save's current
+step, bytes 32-63 "rmtree" while an old checkpoint is being deleted. With
+JITTER=1 it also sleeps a random 0-3 ms (up to 15 ms at renames) at those
+steps, widening the windows between them.
 """
 
 import importlib.util
@@ -71,9 +72,9 @@ class _Phases:
     # ever land next to them.
     LONGER = {"publish-rename": 0.015, "trash-rename": 0.015, "fsync-dir": 0.01}
 
-    def set(self, name):
-        os.pwrite(self.fd, name.encode().ljust(32), 0)
-        if self.jitter and self.rng.random() < 0.7:
+    def set(self, name, slot=0):
+        os.pwrite(self.fd, name.encode().ljust(32), 32 * slot)
+        if name and self.jitter and self.rng.random() < 0.7:
             time.sleep(self.rng.uniform(0, self.LONGER.get(name, 0.003)))
 
     def wrap(self, namer, func):
@@ -109,7 +110,18 @@ def main():
     os.rename = phases.wrap(
         lambda src, dst: "trash-rename" if os.path.basename(dst).startswith(".trash")
         else "publish-rename", os.rename)
-    shutil.rmtree = phases.wrap(lambda p, *a, **k: "rmtree", shutil.rmtree)
+    real_rmtree = shutil.rmtree
+
+    def rmtree(*args, **kwargs):
+        # Pruned checkpoints are deleted on a background thread, so this
+        # step gets its own slot (bytes 32-63) in the phase file.
+        phases.set("rmtree", slot=1)
+        try:
+            return real_rmtree(*args, **kwargs)
+        finally:
+            phases.set("", slot=1)
+
+    shutil.rmtree = rmtree
 
     phases.set("open")
     with warnings.catch_warnings():

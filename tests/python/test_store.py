@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 import zlib
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -177,7 +177,8 @@ def test_manifest_contents(tmp_path):
     assert m["format_version"] == kb.FORMAT_VERSION == 1
     assert m["epoch"] == 4 and m["batch"] == 9 and m["seq"] == 1
     created = datetime.strptime(m["created"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    assert abs((datetime.utcnow() - created).total_seconds()) < 60
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert abs((now - created).total_seconds()) < 60
     assert set(m["files"]) == {"arrays.bin", "state.json"}
     for name, entry in m["files"].items():
         with open(os.path.join(ck, name), "rb") as f:
@@ -536,6 +537,35 @@ def test_dead_holder_lock_is_taken_over(tmp_path, reap):
         holder.cleanup()
 
 
+def test_forked_child_does_not_keep_the_lock(tmp_path):
+    # e.g. a multiprocessing data-loader worker forked during training.
+    d = tmp_path / "b"
+    st = CheckpointStore(d).open()
+    rec = _holder_record(d)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report, then wait to be killed
+        try:
+            ok = not st.is_open
+            st.close()  # must not clear the parent's holder record
+            os.write(w, b"1" if ok else b"0")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        assert _holder_record(d) == rec
+        st.close()
+        # The lock is free although the forked child still has its files.
+        with CheckpointStore(d) as other:
+            assert other.is_open
+    finally:
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 def test_backup_info_while_another_process_holds_the_lock(tmp_path):
     d = tmp_path / "b"
     holder = Holder(d, action="save")
@@ -738,10 +768,6 @@ def test_failure_at_publish_rename(tmp_path, monkeypatch):
     _assert_intact(d, 0)
 
 
-def _can_drop_privileges():
-    return os.geteuid() == 0 and hasattr(os, "setuid")
-
-
 def test_permission_denied(tmp_path):
     if os.geteuid() != 0:
         # Unprivileged: a read-only directory really stops writes.
@@ -778,32 +804,46 @@ def test_permission_denied(tmp_path):
         shutil.rmtree(top, ignore_errors=True)
 
 
-def _mount_namespace_reason():
-    """None if `unshare -m` + mount work here, else why not."""
+_NS_PROBE = (
+    # tmpfs (for a small disk) and a read-only bind mount (for EROFS).
+    "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && "
+    "mount --bind $d $d && mount -o remount,ro,bind $d $d && "
+    "! touch $d/x 2>/dev/null; s=$?; umount $d; umount $d; rmdir $d; exit $s"
+)
+
+
+def _mount_namespace():
+    """Returns (command prefix, None) to run a child in a private mount
+    namespace where it may mount, or (None, reason) if that is impossible.
+
+    Plain `unshare -m` needs root; `unshare -rm` (a user namespace) works
+    for unprivileged users where the kernel allows it.
+    """
     if not shutil.which("unshare") or not shutil.which("mount"):
-        return "unshare/mount not installed"
-    try:
-        p = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d; "
-             "s=$?; rmdir $d; exit $s"],
-            capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unshare failed: {e}"
-    if p.returncode != 0:
-        return f"cannot mount in a private mount namespace: {p.stderr.strip()}"
-    return None
+        return None, "unshare/mount not installed"
+    errors = []
+    for prefix in (["unshare", "-m", "--propagation", "private"],
+                   ["unshare", "-r", "-m", "--propagation", "private"]):
+        try:
+            p = subprocess.run(prefix + ["sh", "-c", _NS_PROBE],
+                               capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            errors.append(f"{' '.join(prefix[:2])}: {e}")
+            continue
+        if p.returncode == 0:
+            return prefix, None
+        errors.append(f"{' '.join(prefix[:2])}: {p.stderr.strip() or p.returncode}")
+    return None, "cannot mount in a private mount namespace (" + "; ".join(errors) + ")"
 
 
 def test_read_only_filesystem(tmp_path):
-    reason = _mount_namespace_reason()
+    prefix, reason = _mount_namespace()
     if reason:
-        pytest.skip(f"read-only FS needs a private mount namespace: {reason}")
+        pytest.skip(f"simulating a read-only FS needs a mount namespace: {reason}")
     d = tmp_path / "b"
     # The child bind-mounts backup_dir read-only in its own mount namespace,
     # after it has taken the lock and saved once.
-    out = run_child(FAILING_SAVE, d, "remount_ro",
-                    prefix=["unshare", "-m", "--propagation", "private"])
+    out = run_child(FAILING_SAVE, d, "remount_ro", prefix=prefix)
     _check_write_error(out, d, errno.EROFS)
     _assert_intact(d, 0)
 
@@ -829,12 +869,11 @@ REAL_DISK_FULL = """
 
 
 def test_disk_full_on_small_tmpfs(tmp_path):
-    reason = _mount_namespace_reason()
+    prefix, reason = _mount_namespace()
     if reason:
-        pytest.skip(f"a small tmpfs needs a private mount namespace: {reason}")
+        pytest.skip(f"mounting a small tmpfs needs a mount namespace: {reason}")
     d = tmp_path / "b"
     d.mkdir()
-    out = run_child(REAL_DISK_FULL, d,
-                    prefix=["unshare", "-m", "--propagation", "private"])
+    out = run_child(REAL_DISK_FULL, d, prefix=prefix)
     _check_write_error(out, d, errno.ENOSPC)
     assert out["next"] == 2

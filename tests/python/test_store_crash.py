@@ -149,7 +149,10 @@ def test_kill9_at_random_moments(tmp_path):
         kills += 1
         try:
             with open(sc["phase"], "rb") as f:
-                phases[f.read().strip().decode() or "startup"] += 1
+                raw = f.read()
+            phases[raw[:32].strip().decode() or "startup"] += 1
+            if raw[32:64].strip() == b"rmtree":
+                phases["during-rmtree"] += 1
         except FileNotFoundError:
             phases["startup"] += 1
         n_saves = len(_completed_saves(sc["record"]))
@@ -177,5 +180,5 @@ def test_kill9_at_random_moments(tmp_path):
     assert min(saves) >= 100, (saves, report)
     # Kills landed in the middle of writing, syncing, publishing and pruning.
     for phase in ("write", "write-2nd-half", "fsync", "fsync-dir",
-                  "publish-rename", "trash-rename", "rmtree"):
+                  "publish-rename", "trash-rename", "during-rmtree"):
         assert phases[phase] >= 2, (phase, report)

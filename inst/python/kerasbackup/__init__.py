@@ -1,22 +1,41 @@
-"""kerasbackup: crash-proof, exactly resumable Keras training."""
+"""kerasbackup: crash-proof, exactly resumable Keras training.
+
+Names are imported lazily, so `import kerasbackup.store` (used by helper
+processes and by `backup_info()`) does not pull in Keras and TensorFlow.
+"""
 
 __version__ = "0.1.0"
 
-from kerasbackup.callback import BackupAndRestore  # noqa: E402
-from kerasbackup.errors import (  # noqa: E402
-    FingerprintMismatchError,
-    PreemptedError,
-    ResumeWarning,
-)
-from kerasbackup.preemption import PreemptionAbort  # noqa: E402
-from kerasbackup.store import (  # noqa: E402
-    BackupDirError,
-    BackupError,
-    BackupLockedError,
-    BackupWriteError,
-    CheckpointStore,
-    CorruptCheckpointError,
-    NoCheckpointError,
-    backup_info,
-)
-from kerasbackup.training import fit  # noqa: E402
+_EXPORTS = {
+    "BackupAndRestore": "kerasbackup.callback",
+    "fit": "kerasbackup.training",
+    "FingerprintMismatchError": "kerasbackup.errors",
+    "PreemptedError": "kerasbackup.errors",
+    "ResumeWarning": "kerasbackup.errors",
+    "PreemptionAbort": "kerasbackup.preemption",
+    "BackupDirError": "kerasbackup.store",
+    "BackupError": "kerasbackup.store",
+    "BackupLockedError": "kerasbackup.store",
+    "BackupWriteError": "kerasbackup.store",
+    "CheckpointStore": "kerasbackup.store",
+    "CorruptCheckpointError": "kerasbackup.store",
+    "NoCheckpointError": "kerasbackup.store",
+    "backup_info": "kerasbackup.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kerasbackup' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
