@@ -37,6 +37,8 @@ sys.path.insert(0, os.path.join(ROOT, "inst", "python"))
 
 import numpy as np  # noqa: E402
 
+import prototypes  # noqa: E402  (bench/prototypes.py)
+
 T_START = time.perf_counter()
 MiB = 1 << 20
 
@@ -88,6 +90,14 @@ def now():
 # ---------------------------------------------------------------- machine
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def machine_line(workdir):
     cpu = platform.processor() or "?"
     try:
@@ -122,7 +132,8 @@ def machine_line(workdir):
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"{cpu}, {os.cpu_count()} cores, {mem}; disk {dev} {fs} (mounted on {mnt}, "
             f"work dir {workdir}); {date}; Python {platform.python_version()}, "
-            f"keras {keras.__version__}, TF {tf.__version__}, numpy {np.__version__}")
+            f"keras {keras.__version__}, TF {tf.__version__}, numpy {np.__version__}; "
+            f"load average at start {loadavg()}")
 
 
 # ---------------------------------------------------------------- helpers
@@ -174,7 +185,7 @@ def settle():
     gc.collect()
 
 
-def raw_write(path, buf, chunk=16 * MiB, srf=False):
+def raw_write(path, buf, chunk=16 * MiB, srf=False, fadvise=False):
     """Writes `buf` sequentially to a new file, one fsync; returns seconds."""
     mv = memoryview(buf).cast("B")
     t = now()
@@ -187,6 +198,9 @@ def raw_write(path, buf, chunk=16 * MiB, srf=False):
                 done += os.write(fd, piece[done:])
             if srf:
                 _sync_file_range(fd, start, len(piece))
+            if fadvise:
+                # On Linux, DONTNEED on dirty pages starts their writeback.
+                os.posix_fadvise(fd, start, len(piece), os.POSIX_FADV_DONTNEED)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -209,6 +223,16 @@ def _sync_file_range(fd, offset, nbytes):
         _LIBC.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64,
                                           ctypes.c_int64, ctypes.c_uint]
     _LIBC.sync_file_range(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+@contextlib.contextmanager
+def swap(obj, attr, new):
+    old = getattr(obj, attr)
+    setattr(obj, attr, new)
+    try:
+        yield
+    finally:
+        setattr(obj, attr, old)
 
 
 @contextlib.contextmanager
@@ -439,7 +463,9 @@ def profile_save(model, backup_dir, repeats, width):
     with quiet():
         cb.on_train_begin()
     model._initial_epoch = None
-    totals, phases = [], []
+    from kerasbackup import store as kstore
+
+    totals, phases, zero_copy, zero_copy_wb = [], [], [], []
     for r in range(repeats):
         settle()
         timer = PhaseTimer()
@@ -450,13 +476,30 @@ def profile_save(model, backup_dir, repeats, width):
         totals.append(total)
         phases.append(dict(timer.self_time))
         out["not_instrumented"] = timer.missing
+        # Prototype 1, interleaved: the same save without any host copy.
+        with swap(kstate, "capture_variables", prototypes.capture_zero_copy):
+            settle()
+            t0 = now()
+            cb._save(200 + r, 0, include_metrics=False)
+            zero_copy.append(now() - t0)
+            # Prototypes 1 + 3: and start the writeback of each written chunk.
+            with swap(kstore, "_write_all", prototypes.with_writeback(kstore._write_all)):
+                settle()
+                t0 = now()
+                cb._save(300 + r, 0, include_metrics=False)
+                zero_copy_wb.append(now() - t0)
     out["total"] = totals
     out["phases"] = phases
 
     variables = [v for _, vs in kstate._variable_groups(model, False) for v in vs]
-    proto = {k: [] for k in ("capture_current", "numpy_only", "json_roundtrip",
-                             "raw", "raw_crc_thread", "raw_sync_file_range",
-                             "load_verify", "load_read_only", "assign_only")}
+    proto = {k: [] for k in (
+        "capture_current", "numpy_only", "pooled_copy", "zero_copy", "json_roundtrip",
+        "raw", "raw_crc_thread", "raw_sync_file_range", "raw_fadvise", "load_verify", "load_read_only",
+        "assign_only", "sync_zero_copy", "sync_zero_copy_writeback", "async_current", "async_pooled",
+        "async_zero_copy", "async_current_step", "async_pooled_step",
+        "async_zero_copy_step", "step_idle")}
+    pooled = prototypes.PooledCapture()
+    pooled(model, False)  # fills the pool
     nbytes = dir_bytes(backup_dir)
     buf = np.ones(nbytes, dtype=np.uint8)
     raw_path = os.path.join(backup_dir, "raw-proto.bin")
@@ -471,6 +514,13 @@ def profile_save(model, backup_dir, repeats, width):
         a = [v.numpy() for v in variables]
         proto["numpy_only"].append(now() - t0)
         del a
+        t0 = now()
+        pooled(model, False)
+        proto["pooled_copy"].append(now() - t0)
+        t0 = now()
+        a = prototypes.capture_zero_copy(model, False)
+        proto["zero_copy"].append(now() - t0)
+        del a
         arrays, meta = cb._snapshot(5, 0, False)
         del arrays
         t0 = now()
@@ -483,16 +533,55 @@ def profile_save(model, backup_dir, repeats, width):
         proto["raw_crc_thread"].append(raw_write_crc(raw_path, buf))
         settle()
         proto["raw_sync_file_range"].append(raw_write(raw_path, buf, srf=True))
+        settle()
+        proto["raw_fadvise"].append(raw_write(raw_path, buf, fadvise=True))
     del buf
 
     # Is v.numpy() already a private copy? (Then the second copy is waste.)
+    # Is the zero-copy view of a read tensor a stable snapshot?
     v = variables[0]
     a = v.numpy()
+    z = prototypes.host_view(v)
     before = a.copy()
     train_steps(model, width, steps=1)
-    out["numpy_is_private_copy"] = bool(
-        a.flags.owndata and np.array_equal(a, before)
-        and not np.array_equal(v.numpy(), before))
+    changed = not np.array_equal(v.numpy(), before)
+    out["numpy_is_private_copy"] = bool(a.flags.owndata and np.array_equal(a, before)
+                                        and changed)
+    out["zero_copy_is_view"] = bool(not z.flags.owndata)
+    out["zero_copy_is_stable"] = bool(np.array_equal(z, before) and changed)
+    del a, z
+
+    proto["sync_zero_copy"] = zero_copy
+    proto["sync_zero_copy_writeback"] = zero_copy_wb
+    # Prototype 2: asynchronous save copying into reused buffers, and the
+    # zero-copy variant; with the training step that follows each (it runs
+    # while the write is in flight) against a step with no save.
+    cba = BackupAndRestore(backup_dir + "-async", async_save=True)
+    cba.set_model(model)
+    cba.on_train_begin()
+    variants = [("async_current", kstate.capture_variables),
+                ("async_pooled", prototypes.PooledCapture()),
+                ("async_zero_copy", prototypes.capture_zero_copy)]
+    for r in range(-1, repeats):  # r = -1: untimed warm-up (fills the pool)
+        for name, fn in variants:
+            with swap(kstate, "capture_variables", fn):
+                settle()
+                t0 = now()
+                train_steps(model, width, steps=1)
+                step_idle = now() - t0
+                t0 = now()
+                cba._save(300 + r, 0, include_metrics=False)
+                stall = now() - t0
+                t0 = now()
+                train_steps(model, width, steps=1)
+                step_busy = now() - t0
+                cba._wait_for_save()
+            if r >= 0:
+                proto[name].append(stall)
+                proto[name + "_step"].append(step_busy)
+                proto["step_idle"].append(step_idle)
+    cba.on_train_end()
+    del variants
 
     # Restore in parts: verified read vs plain read, and assignment.
     from kerasbackup import store as kstore
@@ -995,19 +1084,41 @@ def report(results):
         prow("capture_variables now (v.numpy() + np.array copy)",
              lambda p: ms(P(p, "capture_current")))
         prow("v.numpy() only (one copy)", lambda p: ms(P(p, "numpy_only")))
+        prow("copy into reused buffers (prototype)", lambda p: ms(P(p, "pooled_copy")))
+        prow("zero-copy views of read tensors (prototype)", lambda p: ms(P(p, "zero_copy")))
         prow("v.numpy() is already a private copy",
              lambda p: "yes" if p["numpy_is_private_copy"] else "NO")
+        prow("zero-copy view is a view and unchanged by a train step",
+             lambda p: "yes" if p["zero_copy_is_view"] and p["zero_copy_is_stable"] else "NO")
+        prow("**sync stall now** (profiled saves above)", lambda p: ms(median(p["total"])))
+        prow("**sync stall, zero-copy capture** (prototype 1)",
+             lambda p: ms(P(p, "sync_zero_copy")))
+        prow("**sync stall, zero-copy + writeback per chunk** (prototypes 1+3)",
+             lambda p: ms(P(p, "sync_zero_copy_writeback")))
+        prow("**async stall now**", lambda p: ms(P(p, "async_current")))
+        prow("**async stall, reused buffers** (prototype 2)", lambda p: ms(P(p, "async_pooled")))
+        prow("**async stall, zero-copy** (prototype 2b)", lambda p: ms(P(p, "async_zero_copy")))
+        prow("train step, no save in flight", lambda p: ms(P(p, "step_idle")))
+        prow("train step during async write, now", lambda p: ms(P(p, "async_current_step")))
+        prow("train step during async write, reused buffers",
+             lambda p: ms(P(p, "async_pooled_step")))
+        prow("train step during async write, zero-copy (pays copy-on-write)",
+             lambda p: ms(P(p, "async_zero_copy_step")))
         prow("json round trip of meta in _snapshot", lambda p: ms(P(p, "json_roundtrip")))
         prow("raw write + fsync", lambda p: ms(P(p, "raw")))
         prow("raw write + fsync + crc32 thread", lambda p: ms(P(p, "raw_crc_thread")))
         prow("raw write + sync_file_range per 16 MiB + fsync",
              lambda p: ms(P(p, "raw_sync_file_range")))
+        prow("raw write + posix_fadvise(DONTNEED) per 16 MiB + fsync",
+             lambda p: ms(P(p, "raw_fadvise")))
         prow("restore: _inspect load (read + verify)", lambda p: ms(P(p, "load_verify")))
         prow("restore: plain read, no crc32", lambda p: ms(P(p, "load_read_only")))
         prow("restore: assign_variables", lambda p: ms(P(p, "assign_only")))
         L.append("")
 
-    L.append(f"Total runtime: {results['runtime_s']:.0f} s.")
+    L.append(f"Total runtime: {results['runtime_s']:.0f} s; load average at the end "
+             f"{results.get('loadavg_end', '?')} (other processes on the machine "
+             "disturb the figures; every figure is a median, repeats interleaved).")
     return "\n".join(L)
 
 
@@ -1059,6 +1170,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["runtime_s"] = time.perf_counter() - T_START
+    results["loadavg_end"] = loadavg()
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1, default=str)
     text = report(results) if results["sizes"] else "(sizes skipped: no table)"

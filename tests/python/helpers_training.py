@@ -6,6 +6,7 @@ so that a training run costs well under a second after its first trace.
 """
 
 import os
+import signal
 import sys
 
 import numpy as np
@@ -221,19 +222,23 @@ def run_resumable(backup_dir, x, y, points=(), *, save_freq="epoch", epochs=5,
                   schedule=True, early_stopping=None, reduce_lr=False,
                   restore_best_weights=False, backup_first=False,
                   async_save=False, build=True, batch_size=8,
-                  learning_rate=0.01, max_restarts=10):
+                  learning_rate=0.01, max_restarts=10, stopper=None,
+                  catch=(Interrupted,), backup_args=None, on_stop=None):
     """Trains with `kerasbackup.fit()` until it completes.
 
-    `points` are `(epoch, batch)` interruptions (see `Interrupter`). After
-    each one the "script" runs again as a new process would: a freshly
-    seeded and built model and fresh callbacks, only the backup directory
-    carries over. Returns `(snapshot, restarts, warnings)`.
+    `points` are `(epoch, batch)` interruptions (see `Interrupter`); or
+    `stopper` is a callback of that kind (e.g. a `Signaller`) and `catch`
+    the exceptions it causes. After each one `on_stop(exception)` is called
+    and the "script" runs again as a new process would: a freshly seeded and
+    built model and fresh callbacks, only the backup directory carries over.
+    Returns `(snapshot, restarts, warnings)`.
     """
     import warnings
 
     import kerasbackup
 
-    stopper = interrupter(points)
+    if stopper is None:
+        stopper = interrupter(points)
     restarts = 0
     caught = []
     while True:
@@ -242,7 +247,8 @@ def run_resumable(backup_dir, x, y, points=(), *, save_freq="epoch", epochs=5,
         siblings = make_callbacks(early_stopping, reduce_lr, stopper,
                                   restore_best_weights)
         backup = kerasbackup.BackupAndRestore(
-            backup_dir, save_freq=save_freq, async_save=async_save)
+            backup_dir, save_freq=save_freq, async_save=async_save,
+            **(backup_args or {}))
         cbs = [backup] + siblings if backup_first else siblings + [backup]
         try:
             with warnings.catch_warnings(record=True) as w:
@@ -252,7 +258,103 @@ def run_resumable(backup_dir, x, y, points=(), *, save_freq="epoch", epochs=5,
                                 validation_split=0.2, shuffle=True, verbose=0)
             caught.extend(w)
             return snapshot(model, siblings), restarts, caught
-        except Interrupted:
+        except catch as e:
             caught.extend(w)
+            if on_stop is not None:
+                on_stop(e)
             restarts += 1
             assert restarts <= max_restarts
+
+
+def _signaller_class():
+    import keras
+
+    class Signaller(keras.callbacks.Callback):
+        """Sends `sig` to this process at chosen points, each once.
+
+        Points: `"train_begin"`, `(epoch, batch)` (before that batch),
+        `(epoch, "end")`, `"train_end"`. `(epoch, "end")` and
+        `"train_end"` happen in this callback's own hook, so before or after
+        BackupAndRestore's depending on the order of the callback list.
+        """
+
+        def __init__(self, points, sig=signal.SIGTERM):
+            super().__init__()
+            self.points = list(points)
+            self.sig = sig
+            self.sent = []
+            self.batches = 0
+            self._epoch = None
+
+        def _fire(self, point):
+            if point in self.points:
+                self.points.remove(point)
+                self.sent.append(point)
+                os.kill(os.getpid(), self.sig)
+
+        def on_train_begin(self, logs=None):
+            self._fire("train_begin")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._fire((self._epoch, batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._fire((epoch, "end"))
+
+        def on_train_end(self, logs=None):
+            self._fire("train_end")
+
+    return Signaller
+
+
+def signaller(points, sig=None):
+    import signal as _signal
+
+    return _signaller_class()(points, _signal.SIGTERM if sig is None else sig)
+
+
+def raw_sigaction(sig):
+    """What the kernel holds for `sig`: (handler address, mask, flags).
+
+    Read with sigaction(2) into a raw `struct sigaction` (glibc x86_64 /
+    aarch64 layout: handler at 0, the kernel's 8 mask bytes at 8, flags at
+    136). Bytes glibc does not fill (the rest of the 128-byte mask) and the
+    SA_RESTORER flag and pointer glibc adds on every write are left out.
+    """
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    buf = ctypes.create_string_buffer(512)
+    assert libc.sigaction(int(sig), None, buf) == 0
+    raw = buf.raw
+    sa_restorer = 0x04000000
+    return (int.from_bytes(raw[0:8], "little"), raw[8:16].hex(),
+            int.from_bytes(raw[136:140], "little") & ~sa_restorer)
+
+
+def save_sigactions(sigs):
+    """Python's and the kernel's handlers for `sigs`, for restore_sigactions()."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    saved = {}
+    for sig in sigs:
+        buf = ctypes.create_string_buffer(512)
+        assert libc.sigaction(int(sig), None, buf) == 0
+        saved[sig] = (signal.getsignal(sig), buf)
+    return libc, saved
+
+
+def restore_sigactions(state):
+    libc, saved = state
+    for sig, (python_handler, buf) in saved.items():
+        signal.signal(sig, signal.SIG_DFL if python_handler is None else python_handler)
+        libc.sigaction(int(sig), buf, None)

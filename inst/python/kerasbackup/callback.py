@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -185,6 +186,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._close()
+        _release_stale_holder(self)
         self._reset_run()
         self.resume_point = None
         self.restored_info = None
@@ -192,6 +194,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._siblings = (self._driver_info or {}).get("callbacks") or _calling_callbacks()
         self._store = CheckpointStore(self.backup_dir, keep=2 if self.double_checkpoint else 1)
         self._store.open()
+        self._owner_thread = threading.get_ident()
+        _HOLDERS[os.path.realpath(self.backup_dir)] = self
         try:
             self._restore()
         except BaseException:
@@ -237,7 +241,9 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._settle()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._settle()  # a save due after the epoch's last batch
+        # A save due after the epoch's last batch. No preemption stop here:
+        # callbacks listed before this one already ran their epoch end.
+        self._settle(preempt=False)
         self._epoch_logs = (epoch, logs if logs is not None else {})
         self._epoch = epoch + 1
         self._batches_in_epoch = 0
@@ -247,9 +253,19 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         try:
-            if self.delete_checkpoint:
+            preempted = self._watcher is not None and self._watcher.requested
+            if preempted:
+                # A signal after the last batch: keep a checkpoint of the
+                # end state (marked as the last epoch, even after an early
+                # stop) so that the rerun returns at once.
+                epochs = (self.params or {}).get("epochs")
+                if epochs is not None and self._epoch < epochs and \
+                        self._batches_in_epoch == 0:
+                    self._epoch = epochs
+                self._pending_save = None
+            elif self.delete_checkpoint:
                 self._pending_save = None  # about to be deleted anyway
-            self._settle(preempt=False)
+            self._settle(preempt=preempted)
             self._wait_for_save()
             if self._save_error is not None:
                 self._raise_save_error()
@@ -317,9 +333,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         groups = ["model", "optimizer"]
         problems = state.check_variables(model, arrays, meta["variables"], groups)
         if problems:
-            raise FingerprintMismatchError(
-                self.backup_dir, [(p, "checkpoint", "model") for p in problems]
-            )
+            raise FingerprintMismatchError(self.backup_dir, problems)
         state.assign_variables(model, arrays, meta["variables"], groups)
         state.restore_rng(arrays, meta.get("rng", {}))
         self._history = {k: list(v) for k, v in meta.get("history", {}).items()}
@@ -480,6 +494,31 @@ class BackupAndRestore(keras.callbacks.Callback):
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+# backup_dir -> the callback holding it open in this process.
+_HOLDERS = weakref.WeakValueDictionary()
+
+
+def _release_stale_holder(cb):
+    """Closes another callback's hold on the same directory if its fit died.
+
+    A plain model.fit() that raises calls no hook, so its callback keeps the
+    lock. If that callback was opened on this thread, its fit cannot still
+    be running (fits do not nest), so it is released with a warning. A hold
+    from another live thread stays, and the store refuses the new fit.
+    """
+    other = _HOLDERS.get(os.path.realpath(cb.backup_dir))
+    if other is None or other is cb or other._store is None:
+        return
+    if other._owner_thread == threading.get_ident():
+        warnings.warn(
+            f"Releasing '{cb.backup_dir}', left locked by an earlier fit() "
+            "in this process that ended with an error.",
+            ResumeWarning,
+            stacklevel=3,
+        )
+        other.abort()
 
 
 def _to_float(value):

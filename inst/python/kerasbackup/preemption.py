@@ -1,10 +1,19 @@
 """Signal handling for preemption: flag on the first signal, abort on the second.
 
-The handler only records the signal; the callback checks the flag after each
-batch, saves, and stops. Handlers installed before (Python's or the host's,
-e.g. R's C handler for SIGUSR1) are put back exactly at train end: C-level
-handlers are saved and restored with sigaction(2), which Python's
-`signal.signal()` cannot express.
+The handler only records the signal; the callback checks the flag at its
+next hook (after the current batch), saves, and stops with PreemptedError.
+A second signal raises PreemptionAbort at once, wherever the main thread is
+(a checkpoint being written is abandoned; the previous one stays intact).
+
+Handlers installed before (Python's or the host's, e.g. R's C handlers for
+SIGINT and SIGUSR1) are put back exactly at train end: the raw `struct
+sigaction` is saved with sigaction(2) before Python's `signal.signal()`
+replaces it and written back afterwards, since `signal.signal()` cannot
+express a C-level handler. Prior Python-level handlers are chained: they run
+after the flag is set (except `signal.default_int_handler`, whose
+KeyboardInterrupt would defeat the graceful stop). C-level handlers are not
+called while fit() runs (R's SIGUSR1 handler would save the workspace and
+quit at once).
 """
 
 import ctypes
@@ -72,20 +81,39 @@ class PreemptionWatcher:
                 "save_before_preemption=True needs fit() to run on the main "
                 "thread: signal handlers can only be installed there."
             )
-        for sig in self.signals:
-            raw = self._raw_get(sig)
-            previous = signal.signal(sig, self._handle)
-            self._saved[sig] = (previous, raw)
+        self.requested_at = None
+        self.requested_name = None
+        try:
+            for sig in self.signals:
+                if sig in self._saved:
+                    continue  # named twice
+                raw = self._raw_get(sig)
+                previous = signal.signal(sig, self._handle)
+                self._saved[sig] = (previous, raw)
+        except BaseException:
+            self.restore()
+            raise
+
+    @property
+    def installed(self):
+        return bool(self._saved)
 
     def restore(self):
-        for sig, (previous, raw) in self._saved.items():
-            if previous is not None:
-                signal.signal(sig, previous)
-            elif raw is not None:
-                # Installed outside Python (e.g. by R): put the C handler back.
-                signal.signal(sig, signal.SIG_DFL)
-                self._libc.sigaction(sig, raw, None)
-        self._saved = {}
+        """Puts back the handlers found by install(); idempotent."""
+        saved, self._saved = self._saved, {}
+        for sig, (previous, raw) in saved.items():
+            # First Python's own table (signal.getsignal() answers from it),
+            # then the exact C-level action. `previous` is None when the
+            # handler was not installed from Python (e.g. R's): Python then
+            # records SIG_DFL, and the raw action below puts the C handler
+            # back. Without the raw write, a later install() would find
+            # SIG_DFL and "restore" that, dropping the host's handler.
+            try:
+                signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+            except (TypeError, ValueError, OSError):
+                pass
+            if raw is not None:
+                self._raw_set(sig, raw)
 
     def _raw_get(self, sig):
         if self._libc is None:
@@ -95,14 +123,27 @@ class PreemptionWatcher:
             return None
         return buf
 
+    def _raw_set(self, sig, raw):
+        if self._libc is not None:
+            self._libc.sigaction(sig, raw, None)
+
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
+        if not _inside_fit(frame):
+            # A plain model.fit() that raised calls no hook, so our handlers
+            # outlived it: step aside and let the signal do what it did before.
+            self.restore()
+            os.kill(os.getpid(), signum)
+            return
         if self.requested:
             # Second signal: give up at once. Stores publish atomically, so
             # the previous checkpoint stays intact.
+            first = self.requested_name
             self.restore()
+            again = "again" if first == name else f"after {first}"
             raise PreemptionAbort(
-                f"{name} received twice: stopping at once without saving."
+                f"{name} received {again}: stopping at once, without saving. "
+                "The last published checkpoint is kept."
             )
         self.requested_at = time.monotonic()
         self.requested_name = name
@@ -113,3 +154,15 @@ class PreemptionWatcher:
     def trigger(self, signum=signal.SIGTERM):
         """Acts as if `signum` arrived (for tests and manual preemption)."""
         os.kill(os.getpid(), signum)
+
+
+def _inside_fit(frame):
+    """Whether a training loop (Keras' fit() or ours) is on the stack."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in ("fit", "_train") and (
+            code.co_filename.endswith(("trainer.py", "training.py"))
+        ):
+            return True
+        frame = frame.f_back
+    return False

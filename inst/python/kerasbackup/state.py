@@ -66,7 +66,7 @@ def capture_variables(model, include_metrics):
 
 
 def check_variables(model, arrays, index, groups):
-    """Returns a list of problems that would stop a restore (empty if none)."""
+    """Returns `[(item, saved, current), ...]` that would stop a restore."""
     problems = []
     current = dict(_variable_groups(model, "metrics" in groups))
     for group in groups:
@@ -75,20 +75,15 @@ def check_variables(model, arrays, index, groups):
             continue
         variables = current.get(group, [])
         if len(saved) != len(variables):
-            problems.append(
-                f"{group}: the checkpoint has {len(saved)} variables, "
-                f"the model has {len(variables)}"
-            )
+            problems.append((f"{group} variables", len(saved), len(variables)))
             continue
         for i, (v, (path, shape, dtype)) in enumerate(zip(variables, saved)):
             value = arrays.get(f"{group}/{i:05d}")
             if value is None:
-                problems.append(f"{group}: variable {path} is missing")
+                problems.append((f"{group} variable {path}", "saved", "missing"))
             elif tuple(v.shape) != tuple(shape) or tuple(value.shape) != tuple(shape):
-                problems.append(
-                    f"{group}: variable {path} has shape {tuple(shape)} in the "
-                    f"checkpoint and {tuple(v.shape)} in the model"
-                )
+                problems.append((f"{group} variable {path} shape",
+                                 tuple(shape), tuple(v.shape)))
     return problems
 
 

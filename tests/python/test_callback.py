@@ -1,0 +1,197 @@
+"""The callback on its own: validation, verified all-or-nothing restores,
+write failures, clean-up and the restored epoch's scope."""
+
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import keras
+import kerasbackup
+from kerasbackup import BackupAndRestore, CorruptCheckpointError
+from kerasbackup.errors import FingerprintMismatchError
+
+from helpers_training import make_data, make_model
+
+
+def _fit(model, backup_dir, epochs=2, **kwargs):
+    x, y = make_data(40)
+    cb = BackupAndRestore(backup_dir, **kwargs)
+    kerasbackup.fit(model, x, y, batch_size=8, epochs=epochs, verbose=0,
+                    callbacks=[cb])
+    return cb
+
+
+def _variables(model):
+    return [v.numpy().copy() for v in model.variables] + [
+        v.numpy().copy() for v in model.optimizer.variables]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backup_dir": ""}, "Invalid value for argument `backup_dir`"),
+    ({"backup_dir": None}, "Invalid value for argument `backup_dir`"),
+    ({"backup_dir": "d", "save_freq": 0}, "Received: save_freq=0"),
+    ({"backup_dir": "d", "save_freq": -3}, "Received: save_freq=-3"),
+    ({"backup_dir": "d", "save_freq": True}, "Received: save_freq=True"),
+    ({"backup_dir": "d", "save_freq": 1.5}, "Received: save_freq=1.5"),
+    ({"backup_dir": "d", "save_freq": "batch"}, "Received: save_freq='batch'"),
+    ({"backup_dir": "d", "save_freq": False},
+     "`save_freq=False` turns periodic saves off"),
+    ({"backup_dir": "d", "delete_checkpoint": "yes"},
+     "Received: delete_checkpoint='yes'"),
+    ({"backup_dir": "d", "double_checkpoint": 1},
+     "Received: double_checkpoint=1"),
+    ({"backup_dir": "d", "on_save_error": "ignore"},
+     "Received: on_save_error='ignore'"),
+    ({"backup_dir": "d", "save_before_preemption": True,
+      "preemption_signals": ["SIGKILL"]}, "Received: 'SIGKILL'"),
+])
+def test_constructor_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=None) as info:
+        BackupAndRestore(**kwargs)
+    assert message in str(info.value)
+
+
+def test_keras3_defaults_and_own_implementation(tmp_path):
+    cb = BackupAndRestore(str(tmp_path / "b"))
+    assert (cb.save_freq, cb.double_checkpoint, cb.delete_checkpoint) == (
+        "epoch", False, True)
+    assert isinstance(cb, keras.callbacks.Callback)
+    assert not isinstance(cb, keras.callbacks.BackupAndRestore)
+
+
+def test_corrupt_checkpoint_is_refused_and_model_untouched(tmp_path):
+    backup = str(tmp_path / "b")
+    _fit(make_model(), backup, delete_checkpoint=False)
+    (ckpt,) = [p for p in os.listdir(backup) if p.startswith("ckpt-")]
+    data = os.path.join(backup, ckpt, "arrays.bin")
+    with open(data, "r+b") as f:
+        f.seek(10)
+        byte = f.read(1)
+        f.seek(10)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    model = make_model(seed=7)
+    model.optimizer.build(model.trainable_variables)
+    before = _variables(model)
+    with pytest.raises(CorruptCheckpointError, match="checksum mismatch"):
+        _fit(model, backup)
+    after = _variables(model)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert os.path.exists(data)  # left for inspection
+
+
+def test_double_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    backup = str(tmp_path / "b")
+    _fit(make_model(), backup, epochs=3, delete_checkpoint=False,
+         double_checkpoint=True)
+    newest = sorted(p for p in os.listdir(backup) if p.startswith("ckpt-"))[-1]
+    os.truncate(os.path.join(backup, newest, "arrays.bin"), 5)
+    model = make_model()
+    x, y = make_data(40)
+    cb = BackupAndRestore(backup, double_checkpoint=True)
+    with pytest.warns(Warning, match="truncated"):
+        kerasbackup.fit(model, x, y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[cb])
+    # The previous checkpoint was taken after epoch 2, so epoch 3 ran again.
+    assert cb.restored_info["epoch"] == 2
+    assert model.history.epoch == [0, 1, 2]
+
+
+def test_mismatched_variables_leave_the_model_untouched(tmp_path):
+    backup = str(tmp_path / "b")
+    _fit(make_model(), backup, delete_checkpoint=False)
+    model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(3),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.optimizer.build(model.trainable_variables)
+    before = _variables(model)
+    with pytest.raises(FingerprintMismatchError) as info:
+        _fit(model, backup, allow_changes=True)
+    assert re.search(r"model variables: 5 -> 4", str(info.value))
+    after = _variables(model)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_fingerprint_lists_each_difference(tmp_path):
+    backup = str(tmp_path / "b")
+    _fit(make_model(), backup, delete_checkpoint=False)
+    def adam_b08():
+        return keras.optimizers.Adam(beta_1=0.8, learning_rate=keras.optimizers.schedules.ExponentialDecay(
+            0.01, decay_steps=5, decay_rate=0.9))
+    model = make_model(optimizer=adam_b08())
+    x, y = make_data(40)
+    with pytest.raises(FingerprintMismatchError) as info:
+        kerasbackup.fit(model, x, y, batch_size=10, epochs=3, verbose=0,
+                        callbacks=[BackupAndRestore(backup)])
+    text = str(info.value)
+    assert "optimizer beta_1: 0.9 -> 0.8" in text
+    assert "batch size: 8 -> 10" in text
+    diffs = {d[0] for d in info.value.differences}
+    assert {"optimizer beta_1", "batch size"} <= diffs
+    # Deliberate changes go through when named.
+    model = make_model(optimizer=adam_b08())
+    kerasbackup.fit(model, x, y, batch_size=10, epochs=3, verbose=0,
+                    callbacks=[BackupAndRestore(backup, allow_changes=[
+                        "optimizer beta_1", "batch size", "steps per epoch"])])
+    assert model.history.epoch == [0, 1, 2]
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path):
+    backup = str(tmp_path / "b")
+    cb = _fit(make_model(), backup, delete_checkpoint=False)
+    good = kerasbackup.backup_info(backup)
+    assert [c["verified"] for c in good] == [True]
+
+    def broken_save(*args, **kwargs):
+        raise kerasbackup.BackupWriteError(
+            f"Could not write a checkpoint in '{backup}': [Errno 28] No space "
+            "left on device (ENOSPC)", backup_dir=backup)
+
+    model = make_model()
+    x, y = make_data(40)
+    cb = BackupAndRestore(backup, delete_checkpoint=False)
+    original = kerasbackup.CheckpointStore.save
+    kerasbackup.CheckpointStore.save = broken_save
+    try:
+        with pytest.raises(kerasbackup.BackupWriteError, match="No space"):
+            kerasbackup.fit(model, x, y, batch_size=8, epochs=4, verbose=0,
+                            callbacks=[cb])
+        # on_save_error="warn" trains on.
+        model = make_model()
+        with pytest.warns(Warning, match="Training goes on"):
+            kerasbackup.fit(model, x, y, batch_size=8, epochs=4, verbose=0,
+                            callbacks=[BackupAndRestore(
+                                backup, delete_checkpoint=False,
+                                on_save_error="warn")])
+        assert model.history.epoch == [0, 1, 2, 3]
+    finally:
+        kerasbackup.CheckpointStore.save = original
+    after = kerasbackup.backup_info(backup)
+    assert [(c["epoch"], c["verified"]) for c in after] == [(2, True)]
+
+
+def test_restored_epoch_does_not_leak_into_a_later_fit(tmp_path):
+    backup = str(tmp_path / "b")
+    model = make_model()
+    x, y = make_data(40)
+    _fit(model, backup, epochs=2, delete_checkpoint=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=3, verbose=0, batch_size=8,
+                  callbacks=[BackupAndRestore(backup)])
+    assert model._initial_epoch is None
+    history = model.fit(x, y, epochs=2, verbose=0, batch_size=8)
+    assert history.epoch == [0, 1]
+
+
+def test_delete_checkpoint_removes_only_our_files(tmp_path):
+    backup = tmp_path / "b"
+    _fit(make_model(), str(backup))
+    assert not backup.exists()
+    backup.mkdir()
+    _fit(make_model(), str(backup), delete_checkpoint=False)
+    (backup / "user-notes.txt").write_text("mine")
+    _fit(make_model(), str(backup), epochs=3)
+    assert sorted(os.listdir(backup)) == ["user-notes.txt"]

@@ -1,0 +1,123 @@
+# A training "job" for test-preemption.R, run with Rscript.
+#
+# Usage: Rscript preempt.R <backup_dir> <out.rds> <result.rds> [key=value ...]
+#   keys: epochs (6), save_freq ("2", "epoch" or "false"), batch_sleep (0),
+#         signals ("SIGTERM,SIGUSR1"), ready (a file written once fit()'s
+#         handlers are installed), after ("none", or "busy": run R code for 10 s
+#         after fit(), to let the parent signal the R process itself), fits (1;
+#         2 runs a short fit() with preemption handlers first), preempt
+#         ("true"; "false" trains without save_before_preemption),
+#         save_delay (seconds; each checkpoint write first creates
+#         <backup_dir>.saving and sleeps, so a signal can land mid-save).
+# On completion the final weights, optimizer variables and history go to
+# out.rds. When fit() fails, the condition's classes and message go to
+# result.rds and the error is re-raised, so Rscript exits non-zero.
+suppressPackageStartupMessages(library(kerasbackup))
+
+args <- commandArgs(trailingOnly = TRUE)
+backup_dir <- args[[1]]
+out <- args[[2]]
+result <- args[[3]]
+opts <- list(epochs = "6", save_freq = "2", batch_sleep = "0",
+             signals = "SIGTERM,SIGUSR1", ready = "", after = "none",
+             fits = "1", preempt = "true", save_delay = "0")
+for (kv in args[-(1:3)]) {
+  key <- sub("=.*$", "", kv)
+  opts[[key]] <- sub("^[^=]*=", "", kv)
+}
+save_freq <- switch(opts$save_freq, epoch = "epoch", false = FALSE,
+                    as.integer(opts$save_freq))
+
+if (as.numeric(opts$save_delay) > 0) {
+  invisible(kerasbackup:::py_kb())
+  reticulate::py_run_string(sprintf("
+import os, time
+from kerasbackup import store as _store
+_original = _store.CheckpointStore._write_arrays
+def _slow_write_arrays(path, buffers, total):
+    with open(%s, 'w') as f:
+        f.write(path)
+    time.sleep(%s)
+    result = _original(path, buffers, total)
+    os.unlink(%s)
+    return result
+_store.CheckpointStore._write_arrays = staticmethod(_slow_write_arrays)
+", deparse(paste0(backup_dir, ".saving")), opts$save_delay,
+     deparse(paste0(backup_dir, ".saving"))))
+}
+
+set.seed(42)
+n <- 70
+x <- matrix(rnorm(n * 6), n, 6)
+y <- matrix(x %*% (1:6 / 6) + rnorm(n, sd = 0.1), n, 1)
+
+set_random_seed(1)
+model <- keras_model_sequential(input_shape = 6) %>%
+  layer_dense(16, activation = "relu") %>%
+  layer_dropout(0.25) %>%
+  layer_dense(1)
+model %>% compile(optimizer = optimizer_adam(0.01), loss = "mse",
+                  metrics = "mae")
+
+# Pacing sleeps in Python: an R Sys.sleep() would wait in R's select(),
+# which takes SIGINT with a handler of its own (an R interrupt).
+py_time <- reticulate::import("time")
+pace <- new_callback_class(
+  "Pace",
+  on_train_begin = function(logs = NULL) {
+    if (nzchar(opts$ready)) writeLines(as.character(Sys.getpid()), opts$ready)
+  },
+  on_train_batch_end = function(batch, logs = NULL) {
+    if (opts$batch_sleep != "0") py_time$sleep(as.numeric(opts$batch_sleep))
+  }
+)
+
+callbacks <- list(
+  pace(),
+  callback_early_stopping(monitor = "val_loss", patience = 10,
+                          min_delta = 0.3),
+  callback_reduce_lr_on_plateau(monitor = "val_loss", patience = 1,
+                                factor = 0.5, min_delta = 0.35, cooldown = 1,
+                                min_lr = 1e-5),
+  callback_backup_and_restore(backup_dir, save_freq = save_freq,
+                              save_before_preemption = opts$preempt == "true",
+                              preemption_signals = strsplit(opts$signals, ",")[[1]])
+)
+
+# fits=2: an earlier fit() in the same session installed and restored the
+# handlers once already.
+for (i in seq_len(as.integer(opts$fits) - 1L)) {
+  fit(keras_model_sequential(input_shape = 6) %>% layer_dense(1) %>%
+        compile(optimizer = "sgd", loss = "mse"), x, y, epochs = 1, verbose = 0,
+      callbacks = list(callback_backup_and_restore(
+        paste0(backup_dir, "-pre", i), save_freq = FALSE,
+        save_before_preemption = TRUE,
+        preemption_signals = strsplit(opts$signals, ",")[[1]])))
+}
+
+history <- tryCatch(
+  model %>% fit(x, y, batch_size = 8, epochs = as.integer(opts$epochs),
+                validation_split = 0.2, shuffle = TRUE, verbose = 0,
+                callbacks = callbacks),
+  error = function(e) {
+    saveRDS(list(class = class(e), message = conditionMessage(e)), result)
+    stop(e)
+  }
+)
+
+saveRDS(list(
+  weights = get_weights(model),
+  variables = lapply(model$variables, function(v) v$numpy()),
+  optimizer = lapply(model$optimizer$variables, function(v) v$numpy()),
+  history = lapply(model$history$history, unlist),
+  epoch = unlist(model$history$epoch)
+), out)
+
+if (opts$after == "busy") {
+  # Busy R code, so that R's own handlers decide what a signal does (a
+  # Sys.sleep() would wait in select(), which has a SIGINT handler of its own).
+  writeLines("fit done", paste0(out, ".done"))
+  start <- Sys.time()
+  while (difftime(Sys.time(), start, units = "secs") < 10) sum(runif(1000))
+  writeLines("still running", paste0(out, ".survived"))
+}

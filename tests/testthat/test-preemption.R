@@ -1,0 +1,223 @@
+# Preemption under Rscript: a signal makes fit() finish the batch, save and
+# stop with a `kerasbackup_preempted` error; the script exits non-zero and a
+# rerun ends bit-identical to an uninterrupted run. The training job is
+# scripts/preempt.R, run with Rscript in the background through sh (base R
+# only); signals are sent with tools::pskill() to the pid the job writes
+# once fit()'s handlers are installed.
+
+rscript <- function() file.path(R.home("bin"), "Rscript")
+
+# Starts the job; returns paths of its files. `wd` is its working directory.
+start_job <- function(dir, name, backup_dir, ..., wd = dir) {
+  job <- list(
+    out = file.path(dir, paste0(name, ".rds")),
+    result = file.path(dir, paste0(name, "-result.rds")),
+    ready = file.path(dir, paste0(name, ".ready")),
+    status = file.path(dir, paste0(name, ".status")),
+    log = file.path(dir, paste0(name, ".log"))
+  )
+  args <- c(test_path("scripts", "preempt.R"), backup_dir, job$out,
+            job$result, paste0("ready=", job$ready), ...)
+  cmd <- paste(
+    "cd", shQuote(wd), "&&", shQuote(rscript()),
+    paste(shQuote(normalizePath(args[1])), paste(shQuote(args[-1]), collapse = " ")),
+    ">", shQuote(job$log), "2>&1; echo $? >", shQuote(paste0(job$status, ".tmp")),
+    "&& mv", shQuote(paste0(job$status, ".tmp")), shQuote(job$status)
+  )
+  system2("sh", c("-c", shQuote(cmd)), wait = FALSE)
+  job
+}
+
+wait_until <- function(cond, job, timeout = 90) {
+  deadline <- Sys.time() + timeout
+  while (!cond()) {
+    if (file.exists(job$status)) {
+      stop("the job ended early:\n", paste(readLines(job$log), collapse = "\n"))
+    }
+    if (Sys.time() > deadline) stop("timed out")
+    Sys.sleep(0.01)
+  }
+}
+
+job_pid <- function(job) as.integer(readLines(job$ready, warn = FALSE)[1])
+
+wait_status <- function(job, timeout = 120) {
+  deadline <- Sys.time() + timeout
+  while (!file.exists(job$status)) {
+    if (Sys.time() > deadline) stop("timed out")
+    Sys.sleep(0.02)
+  }
+  as.integer(readLines(job$status)[1])
+}
+
+latest_checkpoint <- function(backup_dir) {
+  info <- kerasbackup::backup_info(backup_dir)
+  if (nrow(info) == 0) NULL else c(info$epoch[nrow(info)], info$batch[nrow(info)])
+}
+
+expect_same_training <- function(out, ref) {
+  a <- readRDS(out)
+  b <- readRDS(ref)
+  expect_identical(a$variables, b$variables)
+  expect_identical(a$weights, b$weights)
+  expect_identical(a$optimizer, b$optimizer)
+  expect_identical(a$history, b$history)
+  expect_identical(a$epoch, b$epoch)
+}
+
+job_args <- c("epochs=5", "save_freq=3", "batch_sleep=0.03", "save_delay=0.15")
+
+reference_run <- local({
+  ref <- NULL
+  function() {
+    if (is.null(ref)) {
+      dir <- tempfile("kb-ref-")
+      dir.create(dir)
+      job <- start_job(dir, "reference", file.path(dir, "backup"), job_args)
+      expect_identical(wait_status(job), 0L)
+      ref <<- job$out
+    }
+    ref
+  }
+})
+
+test_that("SIGTERM at random instants under Rscript: preempted, then an exact resume", {
+  skip_if_not(kerasbackup:::python_ready())
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  backup <- file.path(dir, "backup")
+  stops <- list()
+  for (i in 1:2) {
+    before <- latest_checkpoint(backup)
+    job <- start_job(dir, paste0("run", i), backup, job_args)
+    wait_until(function() file.exists(job$ready), job)
+    if (i == 2) {
+      # During a save: a checkpoint write is in flight.
+      wait_until(function() file.exists(paste0(backup, ".saving")), job)
+    } else {
+      wait_until(function() !identical(latest_checkpoint(backup), before) &&
+                   !is.null(latest_checkpoint(backup)), job)
+      Sys.sleep(stats::runif(1, 0, 0.3))
+    }
+    tools::pskill(job_pid(job), tools::SIGTERM)
+    expect_identical(wait_status(job), 1L)
+    res <- readRDS(job$result)
+    expect_true("kerasbackup_preempted" %in% res$class)
+    expect_match(res$message, "Training was preempted by SIGTERM", fixed = TRUE)
+    expect_match(res$message, backup, fixed = TRUE)
+    expect_match(res$message, "resumes at epoch [0-9]+, after batch [0-9]+")
+    expect_match(paste(readLines(job$log), collapse = "\n"),
+                 "kerasbackup: SIGTERM received; checkpoint published")
+    info <- kerasbackup::backup_info(backup)
+    expect_true(all(info$verified))
+    last <- latest_checkpoint(backup)
+    expect_match(res$message, sprintf("resumes at epoch %d, after batch %d",
+                                      last[1], last[2]), fixed = TRUE)
+    stops[[i]] <- last
+  }
+  expect_false(identical(stops[[1]], stops[[2]]))
+  job <- start_job(dir, "final", backup, job_args)
+  expect_identical(wait_status(job), 0L)
+  expect_same_training(job$out, reference_run())
+  expect_false(dir.exists(backup))
+})
+
+test_that("a second SIGTERM during the preemption save aborts; the checkpoint stays", {
+  skip_if_not(kerasbackup:::python_ready())
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  backup <- file.path(dir, "backup")
+  args <- c("epochs=5", "save_freq=false", "batch_sleep=0.03", "save_delay=0.3")
+  job <- start_job(dir, "first", backup, args)
+  wait_until(function() file.exists(job$ready), job)
+  Sys.sleep(0.3)
+  tools::pskill(job_pid(job), tools::SIGTERM)
+  expect_identical(wait_status(job), 1L)
+  first <- latest_checkpoint(backup)
+  expect_false(is.null(first))
+
+  job <- start_job(dir, "second", backup, args)
+  wait_until(function() file.exists(job$ready), job)
+  Sys.sleep(0.2)
+  tools::pskill(job_pid(job), tools::SIGTERM)
+  wait_until(function() file.exists(paste0(backup, ".saving")), job)
+  tools::pskill(job_pid(job), tools::SIGTERM)
+  expect_identical(wait_status(job), 1L)
+  res <- readRDS(job$result)
+  expect_true("kerasbackup_preempted" %in% res$class)
+  expect_match(res$message, "SIGTERM received again: stopping at once",
+               fixed = TRUE)
+  info <- kerasbackup::backup_info(backup)
+  expect_identical(nrow(info), 1L)
+  expect_identical(c(info$epoch, info$batch), first)
+  expect_true(all(info$verified))
+
+  job <- start_job(dir, "final", backup, args)
+  expect_identical(wait_status(job), 0L)
+  expect_same_training(job$out, reference_run())
+})
+
+# The kernel's action for a signal: handler address, mask, flags (without
+# the SA_RESTORER glibc adds on each write), read with sigaction(2).
+sigaction_state <- function(signals = c("SIGINT", "SIGTERM", "SIGUSR1")) {
+  reticulate::py_run_string("
+import ctypes, ctypes.util, signal as _signal
+def _kb_sigaction(name):
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    buf = ctypes.create_string_buffer(512)
+    libc.sigaction(int(getattr(_signal, name)), None, buf)
+    raw = buf.raw
+    return '%x/%s/%x' % (int.from_bytes(raw[0:8], 'little'), raw[8:16].hex(),
+                         int.from_bytes(raw[136:140], 'little') & ~0x04000000)
+")
+  main <- reticulate::import_main()
+  vapply(signals, function(s) main$`_kb_sigaction`(s), "")
+}
+
+test_that("R's own signal handlers are back after fit(), twice over", {
+  skip_if_not(kerasbackup:::python_ready())
+  skip_on_os("windows")
+  invisible(kerasbackup:::py_kb())
+  before <- sigaction_state()
+  set.seed(1)
+  x <- matrix(rnorm(60), 20, 3)
+  y <- matrix(rowSums(x), 20, 1)
+  for (i in 1:2) {
+    model <- keras_model_sequential(input_shape = 3) %>% layer_dense(1)
+    model %>% compile(optimizer = "sgd", loss = "mse")
+    model %>% fit(x, y, epochs = 1, verbose = 0, callbacks = list(
+      callback_backup_and_restore(
+        withr::local_tempdir(), save_freq = FALSE,
+        save_before_preemption = TRUE,
+        preemption_signals = c("SIGTERM", "SIGUSR1", "SIGINT"))))
+    expect_identical(sigaction_state(), before)
+  }
+})
+
+test_that("after two fit()s in Rscript, SIGUSR1 and SIGINT do what R does", {
+  skip_if_not(kerasbackup:::python_ready())
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  # R's SIGUSR1 handler saves the workspace and quits with status 2; its
+  # SIGINT handler interrupts the R code ("Execution halted", status 1).
+  for (sig in c("USR1", "INT")) {
+    wd <- file.path(dir, sig)
+    dir.create(wd)
+    job <- start_job(dir, sig, file.path(dir, paste0("backup-", sig)),
+                     "epochs=1", "fits=2", "after=busy",
+                     "signals=SIGTERM,SIGUSR1,SIGINT", wd = wd)
+    wait_until(function() file.exists(paste0(job$out, ".done")), job)
+    Sys.sleep(0.3)
+    tools::pskill(job_pid(job),
+                  if (sig == "USR1") tools::SIGUSR1 else tools::SIGINT)
+    status <- wait_status(job)
+    expect_false(file.exists(paste0(job$out, ".survived")))
+    if (sig == "USR1") {
+      expect_identical(status, 2L)
+      expect_true(file.exists(file.path(wd, ".RData")))
+    } else {
+      expect_identical(status, 1L)
+      expect_match(paste(readLines(job$log), collapse = "\n"), "Execution halted")
+    }
+  }
+})
