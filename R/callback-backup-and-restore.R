@@ -31,6 +31,27 @@
 #' with `double_checkpoint = TRUE`), each with a `manifest.json` listing every
 #' file's size and checksum. Use [backup_info()] to inspect it.
 #'
+#' @section Preemption:
+#' With `save_before_preemption = TRUE`, handlers for `preemption_signals` are
+#' installed at train begin and the previous ones are put back at train end
+#' (R's own C-level handlers included).
+#' * First signal: the current batch finishes, a checkpoint of that exact
+#'   point is published, and `fit()` stops with a `kerasbackup_preempted`
+#'   error whose message names the directory, the epoch and the batch, and
+#'   the time from the signal to the published checkpoint. `Rscript` then
+#'   exits with a non-zero status; running the same script again resumes
+#'   exactly.
+#' * A signal during a save lets the save complete.
+#' * A second signal stops at once (also `kerasbackup_preempted`), without
+#'   saving; the previous checkpoint stays intact.
+#' * Before the handlers are installed (before `fit()` reaches train begin) a
+#'   signal has its usual effect. Before the first batch, `fit()` stops
+#'   having saved the starting point.
+#' * After the last batch, `fit()` still stops with `kerasbackup_preempted`,
+#'   keeping a checkpoint of the final state, so the rerun returns at once.
+#' * `SIGINT` (Ctrl-C) is not handled unless listed: R's own handling then
+#'   applies.
+#'
 #' @param backup_dir String, path of the directory where the data needed to
 #'   restore the model is stored. The directory cannot be reused elsewhere to
 #'   store other files, e.g. by the backup_and_restore callback of another

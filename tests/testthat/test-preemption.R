@@ -82,7 +82,7 @@ reference_run <- local({
 })
 
 test_that("SIGTERM at random instants under Rscript: preempted, then an exact resume", {
-  skip_if_not(kerasbackup:::python_ready())
+  require_python()
   skip_on_os("windows")
   dir <- withr::local_tempdir()
   backup <- file.path(dir, "backup")
@@ -123,7 +123,7 @@ test_that("SIGTERM at random instants under Rscript: preempted, then an exact re
 })
 
 test_that("a second SIGTERM during the preemption save aborts; the checkpoint stays", {
-  skip_if_not(kerasbackup:::python_ready())
+  require_python()
   skip_on_os("windows")
   dir <- withr::local_tempdir()
   backup <- file.path(dir, "backup")
@@ -175,7 +175,7 @@ def _kb_sigaction(name):
 }
 
 test_that("R's own signal handlers are back after fit(), twice over", {
-  skip_if_not(kerasbackup:::python_ready())
+  require_python()
   skip_on_os("windows")
   invisible(kerasbackup:::py_kb())
   before <- sigaction_state()
@@ -195,7 +195,7 @@ test_that("R's own signal handlers are back after fit(), twice over", {
 })
 
 test_that("after two fit()s in Rscript, SIGUSR1 and SIGINT do what R does", {
-  skip_if_not(kerasbackup:::python_ready())
+  require_python()
   skip_on_os("windows")
   dir <- withr::local_tempdir()
   # R's SIGUSR1 handler saves the workspace and quits with status 2; its
