@@ -308,6 +308,9 @@ class _StreamFeed:
     def __init__(self, x, steps_per_epoch):
         self.source = x
         self.steps = int(steps_per_epoch) if steps_per_epoch else None
+        # Keras' rule: an explicit steps_per_epoch draws from one iterator
+        # across epochs; otherwise each epoch is a fresh pass.
+        self.continuous = bool(steps_per_epoch)
         self._peeked = None
         self._iterator = None
         self.seed = None
@@ -338,7 +341,7 @@ class _StreamFeed:
         first = []
         if self._peeked is not None:
             first, self._peeked = [self._peeked], None
-        elif not (self.steps and self._iterator is not None):
+        elif not (self.continuous and self._iterator is not None):
             self._iterator = self._new_iterator()
         it = self._iterator
         step = 0
