@@ -74,8 +74,12 @@
 #' @param preemption_signals Character vector of signal names handled when
 #'   `save_before_preemption = TRUE`.
 #' @param async_save Boolean. Write checkpoints in a background thread, so
-#'   training only waits for the copy of the state to memory. Defaults to
-#'   `FALSE`.
+#'   training only waits for the copy of the state to memory (one save at a
+#'   time: a save that falls due while the previous one is still being
+#'   written waits for it; `fit()` waits for the last one before it returns;
+#'   a failed background save stops training at the next batch). Defaults to
+#'   `TRUE`: on the benchmark it blocks training 5-10 times less than a
+#'   synchronous save, for one extra host copy of the state in memory.
 #' @param on_save_error `"stop"` (the default) stops training when a save
 #'   fails; `"warn"` warns and trains on. The previous checkpoint is kept
 #'   either way.
@@ -131,7 +135,7 @@ callback_backup_and_restore <- function(backup_dir,
                                         double_checkpoint = FALSE,
                                         save_before_preemption = FALSE,
                                         preemption_signals = c("SIGTERM", "SIGUSR1"),
-                                        async_save = FALSE,
+                                        async_save = TRUE,
                                         on_save_error = c("stop", "warn"),
                                         allow_changes = FALSE) {
   if (missing(backup_dir) || !is_string(backup_dir)) {

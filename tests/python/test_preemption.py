@@ -194,7 +194,8 @@ def test_first_signal_during_a_save_lets_it_complete(tmp_path, monkeypatch):
                         validation_split=0.2,
                         callbacks=ht.make_callbacks(10, True) + [
                             kerasbackup.BackupAndRestore(
-                                d, save_freq=3, save_before_preemption=True)])
+                                d, save_freq=3, save_before_preemption=True,
+                                async_save=False)])
     # The save in flight (after batch 6 of epoch 0) was published, then the
     # stop came at the next hook with nothing new to save.
     assert (err.value.epoch, err.value.batch) == (0, 6)

@@ -108,8 +108,11 @@ class BackupAndRestore(keras.callbacks.Callback):
             current batch, save, and stop with `PreemptedError`.
         preemption_signals: signal names handled when
             `save_before_preemption=True`.
-        async_save: write checkpoints in a background thread; training only
-            waits for the copy to host memory.
+        async_save: write checkpoints in a background thread (the default);
+            training only waits for the copy to host memory. One save is in
+            flight at a time: a save that falls due meanwhile waits for it,
+            and fit() waits for the last one. A failed background save
+            raises at the next batch.
         on_save_error: `"stop"` raises when a save fails; `"warn"` warns and
             trains on. The previous checkpoint is kept either way.
         allow_changes: `True`, or a list of fingerprint items (e.g.
@@ -129,7 +132,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         delete_checkpoint=True,
         save_before_preemption=False,
         preemption_signals=("SIGTERM", "SIGUSR1"),
-        async_save=False,
+        async_save=True,
         on_save_error="stop",
         allow_changes=False,
     ):
@@ -171,6 +174,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._pending_history = False
         self._warned = set()
         self._saver = None
+        self._buffers = {}  # host copies reused by asynchronous saves
         self._save_error = None
         self._pending_save = None
         self._epoch_logs = None
@@ -391,7 +395,10 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def _snapshot(self, epoch, batch, include_metrics):
         model = self.model
-        arrays, index = state.capture_variables(model, include_metrics)
+        # A background write needs its own copy: reuse the previous save's
+        # buffers (the write that used them has finished, see _save()).
+        into = self._buffers if self.async_save else None
+        arrays, index = state.capture_variables(model, include_metrics, into=into)
         rng_arrays, rng_meta = state.capture_rng()
         arrays.update(rng_arrays)
         meta = {
@@ -488,6 +495,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     # ------------------------------------------------------------ teardown
 
     def _close(self):
+        self._buffers = {}  # the host copies of async saves can be large
         if self._watcher is not None:
             self._watcher.restore()
             self._watcher = None

@@ -48,8 +48,15 @@ def ensure_optimizer_built(model):
         opt.build(model.trainable_variables)
 
 
-def capture_variables(model, include_metrics):
-    """Copies the model's, optimizer's (and metrics') variables to host memory.
+def capture_variables(model, include_metrics, into=None):
+    """Takes the model's, optimizer's (and metrics') variables to host memory.
+
+    Without `into`, returns read-only views that cost no copy: with
+    TensorFlow a variable's read tensor keeps the value it had (an update
+    copies the variable's buffer first while the tensor is referenced). That
+    is enough for a synchronous save, during which training waits. With
+    `into` (the arrays of an earlier capture), each value is copied into
+    those reused buffers, for a write in the background.
 
     Returns `(arrays, index)`; `index` records each variable's path, shape and
     dtype so that a restore can check them before assigning anything.
@@ -58,11 +65,27 @@ def capture_variables(model, include_metrics):
     for group, variables in _variable_groups(model, include_metrics):
         entries = []
         for i, v in enumerate(variables):
-            value = np.array(v.numpy(), copy=True)
-            arrays[f"{group}/{i:05d}"] = value
+            name = f"{group}/{i:05d}"
+            value = _host_view(v)
+            if into is not None:
+                buf = into.get(name)
+                if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
+                    buf = into[name] = np.empty(value.shape, value.dtype)
+                np.copyto(buf, value)
+                value = buf
+            arrays[name] = value
             entries.append([v.path, list(value.shape), str(value.dtype)])
         index[group] = entries
     return arrays, index
+
+
+def _host_view(v):
+    """The current value of `v` as a host array, without a copy if possible."""
+    read = getattr(getattr(v, "value", None), "read_value", None)
+    if read is not None:  # a tf.Variable: a zero-copy snapshot on the CPU
+        return np.asarray(read())
+    # Other backends may update in place: take a private copy.
+    return np.array(v.numpy(), copy=True)
 
 
 def check_variables(model, arrays, index, groups):
