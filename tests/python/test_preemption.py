@@ -477,3 +477,35 @@ def test_second_sigterm_during_the_preemption_save(tmp_path, process_reference):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     ht.assert_same_npz(out, process_reference)
+
+
+def test_second_signal_cancels_an_asynchronous_preemption_save(tmp_path, monkeypatch):
+    # The second signal lands while the background thread writes the
+    # preemption checkpoint: that write must not be published afterwards.
+    import threading
+
+    d = str(tmp_path / "backup")
+    original = CheckpointStore._write_arrays
+
+    def slow_write(path, buffers, total):
+        time.sleep(0.5)
+        return original(path, buffers, total)
+
+    monkeypatch.setattr(CheckpointStore, "_write_arrays", staticmethod(slow_write))
+
+    import keras
+
+    class Signaller(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    with pytest.raises(PreemptionAbort, match="received again"):
+        kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[Signaller(), kerasbackup.BackupAndRestore(
+                            d, save_freq=False, save_before_preemption=True,
+                            async_save=True)])
+    time.sleep(0.6)
+    assert backup_info(d) == []
+    assert not [p for p in os.listdir(d) if p.startswith(".staging")]

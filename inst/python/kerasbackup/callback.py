@@ -13,7 +13,7 @@ import keras
 
 from kerasbackup import state
 from kerasbackup.errors import FingerprintMismatchError, PreemptedError, ResumeWarning
-from kerasbackup.store import BackupWriteError, CheckpointStore
+from kerasbackup.store import BackupWriteError, CheckpointStore, SaveCancelled
 
 _SAVE_ERROR_MODES = ("stop", "warn")
 
@@ -174,6 +174,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._pending_history = False
         self._warned = set()
         self._saver = None
+        self._cancel = threading.Event()
         self._buffers = {}  # host copies reused by asynchronous saves
         self._save_error = None
         self._pending_save = None
@@ -431,6 +432,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._raise_save_error()
         arrays, meta = self._snapshot(epoch, batch, include_metrics)
         if self.async_save:
+            self._cancel = threading.Event()
             self._saver = threading.Thread(
                 target=self._persist, args=(arrays, meta, epoch, batch),
                 name="kerasbackup-save", daemon=True,
@@ -443,8 +445,11 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def _persist(self, arrays, meta, epoch, batch):
         try:
-            self._store.save(arrays, meta, epoch=epoch, batch=batch)
+            self._store.save(arrays, meta, epoch=epoch, batch=batch,
+                             cancel=self._cancel if self.async_save else None)
             self.saves += 1
+        except SaveCancelled:
+            pass
         except BackupWriteError as e:
             self._save_error = e
         except BaseException as e:  # surfaced on the training thread
@@ -453,7 +458,16 @@ class BackupAndRestore(keras.callbacks.Callback):
     def _wait_for_save(self):
         saver, self._saver = self._saver, None
         if saver is not None:
-            saver.join()
+            try:
+                # Short waits: a signal may be delivered to another thread,
+                # and only the main thread's Python code runs its handler.
+                while saver.is_alive():
+                    saver.join(0.05)
+            except BaseException:
+                # Interrupted while waiting (a second preemption signal,
+                # Ctrl-C): the background write must not publish after that.
+                self._cancel.set()
+                raise
 
     def _raise_save_error(self):
         err, self._save_error = self._save_error, None

@@ -144,6 +144,10 @@ class BackupWriteError(BackupError):
         self.os_error = os_error
 
 
+class SaveCancelled(Exception):
+    """save() was cancelled before publishing; nothing was changed."""
+
+
 class CheckpointFallbackWarning(UserWarning):
     """The newest checkpoint failed verification; an older one was loaded."""
 
@@ -855,7 +859,7 @@ class CheckpointStore:
 
     # ------------------------------------------------------------------ save
 
-    def save(self, arrays, meta, epoch, batch):
+    def save(self, arrays, meta, epoch, batch, cancel=None):
         """Writes and atomically publishes a new checkpoint; returns its info dict.
 
         `arrays` maps names to numpy arrays (any shape, fixed-size dtype),
@@ -864,7 +868,9 @@ class CheckpointStore:
         until save() returns. On any OSError raises BackupWriteError naming
         backup_dir and the error; the staging directory is removed and the
         previous checkpoints are untouched. Older checkpoints beyond `keep`
-        are removed only after the new one is durable.
+        are removed only after the new one is durable. If `cancel` (a
+        threading.Event) is set before the publishing rename, raises
+        SaveCancelled and leaves the directory as it was.
         """
         # Everything that can fail on bad input fails before touching disk.
         entries, buffers, total = _prepare_arrays(arrays)
@@ -901,6 +907,10 @@ class CheckpointStore:
                     json.dumps(manifest, indent=1, sort_keys=True).encode())
                 _fsync_dir(staging)
                 final = os.path.join(d, f"{CKPT_PREFIX}{seq:010d}")
+                if cancel is not None and cancel.is_set():
+                    # The caller gave up (e.g. a second preemption signal):
+                    # the previous checkpoint stays the newest.
+                    raise SaveCancelled(f"save to '{d}' was cancelled")
                 os.rename(staging, final)
             except OSError as e:
                 _remove_path(staging)
