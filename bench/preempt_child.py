@@ -2,7 +2,8 @@
 
 Usage: python bench/preempt_child.py WORKDIR UNITS LAYERS REPEATS
 For each repeat: trains a dense model (UNITS x UNITS, LAYERS layers, Adam)
-with BackupAndRestore(save_before_preemption=True, save_freq=False) in a
+with BackupAndRestore(save_before_preemption=True, save_freq=False,
+async_save=True) (the default) in a
 fresh backup dir, prints "READY <i>" on stdout after a few batches and keeps
 training until the parent's SIGTERM stops it. The callback's own stderr
 line ("... (X.XX s after the signal)") is the measurement; this script
@@ -54,7 +55,8 @@ def main():
     for i in range(repeats):
         backup = os.path.join(workdir, f"preempt-{i}")
         cb = kerasbackup.BackupAndRestore(
-            backup, save_freq=False, save_before_preemption=True)
+            backup, save_freq=False, save_before_preemption=True,
+            async_save=True)  # the default
         try:
             model.fit(x, x, batch_size=32, epochs=10**6, verbose=0,
                       callbacks=[cb, Ready(i)])
