@@ -13,7 +13,7 @@ R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := build/kerasbackup_$(VERSION).tar.gz
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench clean
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean
 
 setup: r-deps python-env
 
@@ -57,7 +57,13 @@ rcheck: install
 	    exit 1; \
 	  fi
 
-test: pytest rcheck
+# The benchmark's code paths, on tiny models (figures not checked: speed is
+# judged by `make bench`, never by tests).
+bench-smoke: install
+	$(VPY) bench/bench.py --quick --out build/bench-quick.json > build/bench-quick.md
+	@grep -q "^## Targets" build/bench-quick.md && echo "bench --quick ran"
+
+test: pytest rcheck bench-smoke
 
 bench: install
 	$(VPY) bench/bench.py
