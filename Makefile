@@ -47,7 +47,7 @@ pytest: python-env
 	cd tests/python && $(VPY) -m pytest -q -p no:cacheprovider .
 
 rcheck: install
-	cd build && R CMD build .. >/dev/null && \
+	@cd build && R CMD build .. >/dev/null && \
 	  _R_CHECK_FORCE_SUGGESTS_=true R CMD check --no-manual $(notdir $(TARBALL)); \
 	  status=$$?; \
 	  tail -n 40 kerasbackup.Rcheck/00check.log; \
@@ -55,7 +55,8 @@ rcheck: install
 	    echo "R CMD check failed"; \
 	    cat kerasbackup.Rcheck/tests/testthat.Rout.fail 2>/dev/null | tail -n 80; \
 	    exit 1; \
-	  fi
+	  fi; \
+	  grep -h "^\[ FAIL" kerasbackup.Rcheck/tests/testthat.Rout | tail -n 1
 
 # The benchmark's code paths, on tiny models (figures not checked: speed is
 # judged by `make bench`, never by tests).
