@@ -1,5 +1,6 @@
 """The BackupAndRestore callback: crash-safe, exactly resumable training."""
 
+import json
 import os
 import sys
 import threading
@@ -195,8 +196,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         self._reset_run()
         self.resume_point = None
         self.restored_info = None
-        if self._siblings is None:
-            self._siblings = (self._driver_info or {}).get("callbacks") or _calling_callbacks()
+        self._siblings = (self._driver_info or {}).get("callbacks") or _calling_callbacks()
         self._store = CheckpointStore(self.backup_dir, keep=2 if self.double_checkpoint else 1)
         self._store.open()
         self._owner_thread = threading.get_ident()
@@ -416,14 +416,10 @@ class BackupAndRestore(keras.callbacks.Callback):
         if self._driver_info is not None:
             meta["shuffle_seed"] = self._driver_info.get("shuffle_seed")
         if self._siblings:
-            cb_arrays, cb_meta = state.capture_callbacks(
-                [cb for cb in self._siblings]
-            )
+            cb_arrays, cb_meta = state.capture_callbacks(self._siblings)
             arrays.update(cb_arrays)
             meta["callbacks"] = cb_meta
         # Copy the JSON parts too: the background writer must not see later edits.
-        import json
-
         return arrays, json.loads(json.dumps(meta))
 
     def _save(self, epoch, batch, include_metrics):

@@ -1,8 +1,8 @@
 """Helpers for the R front end: R-defined callbacks and exception classes."""
 
-import numpy as np
-
 import keras
+
+from kerasbackup.callback import _to_float
 
 # Methods whose first argument is an epoch or batch index; R sees it 1-based.
 _INDEXED = {
@@ -18,13 +18,7 @@ _LOGS_ONLY = {
 
 
 def _plain_logs(logs):
-    out = {}
-    for key, value in (logs or {}).items():
-        try:
-            out[key] = float(np.asarray(value))
-        except (TypeError, ValueError):
-            out[key] = value
-    return out
+    return {key: _to_float(value) for key, value in (logs or {}).items()}
 
 
 def _method(name, fn):

@@ -29,6 +29,10 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
+def _numpy_tree(structure):
+    return None if structure is None else tree.map_structure(_to_numpy, structure)
+
+
 def _is_array_data(x):
     if x is None:
         return False
@@ -237,8 +241,7 @@ def _restore_metrics(model, resume):
 
 def _unpack(data):
     x, y, w = data_adapter_utils.unpack_x_y_sample_weight(tuple(data))
-    conv = lambda s: None if s is None else tree.map_structure(_to_numpy, s)  # noqa: E731
-    return conv(x), conv(y), conv(w)
+    return _numpy_tree(x), _numpy_tree(y), _numpy_tree(w)
 
 
 class _ArrayFeed:
@@ -248,8 +251,7 @@ class _ArrayFeed:
 
     def __init__(self, x, y, sample_weight, class_weight, batch_size,
                  validation_split, validation_data, shuffle, steps_per_epoch):
-        conv = lambda s: None if s is None else tree.map_structure(_to_numpy, s)  # noqa: E731
-        x, y, sample_weight = conv(x), conv(y), conv(sample_weight)
+        x, y, sample_weight = _numpy_tree(x), _numpy_tree(y), _numpy_tree(sample_weight)
         if class_weight is not None:
             if sample_weight is not None:
                 raise ValueError(
