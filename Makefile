@@ -12,6 +12,13 @@ R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
   r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr pandoc qpdf
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := build/kerasbackup_$(VERSION).tar.gz
+# RLIB=/some/dir installs into that library instead of the system one (and
+# puts it first on R_LIBS), so several checkouts can be tested side by side.
+RLIB ?=
+ifneq ($(RLIB),)
+export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
+INSTALL_LIB := -l $(RLIB)
+endif
 
 .PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean
 
@@ -37,7 +44,8 @@ $(TARBALL): setup $(shell git ls-files R inst man vignettes tests/testthat DESCR
 	@echo "built $(TARBALL)"
 
 install: $(TARBALL)
-	$(SUDO) R CMD INSTALL --no-test-load $(TARBALL) >/dev/null
+	@$(if $(RLIB),mkdir -p $(RLIB))
+	$(if $(RLIB),,$(SUDO)) R CMD INSTALL --no-test-load $(INSTALL_LIB) $(TARBALL) >/dev/null
 	@echo "installed kerasbackup $(VERSION)"
 
 demo: install

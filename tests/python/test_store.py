@@ -877,3 +877,29 @@ def test_disk_full_on_small_tmpfs(tmp_path):
     out = run_child(REAL_DISK_FULL, d, prefix=prefix)
     _check_write_error(out, d, errno.ENOSPC)
     assert out["next"] == 2
+
+
+def test_phase_hook_sees_each_step_in_order_and_a_raise_keeps_the_old_checkpoint(tmp_path):
+    d = str(tmp_path / "b")
+    seen = []
+    previous = kb.set_phase_hook(lambda phase, info: seen.append((phase, info["backup_dir"])))
+    try:
+        with CheckpointStore(d) as s:
+            s.save({"a": np.arange(4)}, {}, 0, 1)
+            first = [p for p, _ in seen]
+            assert first == ["staging", "arrays_chunk", "arrays_written",
+                             "manifest_written", "published", "pruned"]
+            assert all(bd == d for _, bd in seen)
+
+            def fail(phase, info):
+                if phase == "manifest_written":
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            kb.set_phase_hook(fail)
+            with pytest.raises(BackupWriteError, match="No space left"):
+                s.save({"a": np.arange(4) + 1}, {}, 0, 2)
+            arrays, _, info = s.load()
+            assert (info["epoch"], info["batch"]) == (0, 1)
+            np.testing.assert_array_equal(arrays["a"], np.arange(4))
+            assert not [n for n in os.listdir(d) if n.startswith(".staging")]
+    finally:
+        kb.set_phase_hook(previous)

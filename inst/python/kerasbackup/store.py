@@ -159,6 +159,35 @@ class StaleLockWarning(UserWarning):
 # ----------------------------------------------------------------- helpers
 
 
+_phase_hook = None
+
+
+def set_phase_hook(hook):
+    """Installs `hook(phase, info)`, called at each step of a save or delete.
+
+    For tests and the benchmark: a hook can block (wait on a pipe or a
+    marker file), signal, or raise an OSError to simulate a failing disk.
+    Phases, in order: "staging" (staging dir created), "arrays_chunk" (after
+    each chunk of arrays.bin is written; info has `written` and `total`),
+    "arrays_written" (arrays.bin fsynced), "manifest_written" (the staging
+    directory is complete and synced, just before publishing), "published"
+    (renamed and the directory synced), "pruned"; and for delete():
+    "deleting" (before anything is removed), "deleted". `info` always has
+    `backup_dir`, and `path` where one is meant. The hook runs on the thread
+    that writes (the background saver's, for asynchronous saves).
+    `None` removes it. Returns the previous hook.
+    """
+    global _phase_hook
+    previous, _phase_hook = _phase_hook, hook
+    return previous
+
+
+def _phase(name, **info):
+    hook = _phase_hook
+    if hook is not None:
+        hook(name, info)
+
+
 def _utc_now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -887,9 +916,11 @@ class CheckpointStore:
                 d, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
             try:
                 os.mkdir(staging)
+                _phase("staging", backup_dir=d, path=staging)
                 files = {}
                 files[ARRAYS_NAME] = self._write_arrays(
                     os.path.join(staging, ARRAYS_NAME), buffers, total)
+                _phase("arrays_written", backup_dir=d, path=staging)
                 size, crc = _write_file(os.path.join(staging, STATE_NAME), state_bytes)
                 files[STATE_NAME] = {"size": size, "crc32": f"{crc:08x}"}
                 seq = self._next_seq()
@@ -906,6 +937,7 @@ class CheckpointStore:
                     os.path.join(staging, MANIFEST_NAME),
                     json.dumps(manifest, indent=1, sort_keys=True).encode())
                 _fsync_dir(staging)
+                _phase("manifest_written", backup_dir=d, path=staging)
                 final = os.path.join(d, f"{CKPT_PREFIX}{seq:010d}")
                 if cancel is not None and cancel.is_set():
                     # The caller gave up (e.g. a second preemption signal):
@@ -930,7 +962,9 @@ class CheckpointStore:
                     f"checkpoint {final} was published in backup_dir '{d}' "
                     f"but syncing the directory failed: {_os_error_text(e)}. "
                     "Older checkpoints were kept.", d, e) from e
+            _phase("published", backup_dir=d, path=final)
             self._prune()
+            _phase("pruned", backup_dir=d, path=final)
             size_bytes = sum(f["size"] for f in files.values()) + manifest_size
             return {"path": final, "seq": seq, "epoch": epoch, "batch": batch,
                     "created": created, "size_bytes": size_bytes,
@@ -947,9 +981,14 @@ class CheckpointStore:
         """
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
+            written = 0
             for buf in buffers:
                 for chunk in _chunks(buf):
                     _write_all(fd, chunk)
+                    written += len(chunk)
+                    _phase("arrays_chunk", backup_dir=os.path.dirname(
+                        os.path.dirname(path)), path=path, written=written,
+                        total=total)
             crc = _Crc32(threaded=total >= _THREAD_MIN)
             try:
                 for buf in buffers:
@@ -1094,6 +1133,7 @@ class CheckpointStore:
             self.open()
             self._wait_for_removal()
             try:
+                _phase("deleting", backup_dir=d, path=d)
                 trash = self._trash([p for _, p in _ckpt_dirs(d)])
                 if trash:
                     _fsync_dir(d)
@@ -1115,6 +1155,7 @@ class CheckpointStore:
                 os.rmdir(d)
             except OSError:
                 pass  # not empty: the user's own files stay
+            _phase("deleted", backup_dir=d, path=d)
 
 
 def backup_info(backup_dir, verify=True):
