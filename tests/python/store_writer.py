@@ -1,6 +1,6 @@
-"""Checkpoint writer that test_store_crash.py kills with SIGKILL at random.
+"""Checkpoint writer that test_store_crash.py kills with SIGKILL.
 
-Usage: python store_writer.py BACKUP_DIR RECORD_FILE PHASE_FILE KEEP SEED JITTER
+Usage: python store_writer.py BACKUP_DIR RECORD_FILE KEEP STOP_AT STOP_NTH
 
 Opens a CheckpointStore on BACKUP_DIR, resumes after the newest checkpoint
 and saves checkpoints forever. Each checkpoint's arrays are a pure function
@@ -8,34 +8,47 @@ of its epoch (see make_arrays), so a reader can tell whether what it loaded
 is consistent. After each save() returns, "seq epoch" is appended to
 RECORD_FILE and fsynced: every line there is a save that completed.
 
-Before each file-system step of the store the writer records the step's name
-in PHASE_FILE (no fsync needed: the page cache survives a killed process), so
-the test can show where its kills landed: bytes 0-31 hold the save's current
-step, bytes 32-63 "rmtree" while an old checkpoint is being deleted. With
-JITTER=1 it also sleeps a random 0-3 ms (up to 15 ms at renames) at those
-steps, widening the windows between them.
+With STOP_AT set to one of POINTS, the writer stops at the STOP_NTH time it
+reaches that step of the store: it prints "stopped POINT" and blocks, and
+the test kills it there. So every step is hit for certain, without relying
+on timing. The steps are the store's phases (its public phase hook) and the
+file-system calls it makes (os.write, os.fsync, os.rename, os.unlink,
+os.rmdir, which this process wraps). If it has not got there after
+MAX_SAVES saves, it says "not reached" and exits with status 3. With STOP_AT
+"none" it just saves; the test then kills it at a random moment.
 """
 
-import importlib.util
+import itertools
 import os
-import random
-import shutil
+import stat
 import sys
-import time
+import threading
 import warnings
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STORE_PY = os.path.join(HERE, "..", "..", "inst", "python", "kerasbackup", "store.py")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "inst", "python"))
 
+from kerasbackup import store  # noqa: E402  (after the path is set)
 
-def load_store_module():
-    """Imports store.py by path: the package __init__ would import Keras (slow)."""
-    spec = importlib.util.spec_from_file_location("kb_store_writer", STORE_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+POINTS = (
+    "staging",             # phase: staging directory created
+    "write-half",          # half of a data write done
+    "arrays_chunk",        # phase: a chunk of arrays.bin written
+    "fsync",               # before a file's fsync
+    "arrays_written",      # phase: arrays.bin synced
+    "manifest_written",    # phase: staging complete, about to publish
+    "publish-rename",      # before the publishing rename
+    "published-unsynced",  # renamed, directory not yet synced
+    "fsync-dir",           # before a directory's fsync
+    "published",           # phase: published and synced
+    "trash-rename",        # before an old checkpoint is renamed to trash
+    "remove",              # before a file of a trashed/leftover dir is unlinked
+    "rmdir",               # before a trashed/leftover dir is removed
+    "pruned",              # phase: old checkpoints moved to trash
+)
+MAX_SAVES = 20
 
 
 def make_arrays(epoch):
@@ -60,86 +73,87 @@ def check_arrays(arrays, epoch):
         assert b.tobytes() == a.tobytes(), f"{name} does not match epoch {epoch}"
 
 
-class _Phases:
-    """Records the current store step in a file and optionally jitters it."""
+class Stopper:
+    """Counts the steps and blocks at the chosen one until killed."""
 
-    def __init__(self, path, jitter, rng):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.jitter = jitter
-        self.rng = rng
+    def __init__(self, point, nth):
+        self.point, self.left = point, nth
+        self.mutex = threading.Lock()
 
-    # Steps that take microseconds get longer pauses, or kills would hardly
-    # ever land next to them.
-    LONGER = {"publish-rename": 0.015, "trash-rename": 0.015, "fsync-dir": 0.01}
+    def at(self, point):
+        if point != self.point:
+            return
+        with self.mutex:
+            self.left -= 1
+            hit = self.left == 0
+        if hit:
+            sys.stdout.write(f"stopped {point}\n")
+            sys.stdout.flush()
+            threading.Event().wait()  # until SIGKILL
 
-    def set(self, name, slot=0):
-        os.pwrite(self.fd, name.encode().ljust(32), 32 * slot)
-        if name and self.jitter and self.rng.random() < 0.7:
-            time.sleep(self.rng.uniform(0, self.LONGER.get(name, 0.003)))
 
-    def wrap(self, namer, func):
-        def wrapper(*args, **kwargs):
-            self.set(namer(*args))
-            return func(*args, **kwargs)
-        return wrapper
+def instrument(stopper, record_fd):
+    """Wraps the os calls the store makes so that each step is a stop point."""
+    real = {name: getattr(os, name) for name in ("write", "fsync", "rename", "unlink", "rmdir")}
+
+    def write(fd, data):
+        mv = memoryview(data)
+        if fd == record_fd or len(mv) < 2:
+            return real["write"](fd, mv)
+        half = len(mv) // 2
+        done = real["write"](fd, mv[:half])
+        if done < half:
+            return done
+        stopper.at("write-half")
+        return done + real["write"](fd, mv[half:])
+
+    def fsync(fd):
+        if fd != record_fd:
+            stopper.at("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync")
+        return real["fsync"](fd)
+
+    def rename(src, dst, **kwargs):
+        trash = os.path.basename(dst).startswith(store.TRASH_PREFIX)
+        stopper.at("trash-rename" if trash else "publish-rename")
+        result = real["rename"](src, dst, **kwargs)
+        if not trash:
+            stopper.at("published-unsynced")
+        return result
+
+    def unlink(path, **kwargs):
+        stopper.at("remove")
+        return real["unlink"](path, **kwargs)
+
+    def rmdir(path, **kwargs):
+        stopper.at("rmdir")
+        return real["rmdir"](path, **kwargs)
+
+    os.write, os.fsync, os.rename, os.unlink, os.rmdir = write, fsync, rename, unlink, rmdir
+    store.set_phase_hook(lambda phase, info: stopper.at(phase))
 
 
 def main():
-    backup_dir, record_file, phase_file = sys.argv[1:4]
-    keep, seed, jitter = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
-    store = load_store_module()
-    real_fsync = os.fsync
-    phases = _Phases(phase_file, jitter, random.Random(seed))
+    backup_dir, record_file = sys.argv[1:3]
+    keep, point, nth = int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    assert point == "none" or point in POINTS, point
+    rec = os.open(record_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    instrument(Stopper(point, nth), rec)
 
-    # Instrument the steps the store takes. The store calls these through the
-    # os/shutil modules and its own globals, so patching them here reaches it.
-    real_write_all = store._write_all
-
-    def write_all(fd, mv):
-        # Two halves, so a kill can land in the middle of a data file.
-        half = len(mv) // 2
-        phases.set("write")
-        real_write_all(fd, mv[:half])
-        phases.set("write-2nd-half")
-        real_write_all(fd, mv[half:])
-
-    store._write_all = write_all
-    os.fsync = phases.wrap(lambda fd: "fsync", real_fsync)
-    store._fsync_dir = phases.wrap(lambda p: "fsync-dir", store._fsync_dir)
-    os.mkdir = phases.wrap(lambda p, *a: "mkdir", os.mkdir)
-    os.rename = phases.wrap(
-        lambda src, dst: "trash-rename" if os.path.basename(dst).startswith(".trash")
-        else "publish-rename", os.rename)
-    real_rmtree = shutil.rmtree
-
-    def rmtree(*args, **kwargs):
-        # Pruned checkpoints are deleted on a background thread, so this
-        # step gets its own slot (bytes 32-63) in the phase file.
-        phases.set("rmtree", slot=1)
-        try:
-            return real_rmtree(*args, **kwargs)
-        finally:
-            phases.set("", slot=1)
-
-    shutil.rmtree = rmtree
-
-    phases.set("open")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stale-lock takeover is expected here
         st = store.CheckpointStore(backup_dir, keep=keep).open()
-    phases.set("load")
     loaded = st.load()
     epoch = 0 if loaded is None else loaded[1]["epoch"] + 1
     print("ready", flush=True)
 
-    rec = os.open(record_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    while True:
-        phases.set("prepare")
+    for _ in itertools.count() if point == "none" else range(MAX_SAVES):
         info = st.save(make_arrays(epoch), {"epoch": epoch}, epoch, epoch % 7)
-        phases.set("record")
         os.write(rec, f"{info['seq']} {epoch}\n".encode())
-        real_fsync(rec)
+        os.fsync(rec)
         epoch += 1
+    st.close()
+    print("not reached", flush=True)
+    sys.exit(3)
 
 
 if __name__ == "__main__":

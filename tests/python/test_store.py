@@ -32,16 +32,15 @@ from kerasbackup.store import (
     backup_info,
 )
 
-STORE_PY = os.path.abspath(kb.__file__)
+from conftest import INST_PYTHON
 
-# Child processes load store.py by path: importing the kerasbackup package
-# would pull in Keras and take seconds instead of ~0.1 s.
+# Child processes import only the store: the kerasbackup package imports
+# Keras lazily, so this takes ~0.1 s.
 CHILD_PRELUDE = textwrap.dedent(f"""
-    import importlib.util, json, os, sys
+    import json, os, sys
+    sys.path.insert(0, {INST_PYTHON!r})
     import numpy as np
-    _spec = importlib.util.spec_from_file_location("kb_store", {STORE_PY!r})
-    store = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(store)
+    from kerasbackup import store
 """)
 
 
@@ -521,13 +520,8 @@ def test_dead_holder_lock_is_taken_over(tmp_path, reap):
     try:
         holder.kill(reap=reap)
         if not reap:
-            # The lock is released before the process turns into a zombie;
-            # wait for the zombie state so the test is deterministic.
-            for _ in range(500):
-                with open(f"/proc/{holder.pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        break
-                time.sleep(0.01)
+            # Wait until it has exited without reaping it: a zombie now.
+            os.waitid(os.P_PID, holder.pid, os.WEXITED | os.WNOWAIT)
         with pytest.warns(StaleLockWarning) as rec:
             st = CheckpointStore(d).open()
         assert str(holder.pid) in str(rec[0].message)
@@ -631,12 +625,14 @@ def test_open_removes_leftover_staging_and_trash(tmp_path):
     for name in (".staging-99999-deadbeef", ".trash-99999-cafe-ckpt-0000000000"):
         (d / name).mkdir()
         (d / name / "arrays.bin").write_bytes(b"partial")
+    # The store only ever writes directories under these names.
     (d / ".staging-12345-0000").write_bytes(b"stray file")
     # A reader without the lock never cleans up.
     assert len(backup_info(d)) == 1
     assert (d / ".staging-99999-deadbeef").exists()
     with CheckpointStore(d) as st:
-        assert sorted(os.listdir(d)) == [".kerasbackup", ".lock", "ckpt-0000000001"]
+        assert sorted(os.listdir(d)) == [".kerasbackup", ".lock", ".staging-12345-0000",
+                                         "ckpt-0000000001"]
         assert st.load()[2]["path"] == info["path"]
 
 
@@ -696,12 +692,11 @@ FAILING_SAVE = """
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
     elif mode == "setuid":
+        # uid 65534 will own the directory but lack write permission in it.
+        os.chown(d, 65534, 65534)
+        os.chmod(d, 0o555)
         os.setgid(65534)
         os.setuid(65534)
-    elif mode == "remount_ro":
-        import subprocess
-        subprocess.run(["mount", "--bind", d, d], check=True)
-        subprocess.run(["mount", "-o", "remount,ro,bind", d, d], check=True)
     out = {}
     try:
         st.save({"x": np.full(1_000_000, 1.0)}, {"epoch": 1}, 1, 0)
@@ -734,20 +729,22 @@ def test_disk_full_via_rlimit_fsize(tmp_path):
     _assert_intact(d, 0)
 
 
-def test_disk_full_in_process(tmp_path, monkeypatch):
+def test_disk_full_in_process(tmp_path):
     # ENOSPC in the middle of the data file, after some bytes were written.
     d = tmp_path / "b"
+
+    def failing(phase, info):
+        if phase == "arrays_chunk":
+            assert 0 < info["written"] <= info["total"]
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     with CheckpointStore(d) as st:
         st.save({"x": np.full(10, 0.0)}, {"epoch": 0}, 0, 0)
-        real = kb._write_all
-
-        def failing(fd, mv):
-            real(fd, mv[: len(mv) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        monkeypatch.setattr(kb, "_write_all", failing)
-        with pytest.raises(BackupWriteError) as ei:
-            st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
-        monkeypatch.setattr(kb, "_write_all", real)
+        previous = kb.set_phase_hook(failing)
+        try:
+            with pytest.raises(BackupWriteError) as ei:
+                st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
+        finally:
+            kb.set_phase_hook(previous)
     msg = str(ei.value)
     assert str(d) in msg and "No space left on device" in msg and "ENOSPC" in msg
     assert ei.value.os_error.errno == errno.ENOSPC
@@ -759,9 +756,9 @@ def test_failure_at_publish_rename(tmp_path, monkeypatch):
     with CheckpointStore(d) as st:
         st.save({"x": np.full(10, 0.0)}, {"epoch": 0}, 0, 0)
 
-        def failing_rename(src, dst):
+        def failing_rename(src, dst, **kwargs):
             raise OSError(errno.EIO, os.strerror(errno.EIO), src)
-        monkeypatch.setattr(kb.os, "rename", failing_rename)
+        monkeypatch.setattr(os, "rename", failing_rename)
         with pytest.raises(BackupWriteError, match="EIO"):
             st.save({"x": np.full(10, 1.0)}, {"epoch": 1}, 1, 0)
         monkeypatch.undo()
@@ -784,20 +781,18 @@ def test_permission_denied(tmp_path):
         assert str(d) in msg and "EACCES" in msg and "Permission denied" in msg
         _assert_intact(d, 0)
         return
-    # As root chmod does not stop writes, so the child opens the store, then
-    # drops to uid 65534, which owns the directory but lacks write permission.
-    # The tree lives under a world-traversable /tmp dir (pytest's tmp dirs are
-    # 0700, which would fail for a different reason).
+    # As root chmod does not stop writes, so the child opens the store and
+    # saves, then gives the directory to uid 65534 without write permission
+    # and drops to that uid. The tree lives under a world-traversable /tmp
+    # dir (pytest's tmp dirs are 0700, which would fail for a different
+    # reason).
     top = tempfile.mkdtemp(prefix="kb-perm-", dir="/tmp")
     try:
         os.chmod(top, 0o755)
         d = os.path.join(top, "b")
-        CheckpointStore(d).open().close()
-        os.chown(d, 65534, 65534)
-        os.chmod(d, 0o555)
-        # The lock and first checkpoint are written as root before the drop.
         out = run_child(FAILING_SAVE, d, "setuid")
         _check_write_error(out, d, errno.EACCES)
+        os.chown(d, 0, 0)  # ours again, or the store refuses it
         os.chmod(d, 0o755)
         _assert_intact(d, 0)
     finally:
@@ -836,15 +831,37 @@ def _mount_namespace():
     return None, "cannot mount in a private mount namespace (" + "; ".join(errors) + ")"
 
 
+READ_ONLY = """
+    import subprocess
+    d = sys.argv[1]
+    with store.CheckpointStore(d, keep=1) as st:
+        st.save({"x": np.full(1000, 0.0)}, {"epoch": 0}, 0, 0)
+    subprocess.run(["mount", "--bind", d, d], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", d, d], check=True)
+    out = {"listing": sorted(os.listdir(d))}
+    try:
+        store.CheckpointStore(d, keep=1).open()
+    except store.BackupDirError as e:
+        out.update(message=str(e), errno=e.os_error.errno, backup_dir=e.backup_dir)
+    out["info"] = [(i["epoch"], i["verified"]) for i in store.backup_info(d)]
+    print(json.dumps(out))
+"""
+
+
 def test_read_only_filesystem(tmp_path):
+    # The store writes through the descriptor of the directory it opened, so
+    # only a store opened on the read-only mount sees it: open() refuses it.
     prefix, reason = _mount_namespace()
     if reason:
         pytest.skip(f"simulating a read-only FS needs a mount namespace: {reason}")
     d = tmp_path / "b"
-    # The child bind-mounts backup_dir read-only in its own mount namespace,
-    # after it has taken the lock and saved once.
-    out = run_child(FAILING_SAVE, d, "remount_ro", prefix=prefix)
-    _check_write_error(out, d, errno.EROFS)
+    # The child bind-mounts backup_dir read-only in its own mount namespace.
+    out = run_child(READ_ONLY, d, prefix=prefix)
+    assert out["errno"] == errno.EROFS, out
+    assert str(d) in out["message"] and "EROFS" in out["message"], out
+    assert out["backup_dir"] == str(d)
+    assert out["listing"] == [".kerasbackup", ".lock", "ckpt-0000000001"], out
+    assert out["info"] == [[0, True]], out  # readable without the lock
     _assert_intact(d, 0)
 
 

@@ -1,18 +1,19 @@
 """kill -9 test: a writer killed at any instant never loses or corrupts a checkpoint.
 
-store_writer.py saves checkpoints in a loop; this test SIGKILLs it at random
-moments (seeded) more than 200 times, reusing the same backup directories,
-and after every kill checks that:
+store_writer.py saves checkpoints in a loop. This test SIGKILLs it, reusing
+the same backup directories: first at every step of a save, a prune and the
+clean-up of leftovers (the writer stops there and says so, then is killed:
+no timing involved), then at random moments (seeded; the seed is printed).
+After every kill it checks that:
 
 * every published ckpt-* directory verifies (no half-written checkpoint is
   ever visible under a checkpoint name);
 * open() takes over the dead writer's lock and removes its staging/trash;
 * load() returns a checkpoint whose arrays match its epoch, never falls back,
-  and is the last completed save or the one after it (published but killed
+  and is the last completed save or a later one (published but killed
   before it could be recorded); None only if no save ever completed.
 """
 
-import collections
 import os
 import random
 import subprocess
@@ -24,6 +25,8 @@ import pytest
 
 import store_writer
 from kerasbackup.store import (
+    STAGING_PREFIX,
+    TRASH_PREFIX,
     CheckpointFallbackWarning,
     CheckpointStore,
     StaleLockWarning,
@@ -31,8 +34,8 @@ from kerasbackup.store import (
 )
 
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "store_writer.py")
-N_KILLS = 220
-SEED = 20240611
+SEED = int(os.environ.get("KB_CRASH_SEED", "20240611"))
+N_RANDOM_KILLS = 30
 
 
 def _completed_saves(record_file):
@@ -45,8 +48,12 @@ def _completed_saves(record_file):
     return [tuple(int(x) for x in line.split()) for line in lines]
 
 
+def _leftovers(d):
+    return [n for n in os.listdir(d) if n.startswith((STAGING_PREFIX, TRASH_PREFIX))]
+
+
 def _check_after_kill(d, keep, record_file, excess):
-    """Verifies backup_dir after a kill; returns (loaded epoch, stale warned).
+    """Verifies backup_dir after a kill; returns the loaded epoch (None if none).
 
     `excess` bounds how many checkpoints may have been published without
     being recorded (or pruned) yet: each killed run can publish at most one
@@ -66,19 +73,19 @@ def _check_after_kill(d, keep, record_file, excess):
         warnings.simplefilter("always")
         st = CheckpointStore(d, keep=keep).open()
         try:
-            leftovers = [n for n in os.listdir(d) if n.startswith((".staging", ".trash"))]
-            assert not leftovers, leftovers
+            assert not _leftovers(d)
             result = st.load()
         finally:
             st.close()
     kinds = [w.category for w in caught]
     assert CheckpointFallbackWarning not in kinds, [str(w.message) for w in caught]
+    # A takeover warns, unless the writer died before recording itself.
     assert set(kinds) <= {StaleLockWarning}, [str(w.message) for w in caught]
 
     if result is None:
         assert not done, f"completed saves {done[-3:]} but load() returned None"
         assert not infos
-        return None, StaleLockWarning in kinds
+        return None
     arrays, meta, info = result
     store_writer.check_arrays(arrays, meta["epoch"])
     assert info["epoch"] == meta["epoch"] and info["verified"] is True
@@ -94,91 +101,93 @@ def _check_after_kill(d, keep, record_file, excess):
         assert info["seq"] <= excess
     # The writer saves epoch e as seq e + 1 and resumes from what it loads.
     assert meta["epoch"] == info["seq"] - 1, info
-    return meta["epoch"], StaleLockWarning in kinds
+    return meta["epoch"]
 
 
-def test_kill9_at_random_moments(tmp_path):
-    rng = random.Random(SEED)
-    scenarios = []
-    for keep in (1, 2):
-        base = tmp_path / f"keep{keep}"
+class Scenario:
+    """One backup_dir that writer after writer is killed in."""
+
+    def __init__(self, base, keep):
         base.mkdir()
-        scenarios.append({
-            "keep": keep, "dir": str(base / "backup"),
-            "record": str(base / "completed.txt"), "phase": str(base / "phase.txt"),
-            "stderr": str(base / "writer.stderr"),
-            "saves": 0, "unrecorded_runs": 0,
-        })
+        self.keep = keep
+        self.dir = str(base / "backup")
+        self.record = str(base / "completed.txt")
+        self.stderr = str(base / "writer.stderr")
+        self.saves = 0
+        self.unrecorded_runs = 0
 
-    phases = collections.Counter()
-    kills = kills_after_save = stale_warnings = early_kills = loaded_none = 0
-    started = time.monotonic()
-    for i in range(N_KILLS):
-        sc = scenarios[i % 2]
-        first_runs = i < 4  # the first two runs in each directory
-        jitter = first_runs or rng.random() < 0.6
-        if os.path.exists(sc["phase"]):
-            os.unlink(sc["phase"])  # a kill before the writer sets one = "startup"
-        with open(sc["stderr"], "ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, WRITER, sc["dir"], sc["record"], sc["phase"],
-                 str(sc["keep"]), str(rng.randrange(2**31)), "1" if jitter else "0"],
-                stdout=subprocess.PIPE, stderr=err)
+    def start(self, point="none", nth=1):
+        with open(self.stderr, "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, WRITER, self.dir, self.record, str(self.keep),
+                 point, str(nth)], stdout=subprocess.PIPE, stderr=err)
+
+    def fail(self, proc, why):
+        proc.kill()
+        proc.wait()
+        with open(self.stderr) as f:
+            pytest.fail(f"{why}; writer stderr: {f.read()[-3000:]}")
+
+    def kill_at(self, point, nth, check=True):
+        """Runs a writer until it stops at `point`, kills it, checks the dir."""
+        proc = self.start(point, nth)
         try:
-            if not first_runs and rng.random() < 0.1:
-                # Kill during start-up, open() (lock takeover, cleanup of the
-                # previous victim's leftovers) or load().
-                time.sleep(rng.uniform(0.0, 0.2))
-                early_kills += 1
+            for line in proc.stdout:  # "ready" may come first
+                if line.strip() == f"stopped {point}".encode():
+                    break
             else:
-                line = proc.stdout.readline()
-                if line.strip() != b"ready":
-                    proc.kill()
-                    proc.wait()
-                    with open(sc["stderr"]) as f:
-                        pytest.fail(f"writer failed to start: {f.read()[-3000:]}")
-                # Spread over several saves, so kills hit every step of a save;
-                # the first runs die in their first save, before any completed.
-                if not first_runs:
-                    time.sleep(rng.uniform(0.0, 0.25))
-            assert proc.poll() is None, "writer exited on its own"
+                self.fail(proc, f"writer ended before reaching {point} #{nth}")
             proc.kill()
         finally:
             proc.wait()
             proc.stdout.close()
-        kills += 1
-        try:
-            with open(sc["phase"], "rb") as f:
-                raw = f.read()
-            phases[raw[:32].strip().decode() or "startup"] += 1
-            if raw[32:64].strip() == b"rmtree":
-                phases["during-rmtree"] += 1
-        except FileNotFoundError:
-            phases["startup"] += 1
-        n_saves = len(_completed_saves(sc["record"]))
-        if n_saves:
-            kills_after_save += 1
-        # Runs since (and including) the last one that recorded a save.
-        sc["unrecorded_runs"] = 1 if n_saves > sc["saves"] else sc["unrecorded_runs"] + 1
-        sc["saves"] = n_saves
-        epoch, warned = _check_after_kill(sc["dir"], sc["keep"], sc["record"],
-                                          sc["unrecorded_runs"])
-        loaded_none += epoch is None
-        stale_warnings += warned
-    elapsed = time.monotonic() - started
+        return self.after_kill(check)
 
-    report = (f"{kills} kills in {elapsed:.0f} s, {kills_after_save} after a completed "
-              f"save, {loaded_none} with nothing to load, {early_kills} early, "
-              f"{stale_warnings} stale-lock takeovers, phases: {dict(phases)}")
-    print(report)
-    # Guard against a test that silently stops testing anything.
-    assert kills >= 200, report
-    assert kills_after_save >= kills - 10, report
-    assert loaded_none >= 1, report  # the "nothing completed yet" case ran
-    assert stale_warnings >= kills // 2, report
-    saves = [len(_completed_saves(sc["record"])) for sc in scenarios]
-    assert min(saves) >= 100, (saves, report)
-    # Kills landed in the middle of writing, syncing, publishing and pruning.
-    for phase in ("write", "write-2nd-half", "fsync", "fsync-dir",
-                  "publish-rename", "trash-rename", "during-rmtree"):
-        assert phases[phase] >= 2, (phase, report)
+    def kill_randomly(self, rng):
+        proc = self.start()
+        try:
+            line = proc.stdout.readline()
+            if line.strip() != b"ready":
+                self.fail(proc, "writer failed to start")
+            # A random moment among the next few saves. Whatever the moment,
+            # the checks below must hold: nothing is asserted about timing.
+            time.sleep(rng.uniform(0.0, 0.2))
+            proc.kill()
+        finally:
+            proc.wait()
+            proc.stdout.close()
+        return self.after_kill()
+
+    def after_kill(self, check=True):
+        n_saves = len(_completed_saves(self.record))
+        # Runs since (and including) the last one that recorded a save.
+        self.unrecorded_runs = 1 if n_saves > self.saves else self.unrecorded_runs + 1
+        self.saves = n_saves
+        if not check:
+            return None
+        return _check_after_kill(self.dir, self.keep, self.record, self.unrecorded_runs)
+
+
+def test_kill9_at_every_step(tmp_path):
+    """Kills the writer at each step of the store, twice (1st and 3rd time)."""
+    for keep in (1, 2):
+        sc = Scenario(tmp_path / f"keep{keep}", keep)
+        # Killed in its very first save, then while the next open() removes
+        # that staging directory; nothing was completed.
+        sc.kill_at("arrays_chunk", 1, check=False)
+        assert _leftovers(sc.dir)
+        assert sc.kill_at("remove", 1) is None
+        for nth in (1, 3):
+            for point in store_writer.POINTS:
+                sc.kill_at(point, nth)
+        assert sc.saves >= 20, sc.saves
+
+
+def test_kill9_at_random_moments(tmp_path):
+    print(f"seed {SEED} (set KB_CRASH_SEED to replay another)")
+    rng = random.Random(SEED)
+    scenarios = [Scenario(tmp_path / f"keep{keep}", keep) for keep in (1, 2)]
+    for i in range(N_RANDOM_KILLS):
+        scenarios[i % 2].kill_randomly(rng)
+    saves = [sc.saves for sc in scenarios]
+    print(f"{N_RANDOM_KILLS} random kills; completed saves per directory: {saves}")

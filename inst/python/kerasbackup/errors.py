@@ -1,8 +1,107 @@
-"""Errors and warnings raised by the callback and the training driver.
+"""Every error and warning class of kerasbackup, in one place.
 
-The store's own errors (corrupt checkpoints, locks, write failures) live in
-`store.py`, which must import without Keras; these need nothing either.
+Imports nothing (not even numpy), so the store's helper processes and R can
+load it fast. R maps the class names to its condition classes in
+R/conditions.R.
 """
+
+
+# ------------------------------------------------------------- the store
+
+
+class BackupError(Exception):
+    """Base class of all store errors.
+
+    Attributes:
+        backup_dir: the backup directory the error is about.
+    """
+
+    def __init__(self, message, backup_dir=None):
+        super().__init__(message)
+        self.backup_dir = None if backup_dir is None else str(backup_dir)
+
+
+class NoCheckpointError(BackupError):
+    """`load(required=True)` found no checkpoint at all."""
+
+
+class CorruptCheckpointError(BackupError):
+    """No checkpoint in the directory passed verification.
+
+    Attributes:
+        problems: list of dicts `{checkpoint, file, kind, detail}`; `kind` is
+            one of "missing", "truncated", "size mismatch", "checksum
+            mismatch", "unknown format version N", "manifest unreadable",
+            "not a regular file" (a symlink, FIFO, device or directory in
+            place of a file), "unreadable" (an I/O error other than a missing
+            file) and "invalid content" (a manifest or array table that is
+            malformed or inconsistent with the data file).
+    """
+
+    def __init__(self, message, backup_dir=None, problems=()):
+        super().__init__(message, backup_dir)
+        self.problems = list(problems)
+
+
+class BackupDirError(BackupError):
+    """backup_dir cannot be used.
+
+    It is not a directory, holds content kerasbackup did not write, is owned
+    by another user or writable by others without the sticky bit, or an OS
+    call on it failed.
+
+    Attributes:
+        os_error: the underlying OSError, or None.
+    """
+
+    def __init__(self, message, backup_dir=None, os_error=None):
+        super().__init__(message, backup_dir)
+        self.os_error = os_error
+
+
+class BackupLockedError(BackupError):
+    """backup_dir's lock is held by someone else, or was lost.
+
+    Raised when another live process or store object holds the lock, and
+    when a store finds that its lock no longer guards backup_dir (`.lock` or
+    backup_dir itself was removed or replaced while it was open): another
+    process may hold the new lock, so nothing more is written.
+
+    Attributes:
+        holder: dict `{pid, host, started}` read from the lock file (values
+            may be None if the holder had not recorded itself yet).
+    """
+
+    def __init__(self, message, backup_dir=None, holder=None):
+        super().__init__(message, backup_dir)
+        self.holder = dict(holder or {})
+
+
+class BackupWriteError(BackupError):
+    """Writing to backup_dir failed; the previous checkpoint is untouched.
+
+    Attributes:
+        os_error: the underlying OSError.
+    """
+
+    def __init__(self, message, backup_dir=None, os_error=None):
+        super().__init__(message, backup_dir)
+        self.os_error = os_error
+
+
+class SaveCancelled(Exception):
+    """save() was cancelled before publishing; nothing was changed."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """The newest checkpoint failed verification; an older one was loaded."""
+
+
+class StaleLockWarning(UserWarning):
+    """The lock file named a dead process on this host; the lock was taken over."""
+
+
+# ------------------------------------------------ the callback and driver
 
 
 class FingerprintMismatchError(ValueError):

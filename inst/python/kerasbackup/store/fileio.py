@@ -1,0 +1,305 @@
+"""Local file I/O for the store: safe opens, write and read loops, fsync, crc32.
+
+Every file is opened relative to a directory descriptor and with O_NOFOLLOW,
+so a symlink planted in backup_dir is never followed, and a path that is
+renamed or replaced after it was opened cannot redirect a write. Files are
+read only if fstat() says they are regular, and opened with O_NONBLOCK so a
+FIFO never blocks the open. POSIX only.
+"""
+
+import errno
+import os
+import queue
+import stat
+import threading
+import zlib
+
+# I/O and checksum granularity: big enough that per-call overhead vanishes,
+# small enough that on load the checksum thread trails the reads closely.
+CHUNK = 16 * 1024 * 1024
+# Below this a helper thread costs more than the checksum it hides.
+THREAD_MIN = 4 * 1024 * 1024
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
+
+class NotRegularFileError(OSError):
+    """A name we were to open as a file is a symlink, FIFO, device or dir.
+
+    Attributes:
+        what: e.g. "a symbolic link", "a FIFO".
+    """
+
+    def __init__(self, name, what):
+        super().__init__(errno.EINVAL, f"is {what}, not a regular file", name)
+        self.what = what
+
+
+def describe_mode(mode):
+    """'a FIFO', 'a directory', ... for an st_mode."""
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def os_error_text(e):
+    """Formats an OSError as 'strerror [ENAME] (at path)' for messages."""
+    name = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "?"
+    text = f"{e.strerror or e} [{name}]"
+    if getattr(e, "filename", None):
+        text += f" (at '{e.filename}')"
+    return text
+
+
+def ident(st):
+    """What identifies a file while it exists: (device, inode)."""
+    return st.st_dev, st.st_ino
+
+
+# -------------------------------------------------------------- reading
+
+
+def open_regular(name, dir_fd):
+    """Opens `name` (relative to dir_fd) for reading; returns (fd, stat).
+
+    Raises NotRegularFileError for anything but a regular file (a symlink is
+    refused by O_NOFOLLOW, a FIFO opens at once thanks to O_NONBLOCK and is
+    then refused by fstat) and the usual OSErrors otherwise.
+    """
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: FreeBSD's answer
+            raise NotRegularFileError(name, "a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(name, describe_mode(st.st_mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_into(fd, mv):
+    """Fills memoryview `mv` from `fd`; returns the bytes read (< len at EOF)."""
+    done, n = 0, len(mv)
+    while done < n:
+        got = os.readv(fd, [mv[done:]])
+        if not got:
+            break
+        done += got
+    return done
+
+
+class Closing:
+    """Context manager support for objects with a `close()` method."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class OpenFile(Closing):
+    """A regular file opened for reading; reads never go past `size` + 1."""
+
+    def __init__(self, name, dir_fd):
+        self.fd, st = open_regular(name, dir_fd)
+        self.size = st.st_size
+
+    def readinto(self, mv):
+        return read_into(self.fd, mv)
+
+    def read(self, n):
+        """Reads up to `n` bytes (fewer only at end of file)."""
+        buf = bytearray(n)
+        got = read_into(self.fd, memoryview(buf))
+        del buf[got:]
+        return bytes(buf)
+
+    def at_eof(self):
+        """Whether the file ends here (it did not grow while being read)."""
+        return not os.read(self.fd, 1)
+
+    def close(self):
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+# -------------------------------------------------------------- writing
+
+
+def write_all(fd, mv):
+    # os.write may write less than asked (signals, >2 GiB requests, disk
+    # nearly full); loop until done so a short write never goes unnoticed.
+    done, n = 0, len(mv)
+    while done < n:
+        done += os.write(fd, mv[done:])
+
+
+def create_file(name, dir_fd):
+    """Creates `name` exclusively (never through a symlink); returns its fd."""
+    return os.open(name, CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+
+
+def write_file(name, data, dir_fd):
+    """Creates `name` exclusively, writes `data`, fsyncs; returns (size, crc)."""
+    fd = create_file(name, dir_fd)
+    try:
+        write_all(fd, memoryview(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(data), zlib.crc32(data)
+
+
+def chunks(mv):
+    for start in range(0, len(mv), CHUNK):
+        yield mv[start : start + CHUNK]
+
+
+class Crc32:
+    """Running crc32 of a byte stream, optionally on a helper thread.
+
+    zlib.crc32 releases the GIL for large buffers, so a thread lets the
+    checksum of one chunk run on another core while the caller writes or
+    reads the next one. Chunks must be fed in stream order and must not be
+    modified until they are hashed (`wait_done`) or `result()` returns.
+    """
+
+    def __init__(self, threaded):
+        self._value = 0
+        self._done = 0
+        self._queue = None
+        if threaded:
+            self._cond = threading.Condition()
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._run, name="kerasbackup-crc32", daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            self._value = zlib.crc32(chunk, self._value)
+            with self._cond:
+                self._done += 1
+                self._cond.notify_all()
+
+    def feed(self, chunk):
+        if self._queue is None:
+            self._value = zlib.crc32(chunk, self._value)
+            self._done += 1
+        else:
+            self._queue.put(chunk)
+
+    def wait_done(self, n):
+        """Blocks until the first `n` fed chunks have been hashed."""
+        if self._queue is not None:
+            with self._cond:
+                self._cond.wait_for(lambda: self._done >= n)
+
+    def result(self):
+        """Waits for all fed chunks and returns the crc32 (stops the thread)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+        return self._value
+
+
+# ---------------------------------------------------------- directories
+
+
+class DirHandle(Closing):
+    """An open directory: every name in it is resolved through this fd.
+
+    `ident` is the (device, inode) it had when opened; `moved()` tells
+    whether `path` still names it.
+    """
+
+    def __init__(self, path, fd):
+        self.path = path
+        self.fd = fd
+        self.ident = ident(os.fstat(fd))
+
+    @classmethod
+    def open(cls, path, follow=True):
+        """Opens directory `path` (following a symlink only if `follow`)."""
+        flags = DIR_FLAGS if not follow else DIR_FLAGS & ~_NOFOLLOW
+        return cls(path, os.open(path, flags))
+
+    @classmethod
+    def open_in(cls, parent, name):
+        """Opens `name` inside `parent`, refusing a symlink."""
+        return cls(os.path.join(parent.path, name), os.open(name, DIR_FLAGS, dir_fd=parent.fd))
+
+    def join(self, name):
+        return os.path.join(self.path, name)
+
+    def names(self):
+        return os.listdir(self.fd)
+
+    def lstat(self, name):
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def moved(self):
+        """Whether `path` now names another directory (or nothing)."""
+        try:
+            return ident(os.stat(self.path)) != self.ident
+        except OSError:
+            return True
+
+    def sync(self):
+        # A rename or a new file is only durable once its directory is synced.
+        os.fsync(self.fd)
+
+    def close(self):
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class CheckpointFiles(Closing):
+    """The files of one local checkpoint directory, for verification.
+
+    `open(name)` gives an OpenFile or raises FileNotFoundError,
+    NotRegularFileError or another OSError; an object-store back end offers
+    the same three methods.
+    """
+
+    def __init__(self, parent, name):
+        self.path = parent.join(name)
+        self._dir = DirHandle.open_in(parent, name)
+
+    def open(self, name):
+        return OpenFile(name, self._dir.fd)
+
+    def size_bytes(self):
+        """Total size of the regular files in the checkpoint directory."""
+        total = 0
+        with os.scandir(self._dir.fd) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def close(self):
+        self._dir.close()

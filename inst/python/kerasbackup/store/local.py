@@ -1,0 +1,556 @@
+"""The local-filesystem back end: CheckpointStore and backup_info().
+
+Puts the parts together for a backup_dir on a POSIX file system: checks the
+directory (ours, not writable by others), takes the lock, writes through the
+atomic publish, prunes, loads with fallback, deletes only what it wrote.
+"""
+
+import errno
+import json
+import os
+import pwd
+import re
+import stat
+import threading
+import warnings
+import weakref
+
+from kerasbackup.errors import (
+    BackupDirError, BackupLockedError, BackupWriteError, SaveCancelled)
+from kerasbackup.store import publish as pub
+from kerasbackup.store.fileio import (
+    DIR_MODE, CheckpointFiles, DirHandle, ident, os_error_text, write_file)
+from kerasbackup.store.format import (
+    FORMAT_VERSION, MARKER_NAME, Inspection, build_state, parse_checkpoint_name,
+    prepare_arrays, utc_now)
+from kerasbackup.store.lock import DirLock
+from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(backup_dir):
+    """The absolute path of a local backup_dir; refuses URLs."""
+    text = os.fspath(backup_dir)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if _URL_RE.match(text):
+        raise BackupDirError(
+            f"backup_dir '{text}' is a URL; this version of kerasbackup stores "
+            "checkpoints on a local file system only. Give a directory path.", text)
+    return os.path.abspath(text)
+
+
+def _user(uid):
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_dir_owner(path, st):
+    """Refuses a directory another user owns or could plant files in."""
+    mode = f"mode {stat.S_IMODE(st.st_mode):04o} ({stat.filemode(st.st_mode)})"
+    if st.st_uid != os.geteuid():
+        raise BackupDirError(
+            f"backup_dir '{path}' is owned by {_user(st.st_uid)}, {mode}, not by "
+            f"{_user(os.geteuid())} who runs this process. Refusing to use a "
+            "directory that another user controls: choose one of your own.", path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        who = " and ".join(w for bit, w in ((stat.S_IWGRP, "its group"),
+                                            (stat.S_IWOTH, "all users"))
+                           if st.st_mode & bit)
+        raise BackupDirError(
+            f"backup_dir '{path}' (owned by {_user(st.st_uid)}, {mode}) is writable "
+            f"by {who} without the sticky bit, so another user could plant or "
+            f"replace files in it. Refusing to use it: run chmod go-w '{path}' "
+            "or choose another directory.", path)
+
+
+def _protected(directory):
+    """Why `directory` itself must never be removed, or None.
+
+    The file-system root, $HOME, the working directory and its ancestors.
+    """
+    def same(p):
+        try:
+            return ident(os.stat(p)) == directory.ident
+        except OSError:
+            return False
+
+    if same(os.path.expanduser("~")):
+        return "it is the home directory"
+    try:
+        p = os.getcwd()
+    except OSError:
+        p = None
+    while p:
+        if same(p):
+            return "it is or contains the working directory"
+        parent = os.path.dirname(p)
+        p = None if parent == p else parent
+    return "it is the root directory" if same("/") else None
+
+
+# Stores holding a lock in this process. A child forked without exec (e.g. a
+# multiprocessing data loader worker) shares the lock's open file, which
+# would keep backup_dir locked after this process dies and let the child's
+# close() wipe the holder record; the child therefore drops its copies.
+_OPEN_STORES = weakref.WeakSet()
+
+
+def _forget_locks_after_fork():
+    for st in list(_OPEN_STORES):
+        st._after_fork_in_child()
+    _OPEN_STORES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_after_fork)
+
+
+class CheckpointStore:
+    """Exclusive, crash-safe reader/writer of one local backup directory.
+
+    Usage::
+
+        with CheckpointStore(backup_dir, keep=2) as store:
+            loaded = store.load()            # None if nothing saved yet
+            ...
+            store.save(arrays, meta, epoch=3, batch=0)
+
+    `keep` is how many published checkpoints to retain (1, or 2 for
+    double checkpointing). `save()` and `load()` open the store on first
+    use. All methods are thread-safe; `save()` may run on a background
+    thread.
+    """
+
+    def __init__(self, backup_dir, keep=1):
+        if int(keep) < 1:
+            raise ValueError(f"keep must be >= 1, got {keep!r}")
+        self.backup_dir = local_path(backup_dir)
+        self.keep = int(keep)
+        self._mutex = threading.RLock()
+        self._dir = None      # DirHandle while open
+        self._lock = None     # DirLock while open
+        self._lost = None     # BackupLockedError once the lock was lost
+        self._last_seq = 0
+        self._remover = None  # background deletion of pruned checkpoints
+
+    # ------------------------------------------------------------ open/close
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        # An unclosed store would keep the lock until the process exits.
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def is_open(self):
+        """Whether this object currently holds backup_dir's lock."""
+        return self._lock is not None
+
+    def open(self):
+        """Checks backup_dir, takes its lock and removes leftovers of killed writers.
+
+        Creates backup_dir (and parents) if missing. Raises BackupDirError if
+        it is not a directory, cannot be created, is owned by another user or
+        writable by others without the sticky bit, or is a non-empty
+        directory without the `.kerasbackup` marker; BackupLockedError if
+        another live process or store object holds the lock. Warns
+        StaleLockWarning when taking over the lock of a dead process on this
+        host. Idempotent. Returns self.
+        """
+        with self._mutex:
+            if self._lost is not None:
+                raise self._lost
+            if self._lock is not None:
+                return self
+            directory = self._open_dir()
+            try:
+                self._adopt(directory)
+                lock = DirLock(directory)
+                lock.acquire()
+            except BaseException:
+                directory.close()
+                raise
+            self._dir, self._lock = directory, lock
+            _OPEN_STORES.add(self)
+            pub.remove_leftovers(directory)
+            return self
+
+    def close(self):
+        """Releases the lock (idempotent). The checkpoints stay on disk.
+
+        Waits for the deletion of pruned checkpoints to finish first. After
+        a lost lock (BackupLockedError), makes the store usable again.
+        """
+        with self._mutex:
+            self._wait_for_removal()
+            self._release(clear=self._lost is None)
+            self._lost = None
+
+    def _release(self, clear=True):
+        lock, directory, self._lock, self._dir = self._lock, self._dir, None, None
+        _OPEN_STORES.discard(self)
+        if lock is not None:
+            lock.release(clear=clear)
+        if directory is not None:
+            directory.close()
+
+    def _after_fork_in_child(self):
+        # The parent's lock is unaffected by closing our copies.
+        self._mutex = threading.RLock()  # may have been held by another thread
+        self._remover = None
+        for h in (self._lock, self._dir):
+            if h is not None and h.fd is not None:
+                try:
+                    os.close(h.fd)
+                except OSError:
+                    pass
+                h.fd = None
+        self._lock = self._dir = None
+
+    def _open_dir(self):
+        d = self.backup_dir
+        try:
+            os.makedirs(d, mode=DIR_MODE, exist_ok=True)
+        except FileExistsError:
+            pass  # a file or a dangling symlink: open() says which
+        except OSError as e:
+            raise BackupDirError(
+                f"cannot create backup_dir '{d}': {os_error_text(e)}", d, e) from e
+        try:
+            directory = DirHandle.open(d)
+        except NotADirectoryError as e:
+            raise BackupDirError(
+                f"backup_dir '{d}' exists and is not a directory: "
+                f"{os_error_text(e)}", d, e) from e
+        except OSError as e:
+            raise BackupDirError(
+                f"cannot access backup_dir '{d}': {os_error_text(e)}", d, e) from e
+        try:
+            check_dir_owner(d, os.fstat(directory.fd))
+        except BaseException:
+            directory.close()
+            raise
+        return directory
+
+    def _adopt(self, directory):
+        """Refuses foreign content; marks an empty directory as ours."""
+        d = self.backup_dir
+        try:
+            names = directory.names()
+            if MARKER_NAME in names:
+                st = directory.lstat(MARKER_NAME)
+                if not stat.S_ISREG(st.st_mode):
+                    raise BackupDirError(
+                        f"backup_dir '{d}': its marker '{MARKER_NAME}' is not a "
+                        "regular file; kerasbackup did not write it. Refusing to "
+                        "use the directory: choose another one.", d)
+                return
+            if names:
+                shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+                raise BackupDirError(
+                    f"backup_dir '{d}' is not empty and was not created by "
+                    f"kerasbackup (no {MARKER_NAME} marker; it contains {shown}). "
+                    "Refusing to write into it: choose a new or empty directory.", d)
+            # The marker comes before the lock, so that a directory holding
+            # only a `.lock` is never ours.
+            try:
+                write_file(MARKER_NAME, json.dumps(
+                    {"kerasbackup": True, "format_version": FORMAT_VERSION,
+                     "created": utc_now()}).encode(), directory.fd)
+            except FileExistsError:
+                return self._adopt(directory)  # another store was quicker
+            directory.sync()
+        except OSError as e:
+            raise BackupDirError(
+                f"cannot use backup_dir '{d}': {os_error_text(e)}", d, e) from e
+
+    def _ensure_open(self):
+        if self._lost is not None:
+            raise self._lost
+        if self._lock is None:
+            self.open()
+
+    def _check_lock(self):
+        """Raises BackupLockedError (and keeps raising it) if the lock was lost."""
+        try:
+            self._lock.check()
+        except BackupLockedError as e:
+            self._lost = e
+            raise
+
+    # ------------------------------------------------------------------ save
+
+    def save(self, arrays, meta, epoch, batch, cancel=None):
+        """Writes and atomically publishes a new checkpoint; returns its info dict.
+
+        `arrays` maps names to numpy arrays (any shape, fixed-size dtype),
+        `meta` must be JSON-serialisable (numpy scalars are converted).
+        Arrays are written straight from their memory and must not change
+        until save() returns. On any OSError raises BackupWriteError naming
+        backup_dir and the error; the staging directory is removed and the
+        previous checkpoints are untouched. Older checkpoints beyond `keep`
+        are removed only after the new one is durable. If `cancel` (a
+        threading.Event) is set before the publishing rename, raises
+        SaveCancelled and leaves the directory as it was. If the lock was
+        lost (backup_dir or `.lock` replaced), raises BackupLockedError
+        without publishing.
+        """
+        # Everything that can fail on bad input fails before touching disk.
+        table, buffers, total = prepare_arrays(arrays)
+        state_bytes = build_state(table, meta)
+        epoch = None if epoch is None else int(epoch)
+        batch = None if batch is None else int(batch)
+
+        with self._mutex:
+            self._ensure_open()
+            directory, d = self._dir, self.backup_dir
+            staged = None
+            try:
+                seq = pub.next_seq(directory, self._last_seq)
+                staged = pub.write_staging(directory, buffers, total, state_bytes,
+                                           seq, epoch, batch)
+                if cancel is not None and cancel.is_set():
+                    # The caller gave up (e.g. a second preemption signal):
+                    # the previous checkpoint stays the newest.
+                    raise SaveCancelled(f"save to '{d}' was cancelled")
+                final = pub.publish(directory, staged, self._check_lock)
+            except OSError as e:
+                if staged is not None:
+                    pub.remove_quietly(directory, staged.name)
+                raise BackupWriteError(
+                    f"could not write a checkpoint to backup_dir '{d}': "
+                    f"{os_error_text(e)}. The previous checkpoint, if any, is "
+                    "unchanged.", d, e) from e
+            except BaseException:
+                if staged is not None:
+                    pub.remove_quietly(directory, staged.name)
+                raise
+            self._last_seq = seq
+            path = directory.join(final)
+            try:
+                directory.sync()
+            except OSError as e:
+                # Published but maybe not durable: keep the older ones.
+                raise BackupWriteError(
+                    f"checkpoint {path} was published in backup_dir '{d}' "
+                    f"but syncing the directory failed: {os_error_text(e)}. "
+                    "Older checkpoints were kept.", d, e) from e
+            pub.phase("published", backup_dir=d, path=path)
+            self._prune()
+            pub.phase("pruned", backup_dir=d, path=path)
+            return Inspection(path=path, seq=seq, epoch=epoch, batch=batch,
+                              created=staged.created, size_bytes=staged.size_bytes,
+                              verified=True).info()
+
+    def _prune(self):
+        """Removes published checkpoints beyond `keep`, oldest first, best effort.
+
+        They are renamed to .trash-* names at once, so no reader sees them
+        after save() returns. Syncing that rename and the deletion (about a
+        quarter of a save for big files) run on a background thread that the
+        next prune, close() and delete() wait for. Trash left by a killed
+        process is removed at the next open().
+        """
+        directory = self._dir
+        self._wait_for_removal()
+        self._check_lock()
+        try:
+            old = [name for _, name in pub.list_checkpoints(directory)[: -self.keep]]
+            trash = pub.trash(directory, old)
+        except OSError as e:
+            # The new checkpoint is safe; leftovers go at the next save/open().
+            warnings.warn(
+                f"backup_dir '{self.backup_dir}': could not remove an old "
+                f"checkpoint: {os_error_text(e)}", RuntimeWarning, stacklevel=3)
+            return
+        if trash:
+            self._remover = threading.Thread(
+                target=pub.sync_and_remove, args=(directory, trash),
+                name="kerasbackup-prune", daemon=True)
+            self._remover.start()
+
+    def _wait_for_removal(self):
+        remover, self._remover = self._remover, None
+        if remover is not None:
+            remover.join()
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, required=False):
+        """Returns `(arrays, meta, info)` of the newest checkpoint that verifies.
+
+        Every file's type, size and crc32 and the array table are checked
+        before anything is returned. If the newest checkpoint fails and an
+        older one verifies, that one is returned with a
+        CheckpointFallbackWarning saying which checkpoint failed and why. If
+        checkpoints exist but none verifies, raises CorruptCheckpointError
+        (files are left in place). With no checkpoint at all returns None,
+        or raises NoCheckpointError if `required`.
+        """
+        with self._mutex:
+            self._ensure_open()
+            directory = self._dir
+            newest_first = reversed(pub.list_checkpoints(directory))
+            inspections = (_inspect(directory, seq, name, LOAD)
+                           for seq, name in newest_first)
+            return load_newest((i for i in inspections if i is not None),
+                               self.backup_dir, required)
+
+    # ------------------------------------------------------------ inspection
+
+    def checkpoints(self, verify=True):
+        """Lists the checkpoints, oldest first, as info dicts.
+
+        Each dict has path, seq, epoch, batch, created, size_bytes, verified
+        and problem. Needs no lock, so it also works while another process
+        writes. With `verify=False` checksums are skipped: `verified` is then
+        None for checkpoints whose manifest and sizes are fine.
+        """
+        return backup_info(self.backup_dir, verify=verify)
+
+    @property
+    def latest(self):
+        """Info dict of the newest checkpoint (checksums not re-read), or None."""
+        found = self.checkpoints(verify=False)
+        return found[-1] if found else None
+
+    # ---------------------------------------------------------------- delete
+
+    def delete(self):
+        """Removes everything the store wrote, then backup_dir if it is empty.
+
+        Deletes the checkpoints, staging and trash directories (only the
+        files the store writes in them, as regular files, never through a
+        symlink), the lock file and the marker; whatever else is in
+        backup_dir stays, and then so does the directory. backup_dir itself
+        is never removed if it is the root, $HOME, or the working directory
+        or one of its ancestors. Takes the lock first, so it refuses a
+        directory in use, not created by kerasbackup, or whose lock was lost.
+        The store is closed afterwards. A missing backup_dir is a no-op.
+        """
+        with self._mutex:
+            d = self.backup_dir
+            if self._lost is not None:
+                raise self._lost
+            if self._lock is None and not os.path.lexists(d):
+                return
+            self.open()
+            self._wait_for_removal()
+            self._check_lock()
+            directory, lock = self._dir, self._lock
+            try:
+                pub.phase("deleting", backup_dir=d, path=d)
+                trash = pub.trash(directory, [n for _, n in pub.list_checkpoints(directory)])
+                if trash:
+                    directory.sync()
+                for name in trash:
+                    pub.remove_own_dir(directory, name)
+                pub.remove_leftovers(directory)
+                # The lock before the marker: a directory that holds only a
+                # `.lock` is never taken for ours. Marker last: an
+                # interrupted delete stays recognisable.
+                lock.unlink()
+                self._lock = None
+                _OPEN_STORES.discard(self)
+                lock.release(clear=False)
+                if stat.S_ISREG(directory.lstat(MARKER_NAME).st_mode):
+                    os.unlink(MARKER_NAME, dir_fd=directory.fd)
+            except FileNotFoundError as e:
+                if e.filename != MARKER_NAME:
+                    self._delete_failed(e)
+            except OSError as e:
+                self._delete_failed(e)
+            if _protected(directory) is None and not directory.moved():
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass  # not empty: the user's own files stay
+            self._release()
+            pub.phase("deleted", backup_dir=d, path=d)
+
+    def _delete_failed(self, e):
+        self._release()
+        d = self.backup_dir
+        raise BackupWriteError(
+            f"could not delete backup_dir '{d}': {os_error_text(e)}", d, e) from e
+
+
+def _inspect(directory, seq, name, mode):
+    """Inspects checkpoint `name` in `directory`; None if it vanished."""
+    try:
+        files = CheckpointFiles(directory, name)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        ins = Inspection(path=directory.join(name), seq=seq)
+        return ins.fail(".", "unreadable", os_error_text(e))
+    with files:
+        ins = inspect(files, seq, mode)
+    if ins.problems:
+        try:
+            directory.lstat(name)
+        except FileNotFoundError:
+            return None  # pruned by the writer while we looked at it
+    return ins
+
+
+def list_checkpoints(backup_dir):
+    """[(seq, path)] of the published checkpoints in `backup_dir`, oldest first."""
+    d = local_path(backup_dir)
+    with DirHandle.open(d) as directory:
+        return [(seq, directory.join(name)) for seq, name in pub.list_checkpoints(directory)]
+
+
+def inspect_checkpoint(path, mode=VERIFY):
+    """Inspects one checkpoint directory; returns an Inspection.
+
+    `mode` is "structure", "verify" or "load" (see verify.inspect). For the
+    benchmark and tests; the store itself goes through load() and
+    backup_info().
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    with DirHandle.open(parent) as directory:
+        ins = _inspect(directory, parse_checkpoint_name(name), name, mode)
+    if ins is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    return ins
+
+
+def backup_info(backup_dir, verify=True):
+    """Lists the checkpoints in `backup_dir`, oldest first, without locking.
+
+    Safe to call while another process holds the lock and writes; a
+    checkpoint removed during the scan is simply left out. Returns [] if
+    backup_dir does not exist. See CheckpointStore.checkpoints() for the
+    dict keys.
+    """
+    d = local_path(backup_dir)
+    try:
+        directory = DirHandle.open(d)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot read backup_dir '{d}': {os_error_text(e)}", d, e) from e
+    mode = VERIFY if verify else STRUCTURE
+    with directory:
+        try:
+            found = pub.list_checkpoints(directory)
+        except OSError as e:
+            raise BackupDirError(
+                f"cannot read backup_dir '{d}': {os_error_text(e)}", d, e) from e
+        infos = (_inspect(directory, seq, name, mode) for seq, name in found)
+        return [ins.info() for ins in infos if ins is not None]
