@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -920,3 +921,609 @@ def test_phase_hook_sees_each_step_in_order_and_a_raise_keeps_the_old_checkpoint
             assert not [n for n in os.listdir(d) if n.startswith(".staging")]
     finally:
         kb.set_phase_hook(previous)
+
+
+# ======================================================= hardening (issue 10)
+# Each test below failed against the single-module store of main 9849bea.
+
+
+def _crc(data):
+    return f"{zlib.crc32(data):08x}"
+
+
+def rewrite_checkpoint(ckpt, state=None, manifest=None, raw_manifest=None):
+    """Rewrites a checkpoint's state.json or manifest with valid checksums.
+
+    Restates the documented format on purpose (the manifest's crc32 is over
+    its canonical JSON without `manifest_crc32`), so that what is tested is
+    the store's check of the content, not of the checksums.
+    """
+    mpath = os.path.join(ckpt, "manifest.json")
+    if raw_manifest is not None:
+        with open(mpath, "wb") as f:
+            f.write(raw_manifest)
+        return
+    with open(mpath) as f:
+        m = json.load(f)
+    if state is not None:
+        raw = state if isinstance(state, bytes) else json.dumps(state).encode()
+        with open(os.path.join(ckpt, "state.json"), "wb") as f:
+            f.write(raw)
+        m["files"]["state.json"] = {"size": len(raw), "crc32": _crc(raw)}
+    m.update(manifest or {})
+    m.pop("manifest_crc32")
+    m["manifest_crc32"] = _crc(json.dumps(m, sort_keys=True, separators=(",", ":")).encode())
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+
+
+def two_checkpoints(d):
+    """Saves epochs 1 and 2 with keep=2; returns the newer one's path."""
+    arrays = {"a": np.arange(4, dtype=np.float64), "b": np.ones((2, 3), np.int32),
+              "c": np.array(7, np.int64)}
+    with CheckpointStore(d, keep=2) as st:
+        st.save(arrays, {"epoch": 1}, 1, 0)
+        return st.save(arrays, {"epoch": 2}, 2, 0)["path"]
+
+
+def run_bounded(fn):
+    """Runs fn() on a thread; fails (instead of hanging the suite) if it blocks."""
+    box = {}
+
+    def work():
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                box["value"] = fn()
+            box["warnings"] = [w for w in caught]
+        except BaseException as e:  # reported to the test below
+            box["error"] = e
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(120)  # a guard against a hang, never reached when the store is right
+    assert not t.is_alive(), "blocked: the store opened or read without bound"
+    if "error" in box:
+        raise box["error"]
+    return box["value"], box["warnings"]
+
+
+def assert_falls_back(d, newest, kind, text=""):
+    """load() skips the damaged newest checkpoint; backup_info() flags it."""
+    (arrays, meta, info), caught = run_bounded(lambda: CheckpointStore(d).load())
+    assert meta == {"epoch": 1} and info["seq"] == 1, info
+    assert (arrays["a"] == np.arange(4)).all()
+    falls = [str(w.message) for w in caught if w.category is CheckpointFallbackWarning]
+    assert len(falls) == 1 and newest in falls[0] and kind in falls[0], falls
+    infos, _ = run_bounded(lambda: backup_info(d))
+    assert [i["verified"] for i in infos] == [True, False], infos
+    assert kind in infos[1]["problem"] and text in infos[1]["problem"], infos[1]
+    # With nothing older, the same damage is a classed corruption.
+    shutil.rmtree(os.path.join(d, "ckpt-0000000001"))
+    with pytest.raises(CorruptCheckpointError) as ei:
+        run_bounded(lambda: CheckpointStore(d).load())
+    assert kind in str(ei.value)
+
+
+# ------------------------------------ 1: the lock file and backup_dir itself
+
+
+def test_planted_lock_symlink_is_refused_and_victim_untouched(tmp_path):
+    d = tmp_path / "b"
+    CheckpointStore(d).open().close()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    os.unlink(d / ".lock")
+    os.symlink(victim, d / ".lock")
+    for action in (lambda: CheckpointStore(d).open(),
+                   lambda: CheckpointStore(d).save({"x": np.zeros(1)}, {}, 0, 0),
+                   lambda: CheckpointStore(d).delete()):
+        with pytest.raises(BackupDirError) as ei:
+            action()
+        assert "symbolic link" in str(ei.value) and str(victim) in str(ei.value)
+    assert victim.read_bytes() == b"precious\n"
+    assert os.readlink(d / ".lock") == str(victim)
+
+
+def test_lock_that_is_a_hard_link_is_refused(tmp_path):
+    d = tmp_path / "b"
+    CheckpointStore(d).open().close()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    os.unlink(d / ".lock")
+    os.link(victim, d / ".lock")
+    with pytest.raises(BackupDirError, match="2 hard links"):
+        CheckpointStore(d).open()
+    assert victim.read_bytes() == b"precious\n"
+
+
+def test_backup_dir_owned_by_another_user_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        d = tmp_path / "theirs"
+        d.mkdir()
+        os.chown(d, 65534, 65534)
+        owner = "uid 65534"
+    else:  # unprivileged: a directory root owns
+        d, owner = "/", "uid 0"
+    with pytest.raises(BackupDirError) as ei:
+        CheckpointStore(d).open()
+    msg = str(ei.value)
+    assert f"owned by {owner}" in msg and "mode 0" in msg and str(d) in msg, msg
+    if os.geteuid() == 0:
+        assert os.listdir(d) == []  # nothing written, not even the marker
+
+
+@pytest.mark.parametrize("mode,who", [(0o777, "its group and all users"),
+                                      (0o775, "its group"), (0o757, "all users")])
+def test_backup_dir_writable_by_others_is_refused(tmp_path, mode, who):
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, mode)
+    with pytest.raises(BackupDirError) as ei:
+        CheckpointStore(d).open()
+    msg = str(ei.value)
+    assert f"mode {mode:04o} ({stat.filemode(stat.S_IFDIR | mode)})" in msg, msg
+    assert f"writable by {who} without the sticky bit" in msg and "chmod go-w" in msg
+    assert os.listdir(d) == []
+
+
+def test_sticky_world_writable_dir_of_ours_is_fine(tmp_path):
+    d = tmp_path / "sticky"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    with CheckpointStore(d) as st:
+        st.save({"x": np.zeros(3)}, {"epoch": 0}, 0, 0)
+        assert st.load()[1] == {"epoch": 0}
+
+
+def test_created_backup_dir_is_not_writable_by_others(tmp_path):
+    old = os.umask(0)
+    try:
+        with CheckpointStore(tmp_path / "new") as st:
+            st.save({"x": np.zeros(3)}, {}, 0, 0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) & 0o022 == 0
+
+
+# ----------------------------- 2: files inside a checkpoint: regular, bounded
+
+
+def _symlink_to_copy(path, tmp):
+    # The same bytes, so only the refusal to follow the link can tell.
+    outside = os.path.join(tmp, "outside-" + os.path.basename(path))
+    shutil.copyfile(path, outside)
+    os.unlink(path)
+    os.symlink(outside, path)
+
+
+def _fifo(path, tmp):
+    os.unlink(path)
+    os.mkfifo(path)
+
+
+def _dev_zero(path, tmp):
+    os.unlink(path)
+    os.symlink("/dev/zero", path)
+
+
+def _char_device(path, tmp):
+    os.unlink(path)
+    os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 5))  # /dev/zero's numbers
+
+
+def _directory(path, tmp):
+    os.unlink(path)
+    os.mkdir(path)
+
+
+NOT_REGULAR = [
+    ("arrays.bin", _symlink_to_copy, "is a symbolic link"),
+    ("state.json", _symlink_to_copy, "is a symbolic link"),
+    ("manifest.json", _symlink_to_copy, "is a symbolic link"),
+    ("manifest.json", _fifo, "is a FIFO"),
+    ("arrays.bin", _fifo, "is a FIFO"),
+    ("manifest.json", _dev_zero, "is a symbolic link"),
+    ("arrays.bin", _dev_zero, "is a symbolic link"),
+    ("state.json", _char_device, "is a character device"),
+    ("arrays.bin", _directory, "is a directory"),
+]
+
+
+@pytest.mark.parametrize("fname,damage,what", NOT_REGULAR,
+                         ids=[f"{c[0]}-{c[1].__name__.strip('_')}" for c in NOT_REGULAR])
+def test_non_regular_checkpoint_file_is_corrupt(tmp_path, fname, damage, what):
+    if damage is _char_device and os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    damage(os.path.join(newest, fname), str(tmp_path))
+    assert_falls_back(d, newest, "not a regular file", f"{fname} {what}")
+
+
+def test_oversized_manifest_is_not_read(tmp_path):
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    rewrite_checkpoint(newest, raw_manifest=b" " * (64 * 1024 + 1) + b"{}")
+    assert_falls_back(d, newest, "manifest unreadable", "far more than a manifest")
+
+
+# ------------------------------------------- 5: a malformed table or manifest
+
+
+def _entry(i, **changes):
+    def damage(state):
+        state["arrays"][i].update(changes)
+        return state
+    return damage
+
+
+def _state(fn):
+    def damage(state):
+        return fn(state) or state
+    return damage
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+TABLE_DAMAGE = {
+    "object dtype": _entry(0, dtype="|O8"),
+    "unknown dtype": _entry(0, dtype="<q9"),
+    "dtype not a string": _entry(0, dtype=7),
+    "zero-size dtype": _entry(2, dtype="|S0"),
+    "float shape": _entry(0, shape=[4.0]),
+    "string shape": _entry(0, shape=["4"]),
+    "shape a string": _entry(0, shape="4"),
+    "bool shape": _entry(1, shape=[True, 2, 3], nbytes=24),
+    "nested shape": _entry(0, shape=[[4]]),
+    "negative shape": _entry(0, shape=[-4]),
+    "shape over int64": _entry(0, shape=[2**64]),
+    "too many dims": _entry(2, shape=[1] * 33),
+    "offset float": _entry(0, offset=0.0),
+    "offset inconsistent": _entry(1, offset=33),
+    "nbytes inconsistent": _entry(1, nbytes=25),
+    "nbytes negative": _entry(1, nbytes=-24),
+    "name not a string": _entry(0, name=5),
+    "duplicate names": _entry(1, name="a"),
+    "entry not an object": _state(lambda s: s["arrays"].__setitem__(0, 5)),
+    "entry missing keys": _state(lambda s: s["arrays"][0].pop("dtype")),
+    "table not a list": _state(lambda s: s.__setitem__("arrays", {"a": 1})),
+    "table too short": _state(lambda s: s["arrays"].pop()),
+    "empty dims overflow int64": _state(lambda s: s["arrays"].append(
+        {"name": "z", "dtype": "<f8", "shape": [2**62, 2**62, 0], "offset": 80,
+         "nbytes": 0})),
+    "no meta": _state(lambda s: s.pop("meta")),
+    "state not an object": lambda s: [s],
+    "100,000-deep meta": "deep",
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE_DAMAGE))
+def test_malformed_array_table_is_corrupt(tmp_path, case):
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    with open(os.path.join(newest, "state.json"), "rb") as f:
+        raw = f.read()
+    damage = TABLE_DAMAGE[case]
+    if damage == "deep":
+        state = raw[:-1] + b', "deeper": ' + DEEP + b"}"
+    else:
+        state = damage(json.loads(raw))
+    rewrite_checkpoint(newest, state=state)
+    assert_falls_back(d, newest, "state.json: invalid content")
+
+
+MANIFEST_DAMAGE = {
+    "epoch a string": ({"epoch": "x"}, "invalid content"),
+    "batch negative": ({"batch": -1}, "invalid content"),
+    "seq zero": ({"seq": 0}, "invalid content"),
+    "created a number": ({"created": 5}, "invalid content"),
+    "format_version true": ({"format_version": True}, "unknown format version True"),
+    "file size a bool": ({"files": {"arrays.bin": {"size": True, "crc32": "00000000"},
+                                    "state.json": {"size": 1, "crc32": "00000000"}}},
+                         "invalid content"),
+    "file list a list": ({"files": []}, "invalid content"),
+    "100,000-deep manifest": (DEEP, "manifest unreadable"),
+    "deep inside a valid manifest": ({"writer": json.loads(b"[" * 500 + b"]" * 500)},
+                                     None),
+}
+
+
+@pytest.mark.parametrize("case", list(MANIFEST_DAMAGE))
+def test_malformed_manifest_is_corrupt(tmp_path, case):
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    change, kind = MANIFEST_DAMAGE[case]
+    if isinstance(change, bytes):
+        rewrite_checkpoint(newest, raw_manifest=change)
+    else:
+        rewrite_checkpoint(newest, manifest=change)
+    if kind is None:  # unusual but well formed: still loads
+        with CheckpointStore(d) as st:
+            assert st.load()[1] == {"epoch": 2}
+        return
+    assert_falls_back(d, newest, f"manifest.json: {kind}")
+    # The structure-only listing reads the manifest too.
+    assert backup_info(d, verify=False)[-1]["verified"] is False
+
+
+# ---------------------------------------- 6: sequence numbers of any length
+
+
+def test_sequence_numbers_beyond_ten_digits(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=1) as st:
+        st.save({"x": np.zeros(3)}, {"epoch": 0}, 0, 0)
+    # A stray checkpoint with a 10-digit seq: the next one needs 11 digits.
+    os.rename(d / "ckpt-0000000001", d / "ckpt-9999999999")
+    with CheckpointStore(d, keep=1) as st:
+        info = st.save({"x": np.ones(3)}, {"epoch": 1}, 1, 0)
+        assert info["seq"] == 10**10 and info["path"] == str(d / "ckpt-10000000000")
+        arrays, meta, loaded = st.load()
+        assert meta == {"epoch": 1} and loaded["seq"] == 10**10
+        # Pruning (keep=1) saw both, and removed the older one.
+        assert ckpt_names(d) == ["ckpt-10000000000"]
+        assert [c["seq"] for c in st.checkpoints()] == [10**10]
+    with CheckpointStore(d, keep=2) as st:
+        assert st.save({"x": np.ones(3)}, {"epoch": 2}, 2, 0)["seq"] == 10**10 + 1
+        assert [c["seq"] for c in backup_info(d)] == [10**10, 10**10 + 1]
+        assert st.latest["seq"] == 10**10 + 1
+    CheckpointStore(d).delete()
+    assert not d.exists()
+
+
+def test_only_canonical_checkpoint_names_count(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=1) as st:
+        st.save({"x": np.zeros(3)}, {"epoch": 0}, 0, 0)
+    # Other spellings of seq 1 and 2 are not checkpoints: never loaded,
+    # listed, pruned or deleted.
+    for name in ("ckpt-1", "ckpt-00000000002", "ckpt-0000000000"):
+        shutil.copytree(d / "ckpt-0000000001", d / name)
+    with CheckpointStore(d, keep=1) as st:
+        assert st.save({"x": np.ones(3)}, {"epoch": 1}, 1, 0)["seq"] == 2
+        assert [c["seq"] for c in st.checkpoints()] == [2]
+    CheckpointStore(d).delete()
+    assert sorted(os.listdir(d)) == ["ckpt-0000000000", "ckpt-00000000002", "ckpt-1"]
+
+
+# ------------------------------------- 7: the lock's identity is re-checked
+
+LOSES_LOCK = """
+    d, stop_at = sys.argv[1], sys.argv[2]
+    st = store.CheckpointStore(d, keep=1).open()
+    st.save({"x": np.zeros(10)}, {"epoch": 0}, 0, 0)
+
+    def wait_for_parent():
+        print("waiting", flush=True)
+        sys.stdin.readline()
+
+    store.set_phase_hook(lambda phase, info: wait_for_parent() if phase == stop_at else None)
+    out = {}
+
+    def attempt(name, fn):
+        try:
+            fn()
+            out[name] = "ok"
+        except store.BackupError as e:
+            out[name] = [type(e).__name__, str(e)]
+    if stop_at == "delete":
+        wait_for_parent()
+    else:
+        attempt("save", lambda: st.save({"x": np.ones(10)}, {"epoch": 1}, 1, 0))
+        store.set_phase_hook(None)
+        attempt("save_again", lambda: st.save({"x": np.ones(10)}, {"epoch": 2}, 2, 0))
+    attempt("delete", st.delete)
+    st.close()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("stop_at,replace", [
+    ("manifest_written", "lock"), ("manifest_written", "dir"),
+    ("published", "lock"), ("delete", "lock"), ("delete", "dir")])
+def test_lost_lock_is_detected_before_publish_prune_and_delete(tmp_path, stop_at, replace):
+    d = tmp_path / "b"
+    first = subprocess.Popen(child_cmd(LOSES_LOCK, d, stop_at), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    second = None
+    try:
+        assert first.stdout.readline().strip() == "waiting"
+        # While the first writer waits, its lock stops guarding backup_dir...
+        if replace == "lock":
+            os.unlink(d / ".lock")
+        else:
+            shutil.rmtree(d)
+            os.mkdir(d, 0o700)
+        # ...and a second process locks the new one.
+        second = Holder(d)
+        before = _snapshot(d)
+        first.stdin.write("go\n")
+        first.stdin.flush()
+        out = json.loads(first.stdout.read().strip().splitlines()[-1])
+        assert first.wait() == 0
+        for step in ("save", "save_again", "delete"):
+            if step in out:
+                assert out[step][0] == "BackupLockedError", (step, out)
+                assert "removed or replaced" in out[step][1], out[step]
+                assert f"locked by pid {second.pid}" in out[step][1], out[step]
+        # The first writer wrote nothing into what the second one holds.
+        after = _snapshot(d)
+        if stop_at == "published":  # it had published while the lock was its own
+            assert [n for n in after if n.startswith("ckpt-0000000002")]
+            assert [n for n in after if n.startswith("ckpt-0000000001")]  # not pruned
+            assert {n: after[n] for n in before} == before
+        else:
+            assert after == before
+        assert _holder_record(d)["pid"] == second.pid
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.wait()
+        if second is not None:
+            second.cleanup()
+
+
+def test_lock_replaced_between_open_and_flock_is_not_trusted(tmp_path):
+    # An flock on a file that is no longer named .lock guards nothing: the
+    # store re-checks the name after locking and locks the current file.
+    d = tmp_path / "b"
+    CheckpointStore(d).open().close()
+    holder = Holder(d)
+    try:
+        os.unlink(d / ".lock")  # the holder keeps an flock on a nameless file
+        with CheckpointStore(d) as st:  # so the new .lock is free
+            assert _holder_record(d)["pid"] == os.getpid()
+            st.save({"x": np.zeros(1)}, {}, 0, 0)
+    finally:
+        holder.cleanup()
+
+
+# --------------------------------- 10: clean-up never deletes what isn't ours
+
+
+def test_dir_holding_only_a_user_lock_is_refused(tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / ".lock").write_text("my own lock\n")
+    for action in (lambda: CheckpointStore(d).open(), lambda: CheckpointStore(d).delete()):
+        with pytest.raises(BackupDirError, match="no .kerasbackup marker; it contains .lock"):
+            action()
+    assert os.listdir(d) == [".lock"]
+    assert (d / ".lock").read_text() == "my own lock\n"
+
+
+def test_marker_that_is_a_symlink_is_refused(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    os.symlink(victim, d / ".kerasbackup")
+    with pytest.raises(BackupDirError, match="marker '.kerasbackup' is not a regular file"):
+        CheckpointStore(d).delete()
+    assert os.readlink(d / ".kerasbackup") == str(victim) and victim.read_text() == "x"
+
+
+def test_delete_keeps_the_working_directory(tmp_path, monkeypatch):
+    d = tmp_path / "work"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    with CheckpointStore(".") as st:
+        assert st.backup_dir == str(d)
+        st.save({"x": np.zeros(3)}, {}, 0, 0)
+    CheckpointStore(".").delete()
+    assert d.is_dir() and os.listdir(d) == []
+    assert os.getcwd() == str(d)
+
+
+def test_delete_keeps_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    with CheckpointStore(home) as st:
+        st.save({"x": np.zeros(3)}, {}, 0, 0)
+    CheckpointStore(home).delete()
+    assert home.is_dir() and os.listdir(home) == []
+
+
+def test_delete_of_root_is_refused():
+    before = sorted(os.listdir("/"))
+    with pytest.raises(BackupDirError):
+        CheckpointStore("/").delete()
+    assert sorted(os.listdir("/")) == before
+
+
+def test_delete_removes_only_our_own_entries(tmp_path):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=2) as st:
+        st.save({"x": np.zeros(3)}, {}, 0, 0)
+        second = st.save({"x": np.zeros(3)}, {}, 1, 0)["path"]
+    # Somewhere else, files with our names: a link to them is never followed.
+    victim = tmp_path / "victim"
+    shutil.copytree(second, victim)
+    want = _snapshot(victim)
+    os.symlink(victim, d / "ckpt-0000000009")
+    os.symlink(victim, d / ".trash-1-ab-ckpt-0000000003")
+    os.symlink(victim, d / ".staging-1-cd")
+    (d / ".staging-2-ef").write_text("a file, not a staging directory")
+    (d / "ckpt-0000000001" / "notes.txt").write_text("mine")
+    os.symlink("/dev/null", d / "ckpt-0000000002" / "state.json.link")
+    CheckpointStore(d).delete()
+    assert _snapshot(victim) == want
+    links = [".staging-1-cd", ".trash-1-ab-ckpt-0000000003", "ckpt-0000000009"]
+    assert sorted(os.listdir(d)) == [".staging-1-cd", ".staging-2-ef",
+                                     ".trash-1-ab-ckpt-0000000003", "ckpt-0000000001",
+                                     "ckpt-0000000002", "ckpt-0000000009"]
+    assert all(os.readlink(d / n) == str(victim) for n in links)
+    assert (d / ".staging-2-ef").read_text() == "a file, not a staging directory"
+    # Checkpoint directories holding the user's files stay whole.
+    assert sorted(os.listdir(d / "ckpt-0000000001")) == [
+        "arrays.bin", "manifest.json", "notes.txt", "state.json"]
+    assert (d / "ckpt-0000000001" / "notes.txt").read_text() == "mine"
+    assert "state.json.link" in os.listdir(d / "ckpt-0000000002")
+
+
+FUZZ_SEED = int(os.environ.get("KB_FUZZ_SEED", "1127"))
+FUZZ_VALUES = [None, True, False, 0, -1, 1, 2**31, 2**63, -(2**63) - 1, 2**100, 0.5,
+               4.0, float("inf"), float("nan"), "", "4", "<f8", "|O8", [], [4], [-1],
+               [2**62, 2**62], {}, {"a": 1}, [[[[]]]]]
+
+
+def _json_paths(node, path=()):
+    yield path
+    items = (node.items() if isinstance(node, dict)
+             else enumerate(node) if isinstance(node, list) else ())
+    for key, child in items:
+        yield from _json_paths(child, path + (key,))
+
+
+def _replace(node, path, value):
+    if not path:
+        return value
+    node[path[0]] = _replace(node[path[0]], path[1:], value)
+    return node
+
+
+def test_any_well_checksummed_content_is_loaded_or_classed_corrupt(tmp_path):
+    """Replaces one JSON value of state.json or the manifest by another, with
+    valid checksums, many times (seeded): load() and backup_info() either
+    verify and return consistent arrays, or class the checkpoint as corrupt.
+    No other exception ever escapes."""
+    print(f"seed {FUZZ_SEED} (set KB_FUZZ_SEED to replay another)")
+    rng = np.random.default_rng(FUZZ_SEED)
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    pristine = _snapshot(newest)
+    outcomes = {"loaded": 0, "corrupt": 0}
+    for i in range(300):
+        for name, data in pristine.items():
+            with open(os.path.join(newest, name), "wb") as f:
+                f.write(data)
+        fname = "state.json" if rng.random() < 0.7 else "manifest.json"
+        doc = json.loads(pristine[fname])
+        paths = [p for p in _json_paths(doc) if p[:1] != ("manifest_crc32",)]
+        path = paths[rng.integers(len(paths))]
+        value = FUZZ_VALUES[rng.integers(len(FUZZ_VALUES))]
+        doc = _replace(doc, path, value)
+        if fname == "state.json":
+            rewrite_checkpoint(newest, state=json.dumps(doc).encode())
+        elif isinstance(doc, dict):
+            doc.pop("manifest_crc32", None)
+            rewrite_checkpoint(newest, manifest=doc)
+        else:
+            rewrite_checkpoint(newest, raw_manifest=json.dumps(doc).encode())
+        case = f"case {i}: {fname} {list(path)} = {value!r}"
+        info = backup_info(d)[-1]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            arrays, meta, loaded = CheckpointStore(d).load()
+        fell_back = any(w.category is CheckpointFallbackWarning for w in caught)
+        assert fell_back == (info["verified"] is False), (case, info)
+        if fell_back:
+            outcomes["corrupt"] += 1
+            assert loaded["seq"] == 1 and info["problem"], case
+        else:
+            outcomes["loaded"] += 1
+            assert loaded["seq"] == 2, case
+            for name, a in arrays.items():
+                assert isinstance(name, str) and isinstance(a, np.ndarray), case
+    print(outcomes)
+    assert outcomes["loaded"] and outcomes["corrupt"]

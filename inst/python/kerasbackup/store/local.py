@@ -368,7 +368,7 @@ class CheckpointStore:
         self._check_lock()
         try:
             old = [name for _, name in pub.list_checkpoints(directory)[: -self.keep]]
-            trash = pub.trash(directory, old)
+            trash = pub.trash(directory, [n for n in old if pub.holds_only_ours(directory, n)])
         except OSError as e:
             # The new checkpoint is safe; leftovers go at the next save/open().
             warnings.warn(
@@ -433,8 +433,9 @@ class CheckpointStore:
 
         Deletes the checkpoints, staging and trash directories (only the
         files the store writes in them, as regular files, never through a
-        symlink), the lock file and the marker; whatever else is in
-        backup_dir stays, and then so does the directory. backup_dir itself
+        symlink; a checkpoint directory holding anything else stays whole),
+        the lock file and the marker; whatever else is in backup_dir stays,
+        and then so does the directory. backup_dir itself
         is never removed if it is the root, $HOME, or the working directory
         or one of its ancestors. Takes the lock first, so it refuses a
         directory in use, not created by kerasbackup, or whose lock was lost.
@@ -452,7 +453,9 @@ class CheckpointStore:
             directory, lock = self._dir, self._lock
             try:
                 pub.phase("deleting", backup_dir=d, path=d)
-                trash = pub.trash(directory, [n for _, n in pub.list_checkpoints(directory)])
+                ours = [n for _, n in pub.list_checkpoints(directory)
+                        if pub.holds_only_ours(directory, n)]
+                trash = pub.trash(directory, ours)
                 if trash:
                     directory.sync()
                 for name in trash:

@@ -223,6 +223,17 @@ def remove_quietly(directory, name):
         pass
 
 
+def holds_only_ours(directory, name):
+    """Whether `name` is a real directory of ours holding only our regular files."""
+    try:
+        with DirHandle.open_in(directory, name) as sub:
+            return os.fstat(sub.fd).st_uid == os.geteuid() and all(
+                n in CHECKPOINT_FILES and stat.S_ISREG(sub.lstat(n).st_mode)
+                for n in sub.names())
+    except OSError:
+        return False
+
+
 def remove_own_dir(directory, name):
     """Removes checkpoint directory `name` if it holds only what we write.
 
