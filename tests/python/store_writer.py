@@ -1,6 +1,6 @@
 """Checkpoint writer that test_store_crash.py kills with SIGKILL.
 
-Usage: python store_writer.py BACKUP_DIR RECORD_FILE KEEP STOP_AT STOP_NTH
+Usage: python store_writer.py BACKUP_DIR RECORD_FILE KEEP STOP_AT STOP_NTH [delete]
 
 Opens a CheckpointStore on BACKUP_DIR, resumes after the newest checkpoint
 and saves checkpoints forever. Each checkpoint's arrays are a pure function
@@ -16,6 +16,9 @@ file-system calls it makes (os.write, os.fsync, os.rename, os.unlink,
 os.rmdir, which this process wraps). If it has not got there after
 MAX_SAVES saves, it says "not reached" and exits with status 3. With STOP_AT
 "none" it just saves; the test then kills it at a random moment.
+
+With "delete" it saves KEEP + 1 checkpoints, then calls delete(); the stop
+points count only within delete().
 """
 
 import itertools
@@ -79,9 +82,10 @@ class Stopper:
     def __init__(self, point, nth):
         self.point, self.left = point, nth
         self.mutex = threading.Lock()
+        self.armed = True
 
     def at(self, point):
-        if point != self.point:
+        if point != self.point or not self.armed:
             return
         with self.mutex:
             self.left -= 1
@@ -135,9 +139,12 @@ def instrument(stopper, record_fd):
 def main():
     backup_dir, record_file = sys.argv[1:3]
     keep, point, nth = int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-    assert point == "none" or point in POINTS, point
+    assert point in ("none", "deleting", "deleted") + POINTS, point
+    delete = sys.argv[6:] == ["delete"]
     rec = os.open(record_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    instrument(Stopper(point, nth), rec)
+    stopper = Stopper(point, nth)
+    stopper.armed = not delete
+    instrument(stopper, rec)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stale-lock takeover is expected here
@@ -145,6 +152,13 @@ def main():
     loaded = st.load()
     epoch = 0 if loaded is None else loaded[1]["epoch"] + 1
     print("ready", flush=True)
+    if delete:
+        for epoch in range(keep + 1):
+            st.save(make_arrays(epoch), {"epoch": epoch}, epoch, 0)
+        stopper.armed = True
+        st.delete()
+        print("not reached", flush=True)
+        sys.exit(3)
 
     for _ in itertools.count() if point == "none" else range(MAX_SAVES):
         info = st.save(make_arrays(epoch), {"epoch": epoch}, epoch, epoch % 7)

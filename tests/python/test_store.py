@@ -1,6 +1,7 @@
 """Tests of the crash-safe checkpoint store (kerasbackup.store)."""
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -1527,3 +1528,121 @@ def test_any_well_checksummed_content_is_loaded_or_classed_corrupt(tmp_path):
                 assert isinstance(name, str) and isinstance(a, np.ndarray), case
     print(outcomes)
     assert outcomes["loaded"] and outcomes["corrupt"]
+
+
+# ------------------------------------------------------ the package's parts
+
+
+def test_store_imports_without_keras():
+    out = run_child("""
+        print(json.dumps(sorted(m for m in ("keras", "tensorflow", "jax", "torch")
+                                if m in sys.modules)))
+    """)
+    assert out == []
+
+
+def test_checkpoint_names_are_canonical_and_numeric():
+    from kerasbackup.store import checkpoint_name, parse_checkpoint_name
+    for seq in (1, 7, 9_999_999_999, 10**10, 12_345_678_901_234):
+        name = checkpoint_name(seq)
+        assert parse_checkpoint_name(name) == seq
+    assert checkpoint_name(7) == "ckpt-0000000007"
+    assert checkpoint_name(10**10) == "ckpt-10000000000"
+    for other in ("ckpt-7", "ckpt-00000000007", "ckpt-0000000000", "ckpt-000000000x",
+                  "ckpt-0000000007 ", "xckpt-0000000007", "ckpt--000000007"):
+        assert parse_checkpoint_name(other) is None, other
+    names = [checkpoint_name(s) for s in (9_999_999_999, 10**10, 3)]
+    assert sorted(names, key=parse_checkpoint_name) == [names[2], names[0], names[1]]
+
+
+def test_public_inspection_for_tools(tmp_path):
+    # The benchmark times a verified read without the lock through these.
+    d = tmp_path / "b"
+    arrays = sample_arrays()
+    with CheckpointStore(d, keep=2) as st:
+        st.save(arrays, {"epoch": 0}, 0, 0)
+        st.save(arrays, {"epoch": 1}, 1, 3)
+    found = kb.list_checkpoints(d)
+    assert [s for s, _ in found] == [1, 2]
+    ins = kb.inspect_checkpoint(found[-1][1], "load")
+    assert isinstance(ins, kb.Inspection) and not ins.problems
+    assert ins.verified is True and ins.meta == {"epoch": 1}
+    assert_bit_exact(arrays, ins.arrays)
+    assert ins.info() == backup_info(d)[-1]
+    assert kb.inspect_checkpoint(found[0][1], "structure").verified is None
+    _flip(os.path.join(found[0][1], "arrays.bin"))
+    bad = kb.inspect_checkpoint(found[0][1])
+    assert bad.verified is False and bad.arrays is None
+    assert [(p.file, p.kind) for p in bad.problems] == [("arrays.bin", "checksum mismatch")]
+
+
+def test_phase_names_are_the_documented_ones():
+    assert kb.PHASES == ("staging", "arrays_chunk", "arrays_written", "manifest_written",
+                         "published", "pruned", "deleting", "deleted")
+
+
+def test_delete_after_backup_dir_vanished_is_a_no_op(tmp_path):
+    d = tmp_path / "b"
+    st = CheckpointStore(d).open()
+    st.save({"x": np.zeros(1)}, {}, 0, 0)
+    shutil.rmtree(d)
+    st.delete()
+    assert not st.is_open and not d.exists()
+
+
+class MemoryFiles:
+    """A checkpoint's files held in memory: what another back end would offer."""
+
+    def __init__(self, path, files):
+        self.path, self.files = path, files
+
+    def open(self, name):
+        from kerasbackup.store.fileio import NotRegularFileError
+        if name not in self.files:
+            raise FileNotFoundError(errno.ENOENT, "no such object", name)
+        data = self.files[name]
+        if isinstance(data, str):
+            raise NotRegularFileError(name, data)
+        f = io.BytesIO(data)
+        f.size = len(data)
+        f.at_eof = lambda: not f.read(1)
+        return f
+
+    def size_bytes(self):
+        return sum(len(v) for v in self.files.values() if isinstance(v, bytes))
+
+
+def test_verification_works_on_any_back_end_files(tmp_path):
+    from kerasbackup.store import verify
+    arrays = sample_arrays()
+    with CheckpointStore(tmp_path / "b") as st:
+        path = st.save(arrays, {"epoch": 4}, 4, 2)["path"]
+    files = _snapshot(path)
+    ins = verify.inspect(MemoryFiles("mem://ckpt", files), 1, verify.LOAD)
+    assert ins.verified is True and (ins.epoch, ins.batch) == (4, 2)
+    assert_bit_exact(arrays, ins.arrays)
+    files["arrays.bin"] = files["arrays.bin"][:-1] + b"\0"
+    files["state.json"] = "a FIFO"
+    ins = verify.inspect(MemoryFiles("mem://ckpt", files), 1, verify.VERIFY)
+    assert [(p.file, p.kind) for p in ins.problems] == [("state.json", "not a regular file")]
+    del files["manifest.json"]
+    ins = verify.inspect(MemoryFiles("mem://ckpt", files), 1, verify.STRUCTURE)
+    assert ins.problem == "manifest.json: manifest unreadable (manifest.json is missing)"
+
+
+def test_dir_lock_alone(tmp_path):
+    from kerasbackup.store.fileio import DirHandle
+    from kerasbackup.store.lock import DirLock
+    with DirHandle.open(str(tmp_path)) as directory:
+        lock = DirLock(directory)
+        lock.acquire()
+        assert _holder_record(tmp_path)["pid"] == os.getpid()
+        lock.check()
+        with pytest.raises(BackupLockedError):
+            DirLock(directory).acquire()  # flock is per open file: refused here too
+        os.rename(tmp_path / ".lock", tmp_path / ".lock-old")
+        (tmp_path / ".lock").write_text("")
+        with pytest.raises(BackupLockedError, match="lock file .* was removed or replaced"):
+            lock.check()
+        lock.release()
+        assert (tmp_path / ".lock-old").read_text() == ""  # the record was cleared

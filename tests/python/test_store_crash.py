@@ -116,11 +116,11 @@ class Scenario:
         self.saves = 0
         self.unrecorded_runs = 0
 
-    def start(self, point="none", nth=1):
+    def start(self, point="none", nth=1, *extra):
         with open(self.stderr, "ab") as err:
             return subprocess.Popen(
                 [sys.executable, WRITER, self.dir, self.record, str(self.keep),
-                 point, str(nth)], stdout=subprocess.PIPE, stderr=err)
+                 point, str(nth), *extra], stdout=subprocess.PIPE, stderr=err)
 
     def fail(self, proc, why):
         proc.kill()
@@ -128,9 +128,9 @@ class Scenario:
         with open(self.stderr) as f:
             pytest.fail(f"{why}; writer stderr: {f.read()[-3000:]}")
 
-    def kill_at(self, point, nth, check=True):
+    def kill_at(self, point, nth, check=True, delete=False):
         """Runs a writer until it stops at `point`, kills it, checks the dir."""
-        proc = self.start(point, nth)
+        proc = self.start(point, nth, *(["delete"] if delete else []))
         try:
             for line in proc.stdout:  # "ready" may come first
                 if line.strip() == f"stopped {point}".encode():
@@ -181,6 +181,33 @@ def test_kill9_at_every_step(tmp_path):
             for point in store_writer.POINTS:
                 sc.kill_at(point, nth)
         assert sc.saves >= 20, sc.saves
+
+
+# Steps of delete() with keep=2 (two checkpoints): unlinks 1-3 and 4-6 are
+# their files, each followed by an rmdir; unlink 7 is the lock, 8 the
+# marker; rmdir 3 is backup_dir itself.
+DELETE_STEPS = [("deleting", 1), ("trash-rename", 1), ("trash-rename", 2),
+                ("fsync-dir", 1), ("remove", 1), ("remove", 4), ("rmdir", 1),
+                ("remove", 7), ("remove", 8), ("rmdir", 3)]
+
+
+@pytest.mark.parametrize("point,nth", DELETE_STEPS)
+def test_kill9_during_delete_leaves_a_usable_directory(tmp_path, point, nth):
+    sc = Scenario(tmp_path / "s", keep=2)
+    sc.kill_at(point, nth, check=False, delete=True)
+    d = sc.dir
+    if os.path.exists(d):
+        # Never half a checkpoint under a checkpoint name, and never a
+        # directory the store no longer recognises as its own.
+        assert all(i["verified"] for i in backup_info(d)), backup_info(d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StaleLockWarning)
+            with CheckpointStore(d, keep=2) as st:
+                loaded = st.load()
+        if loaded is not None:
+            store_writer.check_arrays(loaded[0], loaded[1]["epoch"])
+        CheckpointStore(d).delete()
+    assert not os.path.exists(d)
 
 
 def test_kill9_at_random_moments(tmp_path):

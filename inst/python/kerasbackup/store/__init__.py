@@ -28,15 +28,17 @@ checkpoints all fail verification always raises CorruptCheckpointError.
 
 The package, one module per job:
 
-    format   names, manifest, array table, the Inspection result (pure)
-    verify   inspects a checkpoint's files, picks the newest that verifies
-    fileio   local file I/O: safe opens, read/write loops, fsync, crc32
-    lock     the flock on `.lock`, its holder record, identity re-checks
-    publish  staging, atomic publish, trash, clean-up, the phase hook
-    local    the local-filesystem back end: CheckpointStore, backup_info
+    format     names, manifest, array table, the Inspection result (pure)
+    verify     inspects a checkpoint's files, picks the newest that verifies
+    fileio     local file I/O: safe opens, read/write loops, fsync, crc32
+    lock       the flock on `.lock`, its holder record, identity re-checks
+    publish    staging, atomic publish, trash, clean-up, the phase hook
+    directory  backup_dir itself: local path, owner and mode, marker
+    local      the local-filesystem back end: CheckpointStore, backup_info
 
-format and verify are back-end neutral; an object-storage back end would
-add its own lock, publish and reader next to `local`. Only the standard
+format and verify are back-end neutral (verify reads through any object
+with the interface of fileio.CheckpointFiles); an object-storage back end
+would add its own lock, publish and reader next to `local`. Only the standard
 library and numpy are imported, so helper processes start quickly. POSIX
 only (needs `fcntl.flock` and `dir_fd` support).
 """

@@ -1,15 +1,12 @@
 """The local-filesystem back end: CheckpointStore and backup_info().
 
 Puts the parts together for a backup_dir on a POSIX file system: checks the
-directory (ours, not writable by others), takes the lock, writes through the
-atomic publish, prunes, loads with fallback, deletes only what it wrote.
+directory (see `directory`), takes the lock, writes through the atomic
+publish, prunes, loads with fallback, deletes only what it wrote.
 """
 
 import errno
-import json
 import os
-import pwd
-import re
 import stat
 import threading
 import warnings
@@ -18,79 +15,12 @@ import weakref
 from kerasbackup.errors import (
     BackupDirError, BackupLockedError, BackupWriteError, SaveCancelled)
 from kerasbackup.store import publish as pub
-from kerasbackup.store.fileio import (
-    DIR_MODE, CheckpointFiles, DirHandle, ident, os_error_text, write_file)
+from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
+from kerasbackup.store.fileio import CheckpointFiles, DirHandle, os_error_text
 from kerasbackup.store.format import (
-    FORMAT_VERSION, MARKER_NAME, Inspection, build_state, parse_checkpoint_name,
-    prepare_arrays, utc_now)
+    MARKER_NAME, Inspection, build_state, parse_checkpoint_name, prepare_arrays)
 from kerasbackup.store.lock import DirLock
 from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
-
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def local_path(backup_dir):
-    """The absolute path of a local backup_dir; refuses URLs."""
-    text = os.fspath(backup_dir)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    if _URL_RE.match(text):
-        raise BackupDirError(
-            f"backup_dir '{text}' is a URL; this version of kerasbackup stores "
-            "checkpoints on a local file system only. Give a directory path.", text)
-    return os.path.abspath(text)
-
-
-def _user(uid):
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def check_dir_owner(path, st):
-    """Refuses a directory another user owns or could plant files in."""
-    mode = f"mode {stat.S_IMODE(st.st_mode):04o} ({stat.filemode(st.st_mode)})"
-    if st.st_uid != os.geteuid():
-        raise BackupDirError(
-            f"backup_dir '{path}' is owned by {_user(st.st_uid)}, {mode}, not by "
-            f"{_user(os.geteuid())} who runs this process. Refusing to use a "
-            "directory that another user controls: choose one of your own.", path)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        who = " and ".join(w for bit, w in ((stat.S_IWGRP, "its group"),
-                                            (stat.S_IWOTH, "all users"))
-                           if st.st_mode & bit)
-        raise BackupDirError(
-            f"backup_dir '{path}' (owned by {_user(st.st_uid)}, {mode}) is writable "
-            f"by {who} without the sticky bit, so another user could plant or "
-            f"replace files in it. Refusing to use it: run chmod go-w '{path}' "
-            "or choose another directory.", path)
-
-
-def _protected(directory):
-    """Why `directory` itself must never be removed, or None.
-
-    The file-system root, $HOME, the working directory and its ancestors.
-    """
-    def same(p):
-        try:
-            return ident(os.stat(p)) == directory.ident
-        except OSError:
-            return False
-
-    if same(os.path.expanduser("~")):
-        return "it is the home directory"
-    try:
-        p = os.getcwd()
-    except OSError:
-        p = None
-    while p:
-        if same(p):
-            return "it is or contains the working directory"
-        parent = os.path.dirname(p)
-        p = None if parent == p else parent
-    return "it is the root directory" if same("/") else None
-
 
 # Stores holding a lock in this process. A child forked without exec (e.g. a
 # multiprocessing data loader worker) shares the lock's open file, which
@@ -174,17 +104,21 @@ class CheckpointStore:
                 raise self._lost
             if self._lock is not None:
                 return self
-            directory = self._open_dir()
+            directory = open_backup_dir(self.backup_dir)
+            lock = DirLock(directory)
             try:
-                self._adopt(directory)
-                lock = DirLock(directory)
+                adopt(directory)
                 lock.acquire()
-            except BaseException:
+                pub.remove_leftovers(directory)
+            except BaseException as e:
+                lock.release()
                 directory.close()
+                if isinstance(e, OSError):
+                    raise BackupDirError(f"cannot use backup_dir '{self.backup_dir}': "
+                                         f"{os_error_text(e)}", self.backup_dir, e) from e
                 raise
             self._dir, self._lock = directory, lock
             _OPEN_STORES.add(self)
-            pub.remove_leftovers(directory)
             return self
 
     def close(self):
@@ -218,63 +152,6 @@ class CheckpointStore:
                     pass
                 h.fd = None
         self._lock = self._dir = None
-
-    def _open_dir(self):
-        d = self.backup_dir
-        try:
-            os.makedirs(d, mode=DIR_MODE, exist_ok=True)
-        except FileExistsError:
-            pass  # a file or a dangling symlink: open() says which
-        except OSError as e:
-            raise BackupDirError(
-                f"cannot create backup_dir '{d}': {os_error_text(e)}", d, e) from e
-        try:
-            directory = DirHandle.open(d)
-        except NotADirectoryError as e:
-            raise BackupDirError(
-                f"backup_dir '{d}' exists and is not a directory: "
-                f"{os_error_text(e)}", d, e) from e
-        except OSError as e:
-            raise BackupDirError(
-                f"cannot access backup_dir '{d}': {os_error_text(e)}", d, e) from e
-        try:
-            check_dir_owner(d, os.fstat(directory.fd))
-        except BaseException:
-            directory.close()
-            raise
-        return directory
-
-    def _adopt(self, directory):
-        """Refuses foreign content; marks an empty directory as ours."""
-        d = self.backup_dir
-        try:
-            names = directory.names()
-            if MARKER_NAME in names:
-                st = directory.lstat(MARKER_NAME)
-                if not stat.S_ISREG(st.st_mode):
-                    raise BackupDirError(
-                        f"backup_dir '{d}': its marker '{MARKER_NAME}' is not a "
-                        "regular file; kerasbackup did not write it. Refusing to "
-                        "use the directory: choose another one.", d)
-                return
-            if names:
-                shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-                raise BackupDirError(
-                    f"backup_dir '{d}' is not empty and was not created by "
-                    f"kerasbackup (no {MARKER_NAME} marker; it contains {shown}). "
-                    "Refusing to write into it: choose a new or empty directory.", d)
-            # The marker comes before the lock, so that a directory holding
-            # only a `.lock` is never ours.
-            try:
-                write_file(MARKER_NAME, json.dumps(
-                    {"kerasbackup": True, "format_version": FORMAT_VERSION,
-                     "created": utc_now()}).encode(), directory.fd)
-            except FileExistsError:
-                return self._adopt(directory)  # another store was quicker
-            directory.sync()
-        except OSError as e:
-            raise BackupDirError(
-                f"cannot use backup_dir '{d}': {os_error_text(e)}", d, e) from e
 
     def _ensure_open(self):
         if self._lost is not None:
@@ -367,7 +244,7 @@ class CheckpointStore:
         self._wait_for_removal()
         self._check_lock()
         try:
-            old = [name for _, name in pub.list_checkpoints(directory)[: -self.keep]]
+            old = [name for _, name in pub.checkpoint_dirs(directory)[: -self.keep]]
             trash = pub.trash(directory, [n for n in old if pub.holds_only_ours(directory, n)])
         except OSError as e:
             # The new checkpoint is safe; leftovers go at the next save/open().
@@ -402,7 +279,7 @@ class CheckpointStore:
         with self._mutex:
             self._ensure_open()
             directory = self._dir
-            newest_first = reversed(pub.list_checkpoints(directory))
+            newest_first = reversed(pub.checkpoint_dirs(directory))
             inspections = (_inspect(directory, seq, name, LOAD)
                            for seq, name in newest_first)
             return load_newest((i for i in inspections if i is not None),
@@ -439,13 +316,15 @@ class CheckpointStore:
         is never removed if it is the root, $HOME, or the working directory
         or one of its ancestors. Takes the lock first, so it refuses a
         directory in use, not created by kerasbackup, or whose lock was lost.
-        The store is closed afterwards. A missing backup_dir is a no-op.
+        The store is closed afterwards. A missing backup_dir is a no-op, also
+        when it was removed while the store was open.
         """
         with self._mutex:
             d = self.backup_dir
             if self._lost is not None:
                 raise self._lost
-            if self._lock is None and not os.path.lexists(d):
+            if not os.path.lexists(d):
+                self._release(clear=False)  # removed behind our back: nothing left
                 return
             self.open()
             self._wait_for_removal()
@@ -453,7 +332,7 @@ class CheckpointStore:
             directory, lock = self._dir, self._lock
             try:
                 pub.phase("deleting", backup_dir=d, path=d)
-                ours = [n for _, n in pub.list_checkpoints(directory)
+                ours = [n for _, n in pub.checkpoint_dirs(directory)
                         if pub.holds_only_ours(directory, n)]
                 trash = pub.trash(directory, ours)
                 if trash:
@@ -475,7 +354,7 @@ class CheckpointStore:
                     self._delete_failed(e)
             except OSError as e:
                 self._delete_failed(e)
-            if _protected(directory) is None and not directory.moved():
+            if protected(directory) is None and not directory.moved():
                 try:
                     os.rmdir(d)
                 except OSError:
@@ -513,7 +392,7 @@ def list_checkpoints(backup_dir):
     """[(seq, path)] of the published checkpoints in `backup_dir`, oldest first."""
     d = local_path(backup_dir)
     with DirHandle.open(d) as directory:
-        return [(seq, directory.join(name)) for seq, name in pub.list_checkpoints(directory)]
+        return [(seq, directory.join(name)) for seq, name in pub.checkpoint_dirs(directory)]
 
 
 def inspect_checkpoint(path, mode=VERIFY):
@@ -551,7 +430,7 @@ def backup_info(backup_dir, verify=True):
     mode = VERIFY if verify else STRUCTURE
     with directory:
         try:
-            found = pub.list_checkpoints(directory)
+            found = pub.checkpoint_dirs(directory)
         except OSError as e:
             raise BackupDirError(
                 f"cannot read backup_dir '{d}': {os_error_text(e)}", d, e) from e

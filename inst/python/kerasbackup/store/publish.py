@@ -64,7 +64,7 @@ def phase(name, **info):
 # ------------------------------------------------------------------ names
 
 
-def list_checkpoints(directory):
+def checkpoint_dirs(directory):
     """[(seq, name)] of the published checkpoints, oldest first.
 
     Only canonical names that are real directories (not symlinks) count;
@@ -171,7 +171,7 @@ def publish(directory, staged, check):
     """Renames the staging directory to its checkpoint name; returns the name.
 
     `check()` runs just before the rename and raises if the lock was lost.
-    The caller syncs the directory afterwards (see `sync_published`).
+    The caller syncs the directory afterwards.
     """
     final = checkpoint_name(staged.seq)
     check()

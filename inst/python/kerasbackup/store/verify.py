@@ -24,8 +24,7 @@ STRUCTURE, VERIFY, LOAD = "structure", "verify", "load"
 
 # Whatever a malformed file provokes in parsing or numpy, it is classed as
 # a corrupt checkpoint, never raised raw.
-_CONTENT_ERRORS = (FormatError, TypeError, ValueError, OverflowError,
-                   RecursionError, KeyError, IndexError, AttributeError)
+_CONTENT_ERRORS = (FormatError, TypeError, ValueError, OverflowError, RecursionError)
 
 
 def inspect(files, seq, mode):

@@ -1,0 +1,145 @@
+"""backup_dir itself, on a local file system: which directories the store uses.
+
+A backup_dir must be a local path (not a URL), a directory owned by the user
+who runs the store and not writable by others unless the sticky bit is set,
+and either empty or marked with `.kerasbackup`. The marker is written before
+the lock, so a directory holding only a `.lock` is never taken for ours. The
+root, $HOME and the working directory (or its ancestors) are never removed.
+"""
+
+import json
+import os
+import pwd
+import re
+import stat
+
+from kerasbackup.errors import BackupDirError
+from kerasbackup.store.fileio import DIR_MODE, DirHandle, ident, os_error_text, write_file
+from kerasbackup.store.format import FORMAT_VERSION, MARKER_NAME, utc_now
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(backup_dir):
+    """The absolute path of a local backup_dir; refuses URLs."""
+    text = os.fspath(backup_dir)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if _URL_RE.match(text):
+        raise BackupDirError(
+            f"backup_dir '{text}' is a URL; this version of kerasbackup stores "
+            "checkpoints on a local file system only. Give a directory path.", text)
+    return os.path.abspath(text)
+
+
+def _user(uid):
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_owner(path, st):
+    """Refuses a directory another user owns or could plant files in."""
+    mode = f"mode {stat.S_IMODE(st.st_mode):04o} ({stat.filemode(st.st_mode)})"
+    if st.st_uid != os.geteuid():
+        raise BackupDirError(
+            f"backup_dir '{path}' is owned by {_user(st.st_uid)}, {mode}, not by "
+            f"{_user(os.geteuid())} who runs this process. Refusing to use a "
+            "directory that another user controls: choose one of your own.", path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        who = " and ".join(w for bit, w in ((stat.S_IWGRP, "its group"),
+                                            (stat.S_IWOTH, "all users"))
+                           if st.st_mode & bit)
+        raise BackupDirError(
+            f"backup_dir '{path}' (owned by {_user(st.st_uid)}, {mode}) is writable "
+            f"by {who} without the sticky bit, so another user could plant or "
+            f"replace files in it. Refusing to use it: run chmod go-w '{path}' "
+            "or choose another directory.", path)
+
+
+def protected(directory):
+    """Why `directory` itself must never be removed, or None.
+
+    The file-system root, $HOME, the working directory and its ancestors.
+    """
+    def same(p):
+        try:
+            return ident(os.stat(p)) == directory.ident
+        except OSError:
+            return False
+
+    if same(os.path.expanduser("~")):
+        return "it is the home directory"
+    try:
+        p = os.getcwd()
+    except OSError:
+        p = None
+    while p:
+        if same(p):
+            return "it is or contains the working directory"
+        parent = os.path.dirname(p)
+        p = None if parent == p else parent
+    return "it is the root directory" if same("/") else None
+
+
+def open_backup_dir(d):
+    """Creates backup_dir if missing and opens it; refuses one that is not ours.
+
+    Returns a DirHandle; raises BackupDirError.
+    """
+    try:
+        os.makedirs(d, mode=DIR_MODE, exist_ok=True)
+    except FileExistsError:
+        pass  # a file or a dangling symlink: open() says which
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot create backup_dir '{d}': {os_error_text(e)}", d, e) from e
+    try:
+        directory = DirHandle.open(d)
+    except NotADirectoryError as e:
+        raise BackupDirError(
+            f"backup_dir '{d}' exists and is not a directory: "
+            f"{os_error_text(e)}", d, e) from e
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot access backup_dir '{d}': {os_error_text(e)}", d, e) from e
+    try:
+        check_owner(d, os.fstat(directory.fd))
+    except BaseException:
+        directory.close()
+        raise
+    return directory
+
+
+def adopt(directory):
+    """Refuses foreign content; marks an empty directory as ours (BackupDirError)."""
+    d = directory.path
+    try:
+        names = directory.names()
+        if MARKER_NAME in names:
+            st = directory.lstat(MARKER_NAME)
+            if not stat.S_ISREG(st.st_mode):
+                raise BackupDirError(
+                    f"backup_dir '{d}': its marker '{MARKER_NAME}' is not a "
+                    "regular file; kerasbackup did not write it. Refusing to "
+                    "use the directory: choose another one.", d)
+            return
+        if names:
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise BackupDirError(
+                f"backup_dir '{d}' is not empty and was not created by "
+                f"kerasbackup (no {MARKER_NAME} marker; it contains {shown}). "
+                "Refusing to write into it: choose a new or empty directory.", d)
+        # The marker comes before the lock, so that a directory holding
+        # only a `.lock` is never ours.
+        try:
+            write_file(MARKER_NAME, json.dumps(
+                {"kerasbackup": True, "format_version": FORMAT_VERSION,
+                 "created": utc_now()}).encode(), directory.fd)
+        except FileExistsError:
+            return adopt(directory)  # another store was quicker
+        directory.sync()
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot use backup_dir '{d}': {os_error_text(e)}", d, e) from e
