@@ -1646,3 +1646,29 @@ def test_dir_lock_alone(tmp_path):
             lock.check()
         lock.release()
         assert (tmp_path / ".lock-old").read_text() == ""  # the record was cleared
+
+
+def test_load_accept_rejects_a_verified_checkpoint_like_a_failed_one(tmp_path):
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    seen = []
+
+    def accept(arrays, meta, info):
+        seen.append((meta["epoch"], info["path"], sorted(arrays)))
+        if meta["epoch"] == 2:
+            return [{"file": "state.json", "kind": "invalid content",
+                     "detail": "array 'a' does not fit the model"}]
+        return None
+    with CheckpointStore(d) as st:
+        with pytest.warns(CheckpointFallbackWarning, match="does not fit the model"):
+            arrays, meta, info = st.load(accept=accept)
+        assert meta == {"epoch": 1} and info["seq"] == 1
+        assert seen == [(2, newest, ["a", "b", "c"]),
+                        (1, os.path.join(d, "ckpt-0000000001"), ["a", "b", "c"])]
+        with pytest.raises(CorruptCheckpointError) as ei:
+            st.load(accept=lambda *a: [{"file": "state.json", "kind": "invalid content",
+                                        "detail": "never fits"}])
+        assert [(p["checkpoint"], p["kind"]) for p in ei.value.problems] == [
+            (newest, "invalid content"),
+            (os.path.join(d, "ckpt-0000000001"), "invalid content")]
+        assert st.load(accept=lambda *a: None)[1] == {"epoch": 2}

@@ -265,11 +265,15 @@ class CheckpointStore:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, required=False):
+    def load(self, required=False, accept=None):
         """Returns `(arrays, meta, info)` of the newest checkpoint that verifies.
 
         Every file's type, size and crc32 and the array table are checked
-        before anything is returned. If the newest checkpoint fails and an
+        before anything is returned. `accept(arrays, meta, info)`, if given,
+        is called for each checkpoint that verified, newest first; it returns
+        None to take it, or a list of problems `{file, kind, detail}` to
+        reject it, which then count as a failed verification (e.g. arrays
+        that do not fit the model). If the newest checkpoint fails and an
         older one verifies, that one is returned with a
         CheckpointFallbackWarning saying which checkpoint failed and why. If
         checkpoints exist but none verifies, raises CorruptCheckpointError
@@ -283,7 +287,7 @@ class CheckpointStore:
             inspections = (_inspect(directory, seq, name, LOAD)
                            for seq, name in newest_first)
             return load_newest((i for i in inspections if i is not None),
-                               self.backup_dir, required)
+                               self.backup_dir, required, accept)
 
     # ------------------------------------------------------------ inspection
 

@@ -187,17 +187,21 @@ def _read_arrays(f, entries, size, crc, arrays):
 # ------------------------------------------------------------- choosing
 
 
-def load_newest(inspections, backup_dir, required=False):
+def load_newest(inspections, backup_dir, required=False, accept=None):
     """Returns `(arrays, meta, info)` of the first inspection that verified.
 
     `inspections` yields Inspections made in "load" mode, newest first
-    (lazily: older ones are only read if the newer failed). Warns
+    (lazily: older ones are only read if the newer failed). `accept`, if
+    given, may reject one that verified (see CheckpointStore.load). Warns
     CheckpointFallbackWarning if newer ones failed; raises
     CorruptCheckpointError if all failed; with none at all returns None, or
     raises NoCheckpointError if `required`.
     """
     failed = []
     for ins in inspections:
+        if not ins.problems and accept is not None:
+            for p in accept(ins.arrays, ins.meta, ins.info()) or ():
+                ins.fail(p["file"], p["kind"], p["detail"])
         if ins.problems:
             failed.extend(ins.problems)
             continue
