@@ -1160,7 +1160,8 @@ def _entry(i, **changes):
 
 def _state(fn):
     def damage(state):
-        return fn(state) or state
+        fn(state)  # changes state in place
+        return state
     return damage
 
 
@@ -1189,7 +1190,7 @@ TABLE_DAMAGE = {
     "table not a list": _state(lambda s: s.__setitem__("arrays", {"a": 1})),
     "table too short": _state(lambda s: s["arrays"].pop()),
     "empty dims overflow int64": _state(lambda s: s["arrays"].append(
-        {"name": "z", "dtype": "<f8", "shape": [2**62, 2**62, 0], "offset": 80,
+        {"name": "z", "dtype": "<f8", "shape": [2**62, 2**62, 0], "offset": 64,
          "nbytes": 0})),
     "no meta": _state(lambda s: s.pop("meta")),
     "state not an object": lambda s: [s],
