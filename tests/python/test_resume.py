@@ -174,13 +174,14 @@ def test_plain_model_fit_restores_weights_and_epoch(tmp_path):
     assert not os.path.exists(d)
 
 
-def test_plain_model_fit_mid_epoch_warning_names_the_batches(tmp_path):
+def test_plain_model_fit_does_not_train_finished_batches_again(tmp_path):
     d = str(tmp_path / "backup")
     backup = kerasbackup.BackupAndRestore(d, save_freq=2)
     model = ht.make_model()
     with pytest.raises(ht.Interrupted):
         model.fit(X[:56], Y[:56], batch_size=8, epochs=3, verbose=0,
                   callbacks=[ht.interrupter([(1, 5)]), backup])
+    assert int(model.optimizer.iterations.numpy()) == 7 + 5
     model = ht.make_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -188,8 +189,12 @@ def test_plain_model_fit_mid_epoch_warning_names_the_batches(tmp_path):
                   callbacks=[backup])
     msgs = [str(w.message) for w in caught if issubclass(w.category, ResumeWarning)]
     assert len(msgs) == 1
-    # The save due after batch 5 was pending when the error hit.
-    assert "epoch 2 (its 3 finished batches run again)" in msgs[0]
+    assert "cannot restore the data order (shuffle);" in msgs[0]
+    # The save due after batch 5 of epoch 2 was still pending when the error
+    # hit; it was published when the callback was used again, and the
+    # resumed fit skipped those 5 batches: 3 epochs of 7 steps in all.
+    assert int(model.optimizer.iterations.numpy()) == 3 * 7
+    assert model.history.epoch == [0, 1, 2]
 
 
 def test_plain_model_fit_error_releases_the_backup_dir(tmp_path):
@@ -208,7 +213,7 @@ def test_plain_model_fit_error_releases_the_backup_dir(tmp_path):
         model.fit(X[:56], Y[:56], batch_size=8, epochs=3, verbose=0,
                   callbacks=[kerasbackup.BackupAndRestore(d, save_freq=2)])
     assert model.history.epoch == [0, 1, 2]
-    assert first._store is None
+    assert not first.is_running() and first.saver is None
 
 
 # ------------------------------------------------------------------ fingerprint

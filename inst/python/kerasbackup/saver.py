@@ -1,0 +1,115 @@
+"""Runs checkpoint writes one at a time, in the background or inline.
+
+The training thread hands over a snapshot and goes on; the write (staging,
+fsync, publish) runs on a thread of its own. One write is in flight at a
+time: the next one waits for it, which also makes the host buffers of the
+previous snapshot free for reuse. An error in the background is kept and
+raised on the training thread by `check_for_errors()`, so it surfaces at a
+well-defined point (the next save or hook) and never gets lost.
+"""
+
+import threading
+
+from kerasbackup.store import SaveCancelled
+
+
+class AsyncSaver:
+    """One checkpoint write at a time.
+
+    Args:
+        asynchronous: write on a background thread (else inline).
+        poll_seconds: the wait for a background write is cut into slices of
+            this length, so that signal handlers (which Python runs only on
+            the main thread, between bytecodes) run while we wait.
+    """
+
+    def __init__(self, asynchronous=True, poll_seconds=0.05):
+        self.asynchronous = bool(asynchronous)
+        self.poll_seconds = poll_seconds
+        # Host copies of the variables, reused from one asynchronous save to
+        # the next (a synchronous save writes views and needs none).
+        self.host_buffers = {} if self.asynchronous else None
+        self.completed = 0
+        self.last_info = None
+        self._thread = None
+        self._cancel = threading.Event()
+        self._error = None
+
+    @property
+    def in_flight(self):
+        """Whether a background write is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def cancelled(self):
+        """Whether the latest write was told not to publish."""
+        return self._cancel.is_set()
+
+    def submit(self, write):
+        """Runs `write(cancel)`, a callable that saves and returns an info dict.
+
+        Waits for the previous write first. `cancel` is a threading.Event
+        the write checks before it publishes. A synchronous write's error is
+        raised here; a background one's by the next `check_for_errors()`.
+        """
+        self.wait_until_finished()
+        self.check_for_errors()
+        self._cancel = cancel = threading.Event()
+        if not self.asynchronous:
+            self._run(write, cancel)
+            self.check_for_errors()
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(write, cancel), name="kerasbackup-save",
+            daemon=True)
+        self._thread.start()
+
+    def _run(self, write, cancel):
+        try:
+            info = write(cancel)
+        except SaveCancelled:
+            return
+        except BaseException as e:  # raised on the training thread later
+            self._error = e
+            return
+        self.completed += 1
+        self.last_info = info
+
+    def wait_until_finished(self):
+        """Blocks until no write is in flight.
+
+        If the wait itself is interrupted (a second preemption signal,
+        Ctrl-C), the write is cancelled so that it cannot publish afterwards,
+        and the interruption propagates.
+        """
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            while thread.is_alive():
+                thread.join(self.poll_seconds)
+        except BaseException:
+            self._cancel.set()
+            raise
+        self._thread = None
+
+    def check_for_errors(self):
+        """Raises the error of a failed write, once."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def cancel(self):
+        """Tells the write in flight not to publish (it stops before the rename)."""
+        self._cancel.set()
+
+    def close(self):
+        """Waits for the write in flight and frees the host buffers.
+
+        Errors stay pending for `check_for_errors()`.
+        """
+        try:
+            self.wait_until_finished()
+        finally:
+            if self.host_buffers is not None:
+                self.host_buffers = {}
