@@ -1054,11 +1054,14 @@ class CheckpointStore:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, required=False):
+    def load(self, required=False, accept=None):
         """Returns `(arrays, meta, info)` of the newest checkpoint that verifies.
 
         Every file's presence, size and crc32 are checked before anything is
-        returned. If the newest checkpoint fails and an older one verifies,
+        returned. `accept(arrays, meta, info)`, if given, is called for each
+        checkpoint that verified, newest first; it returns None to take it, or
+        a list of problems `{file, kind, detail}` to reject it, which then
+        count as a failed verification. If the newest checkpoint fails and an older one verifies,
         that one is returned with a CheckpointFallbackWarning saying which
         checkpoint failed and why. If checkpoints exist but none verifies,
         raises CorruptCheckpointError (files are left in place). With no
@@ -1071,6 +1074,9 @@ class CheckpointStore:
             failed = []
             for seq, path in reversed(_ckpt_dirs(d)):
                 info, problems, loaded = _inspect(path, "load")
+                if not problems and accept is not None:
+                    problems = [dict(p, checkpoint=path)
+                                for p in accept(*loaded, info) or ()]
                 if problems:
                     failed.extend(problems)
                     continue
