@@ -188,3 +188,47 @@ def test_delete_checkpoint_removes_only_our_files(tmp_path):
     (backup / "user-notes.txt").write_text("mine")
     _fit(make_model(), str(backup), epochs=3)
     assert sorted(os.listdir(backup)) == ["user-notes.txt"]
+
+
+# ------------------------------------------------------------------ nesting
+
+
+@pytest.mark.parametrize("driver", ["kerasbackup.fit", "model.fit"])
+@pytest.mark.parametrize("same_callback", [False, True])
+def test_nested_fit_on_the_same_backup_dir_is_refused(tmp_path, driver, same_callback):
+    """A fit() started inside another on the same backup_dir gets
+    BackupLockedError; the outer fit goes on unharmed (issue 10, defect 4)."""
+    d = str(tmp_path / "b")
+    x, y = make_data(40)
+    outer = BackupAndRestore(d, save_freq=2)
+    inner_model = make_model(seed=3)
+    refused = []
+
+    def train(model, callbacks, epochs):
+        if driver == "kerasbackup.fit":
+            return kerasbackup.fit(model, x, y, batch_size=8, epochs=epochs,
+                                   verbose=0, callbacks=callbacks)
+        return model.fit(x, y, batch_size=8, epochs=epochs, verbose=0,
+                         callbacks=callbacks)
+
+    class Nest(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                inner = outer if same_callback else BackupAndRestore(d)
+                try:
+                    train(inner_model, [inner], 1)
+                except kerasbackup.BackupLockedError as e:
+                    refused.append(e)
+
+    model = make_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, [outer, Nest()], 3)
+    assert len(refused) == 1
+    assert f"'{os.path.abspath(d)}' is in use" in str(refused[0])
+    assert not [w for w in caught if "Releasing" in str(w.message)]
+    assert model.history.epoch == [0, 1, 2]
+    assert int(model.optimizer.iterations.numpy()) == 3 * 5
+    assert not os.path.exists(d)  # completed, checkpoint deleted
+    # The refused fit trained nothing.
+    assert int(inner_model.optimizer.iterations.numpy()) == 0

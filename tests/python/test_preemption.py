@@ -486,3 +486,62 @@ def test_second_signal_cancels_an_asynchronous_preemption_save(tmp_path):
     # fit() returned only after the cancelled write had ended.
     assert backup_info(d) == []
     assert not [p for p in os.listdir(d) if p.startswith(".staging")]
+
+
+# ------------------------------------------------------------------ after the last batch
+
+
+def _signal_at(phase_name, save_number=None):
+    """A phase hook that sends SIGTERM once, at `phase_name` (of save N)."""
+    state = {"saves": 0, "sent": False}
+
+    def hook(phase, info):
+        if phase == "staging":
+            state["saves"] += 1
+        if phase == phase_name and not state["sent"] and (
+                save_number is None or state["saves"] == save_number):
+            state["sent"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook, state
+
+
+@pytest.mark.parametrize("async_save", [False, True])
+def test_signal_during_the_final_save_ends_as_preemption(tmp_path, async_save):
+    """Issue 10, defect 8: not swallowed; the end state is kept, the rerun returns at once."""
+    d = str(tmp_path / "backup")
+    # Two epochs: the save of epoch 1's end, then the final one in on_train_end.
+    hook, sent = _signal_at("arrays_chunk", save_number=2)
+    with ht.phase_hook(hook), pytest.raises(PreemptedError) as err:
+        kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[kerasbackup.BackupAndRestore(
+                            d, delete_checkpoint=False, save_before_preemption=True,
+                            async_save=async_save)])
+    assert sent["sent"]
+    assert (err.value.epoch, err.value.batch) == (2, 0)
+    assert [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)] == [
+        (2, 0, True)]
+    model = ht.make_model()
+    kerasbackup.fit(model, X, Y, batch_size=8, epochs=2, verbose=0,
+                    callbacks=[kerasbackup.BackupAndRestore(d)])
+    assert int(model.optimizer.iterations.numpy()) == 2 * 9  # restored, none run
+    assert model.history.epoch == [0, 1]
+
+
+def test_signal_during_the_clean_up_ends_as_preemption(tmp_path):
+    d = str(tmp_path / "backup")
+    hook, sent = _signal_at("deleting")
+    with ht.phase_hook(hook), pytest.raises(PreemptedError) as err:
+        kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[kerasbackup.BackupAndRestore(
+                            d, save_before_preemption=True)])
+    assert sent["sent"]
+    # The clean-up had begun: a checkpoint of the end state is written again.
+    assert (err.value.epoch, err.value.batch) == (2, 0)
+    assert [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)] == [
+        (2, 0, True)]
+    model = ht.make_model()
+    kerasbackup.fit(model, X, Y, batch_size=8, epochs=2, verbose=0,
+                    callbacks=[kerasbackup.BackupAndRestore(d)])
+    assert int(model.optimizer.iterations.numpy()) == 2 * 9
+    assert not os.path.exists(d)

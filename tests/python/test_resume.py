@@ -187,14 +187,14 @@ def test_plain_model_fit_does_not_train_finished_batches_again(tmp_path):
         warnings.simplefilter("always")
         model.fit(X[:56], Y[:56], batch_size=8, epochs=3, verbose=0,
                   callbacks=[backup])
-    msgs = [str(w.message) for w in caught if issubclass(w.category, ResumeWarning)]
-    assert len(msgs) == 1
-    assert "cannot restore the data order (shuffle);" in msgs[0]
     # The save due after batch 5 of epoch 2 was still pending when the error
     # hit; it was published when the callback was used again, and the
     # resumed fit skipped those 5 batches: 3 epochs of 7 steps in all.
     assert int(model.optimizer.iterations.numpy()) == 3 * 7
     assert model.history.epoch == [0, 1, 2]
+    msgs = [str(w.message) for w in caught if issubclass(w.category, ResumeWarning)]
+    assert len(msgs) == 1
+    assert "cannot restore the data order (shuffle);" in msgs[0]
 
 
 def test_plain_model_fit_error_releases_the_backup_dir(tmp_path):
@@ -338,3 +338,45 @@ def test_kill_9_at_random_times_then_resume(tmp_path):
     assert proc.returncode == 0, err
     ht.assert_same_npz(out, ref_out)
     assert not os.path.exists(d)
+
+
+# ------------------------------------------------------------------ errors after a due save
+
+
+def _counted_run(d, raise_at=(), double_checkpoint=False):
+    """kerasbackup.fit() with a callback listed after ours that may raise."""
+    model = ht.make_model(schedule=False)
+    siblings = ht.make_callbacks(10, True)
+    counter = _BatchCounter()
+    kerasbackup.fit(model, X, Y, batch_size=8, epochs=4, verbose=0,
+                    validation_split=0.2, shuffle=True,
+                    callbacks=siblings + [counter, kerasbackup.BackupAndRestore(
+                        d, save_freq="epoch", double_checkpoint=double_checkpoint),
+                        ht.interrupter(raise_at)])
+    return ht.snapshot(model, siblings), counter.batches
+
+
+class _BatchCounter(keras.callbacks.Callback):
+    """Counts the batches trained by one fit() (no state of its own to restore)."""
+
+    def on_train_begin(self, logs=None):
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("double_checkpoint", [False, True])
+def test_error_in_a_later_callbacks_epoch_end_still_publishes_the_due_save(
+        tmp_path, double_checkpoint):
+    """Issue 10, defect 11b: the finished epoch is not trained again."""
+    expected, _ = _counted_run(str(tmp_path / "reference"))
+    d = str(tmp_path / "backup")
+    with pytest.raises(ht.Interrupted):
+        _counted_run(d, [(1, "end")], double_checkpoint)
+    found = [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)]
+    assert found == ([(1, 0, True), (2, 0, True)] if double_checkpoint
+                     else [(2, 0, True)])
+    actual, batches = _counted_run(d, double_checkpoint=double_checkpoint)
+    assert batches == 2 * 7  # epochs 3 and 4 only
+    ht.assert_same(actual, expected)

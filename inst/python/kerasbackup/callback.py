@@ -224,6 +224,14 @@ class BackupAndRestore(keras.callbacks.Callback):
         """Ends the driver's part; call it when the driver's fit() ends."""
         self._driver = None
 
+    def set_model(self, model):
+        # Keras hands every callback its model when a fit() builds its
+        # callback list, before on_train_begin. Within a running fit that
+        # would swap the model under it (a nested fit with this callback).
+        if self._fit is not None and model is not getattr(self, "_model", None):
+            self._refuse_or_release_own()
+        super().set_model(model)
+
     @property
     def saver(self):
         """The AsyncSaver of the running fit() (None outside fit())."""
@@ -300,15 +308,15 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         fit = self._fit
-        if self.policy.batch_end(batch):
-            epochs = (self.params or {}).get("epochs")
-            steps = (self.params or {}).get("steps")
-            last = (self.delete_checkpoint and epochs == fit.progress.epoch + 1
-                    and steps == batch + 1)
-            # The last batch of training: with delete_checkpoint that save
-            # would be deleted when fit() returns.
-            if not last:
-                fit.pending_save = (fit.progress.epoch, batch + 1, True,
+        params = self.params or {}
+        steps = params.get("steps")
+        if self.policy.batch_end(batch, steps):
+            done = self.policy.batches_in_epoch
+            # After the last batch of training, with delete_checkpoint, the
+            # save would be deleted as soon as fit() returns.
+            if not (self.delete_checkpoint and done == steps
+                    and params.get("epochs") == fit.progress.epoch + 1):
+                fit.pending_save = (fit.progress.epoch, done, True,
                                     self._iterations())
                 fit.unsettled = True
         fit.progress.batch = self.policy.batches_in_epoch

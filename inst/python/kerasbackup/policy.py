@@ -5,7 +5,8 @@ Keras calls the batch hooks once per execution: with
 batches, with `batch` the index of the last batch of that execution. The
 policy therefore counts batches from the index, not hook calls, as Keras'
 own BackupAndRestore does, so that `save_freq=N` means N batches whatever
-`steps_per_execution` is. A save falls due at the first hook at which N or
+`steps_per_execution` is. (The index of the last execution of an epoch can
+run past the epoch's end: Keras does not clip it; the policy does.) A save falls due at the first hook at which N or
 more batches have run since the last one; the count then starts again.
 """
 
@@ -39,9 +40,14 @@ class SavePolicy:
     def epoch_begin(self, resumed_batches=0):
         self.batches_in_epoch = int(resumed_batches)
 
-    def batch_end(self, batch):
-        """`batch`: the 0-based index Keras passes. Returns whether a save is due."""
+    def batch_end(self, batch, steps=None):
+        """`batch`: the 0-based index Keras passes; `steps`: batches per epoch, if known.
+
+        Returns whether a save is due.
+        """
         done = int(batch) + 1
+        if steps:
+            done = min(done, int(steps))
         ran = max(done - self.batches_in_epoch, 0)
         self.batches_in_epoch = done
         if not self.per_batch:
