@@ -226,6 +226,8 @@ def test_nested_fit_on_the_same_backup_dir_is_refused(tmp_path, driver, same_cal
         train(model, [outer, Nest()], 3)
     assert len(refused) == 1
     assert f"'{os.path.abspath(d)}' is in use" in str(refused[0])
+    assert f"pid {os.getpid()} on host " in str(refused[0])
+    assert ", started 20" in str(refused[0])
     assert not [w for w in caught if "Releasing" in str(w.message)]
     assert model.history.epoch == [0, 1, 2]
     assert int(model.optimizer.iterations.numpy()) == 3 * 5

@@ -10,11 +10,13 @@ verified files). A training driver (kerasbackup.fit()) attaches with
 
 import dataclasses
 import os
+import socket
 import sys
 import threading
 import time
 import warnings
 import weakref
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -102,6 +104,7 @@ class _Fit:
     """Everything that lives for one fit(): opened at train begin, closed at its end."""
 
     def __init__(self, callbacks, callback_list):
+        self.started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.thread = threading.get_ident()
         self.callbacks = callbacks  # the siblings whose state is saved
         self.callback_list = callback_list  # model.fit()'s, to tell if it still runs
@@ -623,11 +626,14 @@ class BackupAndRestore(keras.callbacks.Callback):
         if self._fit is None:
             return
         if self.is_running():
+            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": self._fit.started}
             raise BackupLockedError(
-                f"backup_dir '{self.backup_dir}' is in use by a fit() that is "
-                "still running in this process with this same callback: "
-                "fit() calls cannot be nested on one backup_dir.",
-                self.backup_dir, {"pid": os.getpid()})
+                f"backup_dir '{self.backup_dir}' is in use by a fit() still "
+                f"running with this same callback: pid {holder['pid']} on host "
+                f"{holder['host']}, started {holder['started']}. fit() calls "
+                "cannot be nested on one backup_dir.",
+                self.backup_dir, holder)
         self.abort()
 
     def _release_stale_holder(self):

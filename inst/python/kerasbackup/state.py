@@ -68,10 +68,14 @@ def json_value(value):
 
 
 def log_values(logs):
-    """Keras logs as plain Python values (floats where possible), as Keras' History keeps them."""
-    from keras.src.utils.python_utils import pythonify_logs
-
-    return pythonify_logs(logs)
+    """Keras logs with floats where possible, as Keras' History keeps them; order kept."""
+    values = {}
+    for key, value in (logs or {}).items():
+        try:
+            values[key] = float(np.asarray(value))
+        except (TypeError, ValueError):
+            values[key] = value
+    return values
 
 
 # ---------------------------------------------------------------- the state
