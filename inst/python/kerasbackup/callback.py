@@ -272,6 +272,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         fit = self._fit = _Fit(callbacks, callback_list)
         self.restored_state = None
         self.restored_info = None
+        self.policy.start()  # a restore below picks up the saved count
         try:
             fit.store = CheckpointStore(self.backup_dir,
                                         keep=2 if self.double_checkpoint else 1)

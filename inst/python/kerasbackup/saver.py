@@ -31,14 +31,18 @@ class AsyncSaver:
         self.host_buffers = {} if self.asynchronous else None
         self.completed = 0
         self.last_info = None
-        self._thread = None
+        # Set by the writing thread when it is done. Waits use this event,
+        # not Thread.join(): a join interrupted by a signal handler's
+        # exception can mark a thread that still runs as stopped (CPython
+        # 3.11), after which nothing would wait for the write.
+        self._done = None
         self._cancel = threading.Event()
         self._error = None
 
     @property
     def in_flight(self):
         """Whether a background write is still running."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._done is not None and not self._done.is_set()
 
     @property
     def cancelled(self):
@@ -55,25 +59,26 @@ class AsyncSaver:
         self.wait_until_finished()
         self.check_for_errors()
         self._cancel = cancel = threading.Event()
+        done = threading.Event()
         if not self.asynchronous:
-            self._run(write, cancel)
+            self._run(write, cancel, done)
             self.check_for_errors()
             return
-        self._thread = threading.Thread(
-            target=self._run, args=(write, cancel), name="kerasbackup-save",
-            daemon=True)
-        self._thread.start()
+        self._done = done
+        threading.Thread(target=self._run, args=(write, cancel, done),
+                         name="kerasbackup-save", daemon=True).start()
 
-    def _run(self, write, cancel):
+    def _run(self, write, cancel, done):
         try:
             info = write(cancel)
+            self.completed += 1
+            self.last_info = info
         except SaveCancelled:
-            return
+            pass
         except BaseException as e:  # raised on the training thread later
             self._error = e
-            return
-        self.completed += 1
-        self.last_info = info
+        finally:
+            done.set()
 
     def wait_until_finished(self):
         """Blocks until no write is in flight.
@@ -82,16 +87,16 @@ class AsyncSaver:
         Ctrl-C), the write is cancelled so that it cannot publish afterwards,
         and the interruption propagates.
         """
-        thread = self._thread
-        if thread is None:
+        done = self._done
+        if done is None:
             return
         try:
-            while thread.is_alive():
-                thread.join(self.poll_seconds)
+            while not done.wait(self.poll_seconds):
+                pass
         except BaseException:
             self._cancel.set()
             raise
-        self._thread = None
+        self._done = None
 
     def check_for_errors(self):
         """Raises the error of a failed write, once."""

@@ -85,11 +85,11 @@ def _kb_cancelled():
     saver = _kb_backup.saver
     return saver is not None and saver.cancelled
 ")
-  reticulate::py$`_kb_backup` <- backup
-  testing$PauseSave(paste0(backup_dir, ".saving"), paste0(backup_dir, ".go-{n}"),
+  reticulate::py_set_attr(reticulate::import_main(convert = FALSE), "_kb_backup", backup)
+  invisible(testing$PauseSave(paste0(backup_dir, ".saving"), paste0(backup_dir, ".go-{n}"),
                     saves = list(as.integer(opts$pause_save)),
                     # Python objects, not R functions: hooks run on the saver thread.
-                    cancelled = reticulate::py_eval("_kb_cancelled", convert = FALSE))$install()
+                    cancelled = reticulate::py_eval("_kb_cancelled", convert = FALSE))$install())
 }
 if (nzchar(opts$signal_at)) {
   store <- reticulate::import_from_path("kerasbackup.store", path = python_dir)
@@ -137,7 +137,11 @@ if (opts$after == "busy") {
   # Busy R code, so that R's own handlers decide what a signal does (a
   # Sys.sleep() would wait in select(), which has a SIGINT handler of its
   # own). It ends only when the parent gives up waiting for the signal.
+  # No large allocations in the loop: R's SIGUSR1 handler saves the
+  # workspace from inside the signal handler, which could deadlock if the
+  # signal landed inside malloc().
   writeLines("fit done", paste0(out, ".done"))
-  while (!file.exists(paste0(out, ".stop"))) sum(runif(1000))
+  stop_file <- paste0(out, ".stop")
+  while (!file.exists(stop_file)) for (i in seq_len(1e5)) NULL
   writeLines("still running", paste0(out, ".survived"))
 }
