@@ -48,7 +48,9 @@
 #'   signal has its usual effect. Before the first batch, `fit()` stops
 #'   having saved the starting point.
 #' * After the last batch, `fit()` still stops with `kerasbackup_preempted`,
-#'   keeping a checkpoint of the final state, so the rerun returns at once.
+#'   keeping a checkpoint of the final state, so the rerun returns at once;
+#'   this holds for a signal during the final save or during the deletion of
+#'   the checkpoint (`delete_checkpoint = TRUE`) too.
 #' * `SIGINT` (Ctrl-C) is not handled unless listed: R's own handling then
 #'   applies.
 #'
@@ -64,8 +66,9 @@
 #'   `save_freq = FALSE` only if using preemption checkpointing (i.e. with
 #'   `save_before_preemption = TRUE`).
 #' @param delete_checkpoint Boolean. If `TRUE`, the checkpoint is deleted
-#'   after training is finished; only files this package wrote are removed.
-#'   Use `FALSE` to keep the checkpoint for future usage. Defaults to `TRUE`.
+#'   after training is finished; only files this package wrote are removed,
+#'   and the save that would fall due at the very end is not written. Use
+#'   `FALSE` to keep the checkpoint for future usage. Defaults to `TRUE`.
 #' @param double_checkpoint Boolean. Keep the previous checkpoint too, as a
 #'   fallback when the newest one fails verification. Defaults to `FALSE`.
 #' @param save_before_preemption Boolean. When `TRUE`, one of
