@@ -21,7 +21,6 @@ Documented behaviour (see the preemption section of the callback's docs):
 
 import json
 import os
-import random
 import signal
 import subprocess
 import tempfile
@@ -383,21 +382,24 @@ def test_sigterm_at_random_instants_then_resume(tmp_path, process_reference):
     for attempt in range(3):
         ready = str(tmp_path / f"ready-{attempt}")
         before = ht.latest_checkpoint(d)
-        extra = ["--pause-save", "1"] if attempt == 1 else []
-        proc = _start(d, out, result, "--ready-file", ready, *extra, *ARGS)
+        # The 1st save of the run is held (attempt 1: the signal lands while
+        # it is in flight), or the 3rd (a gate: however slowly this test
+        # runs, the job cannot finish before the signal).
+        held = 1 if attempt == 1 else 3
+        proc = _start(d, out, result, "--ready-file", ready,
+                      "--pause-save", str(held), *ARGS)
         ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
         if attempt == 1:
             # During a save: its data is written, nothing is published yet.
             ht.wait_for(lambda: os.path.exists(d + ".saving"), proc,
                         what="a save in flight")
-            proc.send_signal(signal.SIGTERM)
-            _release(d + ".go-1")
         else:
             ht.wait_for(lambda: ht.latest_checkpoint(d) not in (None, before),
                         proc, what="a new checkpoint")
             # Any instant is fine: the outcome must not depend on it.
             time.sleep(rng.uniform(0, 0.3))
-            proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        _release(f"{d}.go-{held}")
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
         assert "PreemptedError: Training was preempted by SIGTERM" in err

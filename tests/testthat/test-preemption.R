@@ -105,21 +105,24 @@ test_that("SIGTERM at random instants under Rscript: preempted, then an exact re
   stops <- list()
   for (i in 1:2) {
     before <- latest_checkpoint(backup)
-    extra <- if (i == 2) "pause_save=1" else character()
-    job <- start_job(dir, paste0("run", i), backup, job_args, extra)
+    # The 1st save is held (run 2: the signal lands while it is in flight),
+    # or the 3rd (a gate: however slowly this test runs, the job cannot
+    # finish before the signal).
+    held <- if (i == 2) 1L else 3L
+    job <- start_job(dir, paste0("run", i), backup, job_args,
+                     paste0("pause_save=", held))
     wait_until(function() file.exists(job$ready), job)
     if (i == 2) {
       # During a save: its data is written, nothing is published yet.
       wait_until(function() file.exists(paste0(backup, ".saving")), job)
-      tools::pskill(job_pid(job), tools::SIGTERM)
-      release(paste0(backup, ".go-1"))
     } else {
       wait_until(function() !identical(latest_checkpoint(backup), before) &&
                    !is.null(latest_checkpoint(backup)), job)
       # Any instant is fine: the outcome must not depend on it.
       Sys.sleep(stats::runif(1, 0, 0.3))
-      tools::pskill(job_pid(job), tools::SIGTERM)
     }
+    tools::pskill(job_pid(job), tools::SIGTERM)
+    release(paste0(backup, ".go-", held))
     expect_identical(wait_status(job), 1L)
     res <- readRDS(job$result)
     expect_true("kerasbackup_preempted" %in% res$class)

@@ -8,6 +8,7 @@ raised on the training thread by `check_for_errors()`, so it surfaces at a
 well-defined point (the next save or hook) and never gets lost.
 """
 
+import os
 import threading
 
 from kerasbackup.store import SaveCancelled
@@ -18,14 +19,17 @@ class AsyncSaver:
 
     Args:
         asynchronous: write on a background thread (else inline).
+        nice: the background thread's CPU niceness (Linux; None leaves it):
+            training keeps the cores, the write takes the spare time.
         poll_seconds: the wait for a background write is cut into slices of
             this length, so that signal handlers (which Python runs only on
             the main thread, between bytecodes) run while we wait.
     """
 
-    def __init__(self, asynchronous=True, poll_seconds=0.05):
+    def __init__(self, asynchronous=True, poll_seconds=0.05, nice=10):
         self.asynchronous = bool(asynchronous)
         self.poll_seconds = poll_seconds
+        self.nice = nice
         # Host copies of the variables, reused from one asynchronous save to
         # the next (a synchronous save writes views and needs none).
         self.host_buffers = {} if self.asynchronous else None
@@ -69,6 +73,11 @@ class AsyncSaver:
                          name="kerasbackup-save", daemon=True).start()
 
     def _run(self, write, cancel, done):
+        if self.asynchronous and self.nice is not None:
+            try:  # per thread on Linux: the thread id is a process id there
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (AttributeError, OSError):
+                pass
         try:
             info = write(cancel)
             self.completed += 1
