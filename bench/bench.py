@@ -612,6 +612,12 @@ def mark(ok):
 def report(results):
     L = []
     add = L.append
+
+    def heading(title, *columns):
+        add(f"## {title}")
+        add("")
+        add("| " + " | ".join(columns) + " |")
+        add("|" + "---|" * len(columns))
     sizes = results["sizes"]
     labels = [s["label"] for s in sizes]
     med = median
@@ -639,10 +645,16 @@ def report(results):
         _, over = fit_overheads(fit)
         ours = over["ours (defaults)"]
         keras_ = over["Keras BackupAndRestore (defaults)"]
-        v = ours[2] / keras_[2]
-        target(f"fit() overhead per save, ours / Keras' callback, {fit['label']}",
-               "≤ 0.2×", f"{v:.2f}× ({ours[2] * 1000:+.0f} ms vs "
-               f"{keras_[2] * 1000:+.0f} ms per save)", 0 <= v <= 0.2)
+        name = f"fit() overhead per save, ours / Keras' callback, {fit['label']}"
+        figures = (f"{ours[2] * 1000:+.0f} ms vs {keras_[2] * 1000:+.0f} ms per save; "
+                   f"ranges {ours[3][0] * 1000:+.0f} to {ours[3][1] * 1000:+.0f} and "
+                   f"{keras_[3][0] * 1000:+.0f} to {keras_[3][1] * 1000:+.0f} ms")
+        if ours[2] <= 0 or keras_[2] <= 0:
+            # A negative overhead is run-to-run noise: no ratio can be read.
+            target(name, "≤ 0.2×", f"within noise ({figures})", False)
+        else:
+            v = ours[2] / keras_[2]
+            target(name, "≤ 0.2×", f"{v:.2f}× ({figures})", v <= 0.2)
     T = lambda s, k: med(s["times"][k])  # noqa: E731
     for s in sizes:
         v = T(s, "async_stall") / T(s, "keras")
@@ -653,8 +665,10 @@ def report(results):
         target(f"stall per save, ours (sync) / Keras', {s['label']}", "≤ 1.5×",
                f"{v:.2f}×", v <= 1.5)
     for s in sizes:
-        v = med(s["bandwidth_ratios"])
-        target(f"raw write of the same bytes / our sync save (interleaved pairs), "
+        # Fastest of the repeats on both sides: the least disturbed by other
+        # processes' I/O on a shared disk (see the median of pairs below).
+        v = min(s["times"]["raw"]) / min(s["times"]["sync"])
+        target(f"raw write of the same bytes / our sync save (fastest of each), "
                f"{s['label']}", "≥ 70%", f"{v * 100:.0f}%", v >= 0.7)
     for s in sizes:
         R = s["restore"]
@@ -668,8 +682,10 @@ def report(results):
                v < 50e-6)
     add("")
     add("The raw write is timed the same way as our save and interleaved with "
-        "it, so their ratio cannot exceed 100% but by noise; a save also writes "
-        "two small files, computes a checksum and publishes with a rename.")
+        "it; a save also writes two small files, computes a checksum and "
+        "publishes with a rename, so the ratio cannot exceed 100% but by noise. "
+        "A median of pairs above 100% (table below) means the shared disk "
+        "slowed some raw writes: compare the fastest of each.")
     add("")
 
     for fit in results.get("fit", []):
@@ -714,6 +730,8 @@ def report(results):
     row("raw write + fsync of the same bytes", lambda s: ms(T(s, "raw")))
     row("raw write / ours sync, median of pairs",
         lambda s: f"{med(s['bandwidth_ratios']) * 100:.0f}%")
+    row("raw write / ours sync, fastest of each",
+        lambda s: f"{min(s['times']['raw']) / min(s['times']['sync']) * 100:.0f}%")
     row("restore, ours: fresh callback's on_train_begin",
         lambda s: ms(med(s["restore"]["ours_total"])))
     row("  of which store open + lock", lambda s: ms(med(s["restore"]["ours_open"])))
@@ -723,20 +741,16 @@ def report(results):
 
     pb = results.get("batch_cost")
     if pb:
-        add("## Callback cost per batch, no save due (on_train_batch_begin + _end)")
-        add("")
-        add("| Callback | µs/batch |")
-        add("|---|---|")
+        heading("Callback cost per batch, no save due (on_train_batch_begin + _end)",
+                "Callback", "µs/batch")
         for name, vals in pb.items():
             add(f"| {name} | {med(vals) * 1e6:.3f} |")
         add("")
 
     rr = results.get("r")
     if rr:
-        add("## A small fit() through R and Python (warm: median of later calls)")
-        add("")
-        add("| Path | cold | warm |")
-        add("|---|---|---|")
+        heading("A small fit() through R and Python (warm: median of later calls)",
+                "Path", "cold", "warm")
         for key, name in (("r", "R fit() (Rscript)"), ("python", "Python kerasbackup.fit()")):
             v = rr.get(key)
             if isinstance(v, dict) and "cold" in v:
@@ -779,7 +793,17 @@ def main(argv=None):
                    help="markdown report (default: bench/RESULTS.md, none with --quick)")
     p.add_argument("--dir", default=None, help="parent of the scratch directory")
     p.add_argument("--skip", default="", help="comma list of: saves,fit,batch,r,preempt")
+    p.add_argument("--from-json", default=None,
+                   help="only write the report of an earlier run's results.json")
     args = p.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            text = report(json.load(f))
+        if args.report:
+            with open(args.report, "w") as f:
+                f.write(text)
+        sys.stdout.write(text)
+        return 0
     cfg = QUICK if args.quick else FULL
     report_path = args.report or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
     skip = set(filter(None, args.skip.split(",")))

@@ -508,18 +508,23 @@ def _signal_at(phase_name, save_number=None):
     return hook, state
 
 
-@pytest.mark.parametrize("async_save", [False, True])
-def test_signal_during_the_final_save_ends_as_preemption(tmp_path, async_save):
+@pytest.mark.parametrize("phase,delete_checkpoint,async_save", [
+    ("arrays_chunk", False, False),  # during the final save (the 2nd of 2 epochs)
+    ("arrays_chunk", False, True),
+    ("deleting", True, True),  # during the clean-up
+])
+def test_a_signal_during_the_final_save_or_the_clean_up_ends_as_preemption(
+        tmp_path, phase, delete_checkpoint, async_save):
     """Issue 10, defect 8: not swallowed; the end state is kept, the rerun returns at once."""
     d = str(tmp_path / "backup")
-    # Two epochs: the save of epoch 1's end, then the final one in on_train_end.
-    hook, sent = _signal_at("arrays_chunk", save_number=2)
+    hook, sent = _signal_at(phase, save_number=None if delete_checkpoint else 2)
     with ht.phase_hook(hook), pytest.raises(PreemptedError) as err:
         kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=2, verbose=0,
                         callbacks=[kerasbackup.BackupAndRestore(
-                            d, delete_checkpoint=False, save_before_preemption=True,
-                            async_save=async_save)])
+                            d, delete_checkpoint=delete_checkpoint,
+                            save_before_preemption=True, async_save=async_save)])
     assert sent["sent"]
+    # After the clean-up had begun, a checkpoint of the end state is written again.
     assert (err.value.epoch, err.value.batch) == (2, 0)
     assert [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)] == [
         (2, 0, True)]
@@ -528,22 +533,4 @@ def test_signal_during_the_final_save_ends_as_preemption(tmp_path, async_save):
                     callbacks=[kerasbackup.BackupAndRestore(d)])
     assert int(model.optimizer.iterations.numpy()) == 2 * 9  # restored, none run
     assert model.history.epoch == [0, 1]
-
-
-def test_signal_during_the_clean_up_ends_as_preemption(tmp_path):
-    d = str(tmp_path / "backup")
-    hook, sent = _signal_at("deleting")
-    with ht.phase_hook(hook), pytest.raises(PreemptedError) as err:
-        kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=2, verbose=0,
-                        callbacks=[kerasbackup.BackupAndRestore(
-                            d, save_before_preemption=True)])
-    assert sent["sent"]
-    # The clean-up had begun: a checkpoint of the end state is written again.
-    assert (err.value.epoch, err.value.batch) == (2, 0)
-    assert [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)] == [
-        (2, 0, True)]
-    model = ht.make_model()
-    kerasbackup.fit(model, X, Y, batch_size=8, epochs=2, verbose=0,
-                    callbacks=[kerasbackup.BackupAndRestore(d)])
-    assert int(model.optimizer.iterations.numpy()) == 2 * 9
     assert not os.path.exists(d)
