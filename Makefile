@@ -51,12 +51,17 @@ install: $(TARBALL)
 demo: install
 	cd /tmp && Rscript $(CURDIR)/inst/examples/backup_and_restore.R
 
+# The pinned Python packages come from inst/python/requirements.txt (through
+# requirements-dev.txt), the list install_keras() reads too.
 pytest: python-env
 	cd tests/python && $(VPY) -m pytest -q -p no:cacheprovider .
 
+# Tests that need Python skip without it (as on CRAN); here a missing
+# Python fails them (KERASBACKUP_REQUIRE_PYTHON=true).
 rcheck: install
 	@cd build && R CMD build .. >/dev/null && \
-	  _R_CHECK_FORCE_SUGGESTS_=true R CMD check --no-manual $(notdir $(TARBALL)); \
+	  KERASBACKUP_REQUIRE_PYTHON=true _R_CHECK_FORCE_SUGGESTS_=true \
+	    R CMD check --no-manual $(notdir $(TARBALL)); \
 	  status=$$?; \
 	  tail -n 40 kerasbackup.Rcheck/00check.log; \
 	  if [ $$status -ne 0 ] || grep -E "^Status:.*(ERROR|WARNING)" kerasbackup.Rcheck/00check.log; then \

@@ -48,7 +48,9 @@
 #'   signal has its usual effect. Before the first batch, `fit()` stops
 #'   having saved the starting point.
 #' * After the last batch, `fit()` still stops with `kerasbackup_preempted`,
-#'   keeping a checkpoint of the final state, so the rerun returns at once.
+#'   keeping a checkpoint of the final state, so the rerun returns at once;
+#'   this holds for a signal during the final save or during the deletion of
+#'   the checkpoint (`delete_checkpoint = TRUE`) too.
 #' * `SIGINT` (Ctrl-C) is not handled unless listed: R's own handling then
 #'   applies.
 #'
@@ -64,15 +66,19 @@
 #'   `save_freq = FALSE` only if using preemption checkpointing (i.e. with
 #'   `save_before_preemption = TRUE`).
 #' @param delete_checkpoint Boolean. If `TRUE`, the checkpoint is deleted
-#'   after training is finished; only files this package wrote are removed.
-#'   Use `FALSE` to keep the checkpoint for future usage. Defaults to `TRUE`.
+#'   after training is finished; only files this package wrote are removed,
+#'   and the save that would fall due at the very end is not written. Use
+#'   `FALSE` to keep the checkpoint for future usage. Defaults to `TRUE`.
 #' @param double_checkpoint Boolean. Keep the previous checkpoint too, as a
 #'   fallback when the newest one fails verification. Defaults to `FALSE`.
 #' @param save_before_preemption Boolean. When `TRUE`, one of
 #'   `preemption_signals` makes the callback finish the current batch, save a
 #'   checkpoint and stop `fit()` with a `kerasbackup_preempted` error.
-#' @param preemption_signals Character vector of signal names handled when
-#'   `save_before_preemption = TRUE`.
+#' @param preemption_signals `NULL` (the default: `"SIGTERM"` and
+#'   `"SIGUSR1"`), or a character vector of the signal names handled when
+#'   `save_before_preemption = TRUE`: any of `"SIGTERM"`, `"SIGUSR1"`,
+#'   `"SIGUSR2"`, `"SIGINT"`, `"SIGHUP"`, `"SIGQUIT"`, `"SIGALRM"`,
+#'   `"SIGXCPU"`.
 #' @param async_save Boolean. Write checkpoints in a background thread, so
 #'   training only waits for the copy of the state to memory (one save at a
 #'   time: a save that falls due while the previous one is still being
@@ -91,50 +97,17 @@
 #'   can be passed to [fit()][fit.keras.src.models.model.Model].
 #' @family callbacks
 #' @export
-#' @examplesIf kerasbackup:::python_ready()
-#' callback_interrupting <- new_callback_class(
-#'   "InterruptingCallback",
-#'   on_epoch_begin = function(epoch, logs = NULL) {
-#'     if (epoch == 4) {
-#'       stop('Interrupting!')
-#'     }
-#'   }
-#' )
-#'
-#' backup_dir <- tempfile()
-#' callback <- callback_backup_and_restore(backup_dir = backup_dir)
-#' model <- keras_model_sequential() %>%
-#'   layer_dense(10)
-#' model %>% compile(optimizer = optimizer_sgd(), loss = 'mse')
-#'
-#' # ensure model is built (i.e., weights are initialized) for
-#' # callback_backup_and_restore()
-#' model(op_ones(c(5, 20))) |> invisible()
-#'
-#' tryCatch({
-#'   model %>% fit(x = op_ones(c(5, 20)),
-#'                 y = op_zeros(5),
-#'                 epochs = 10, batch_size = 1,
-#'                 callbacks = list(callback, callback_interrupting()),
-#'                 verbose = 0)
-#' }, python.builtin.RuntimeError = function(e) message("Interrupted!"))
-#' model$history$epoch
-#'
-#' history <- model %>% fit(x = op_ones(c(5, 20)),
-#'                          y = op_zeros(5),
-#'                          epochs = 10, batch_size = 1,
-#'                          callbacks = list(callback),
-#'                          verbose = 0)
-#'
-#' # Only 6 more epochs are run, since first training got interrupted at
-#' # zero-indexed epoch 4, second training will continue from 4 to 9.
-#' nrow(as.data.frame(history))
+#' @examples
+#' \dontshow{if (kerasbackup:::python_ready()) withAutoprint(\{ # examplesIf}
+#' @example inst/examples/backup_and_restore.R
+#' @examples
+#' \dontshow{\}) # examplesIf}
 callback_backup_and_restore <- function(backup_dir,
                                         save_freq = "epoch",
                                         delete_checkpoint = TRUE,
                                         double_checkpoint = FALSE,
                                         save_before_preemption = FALSE,
-                                        preemption_signals = c("SIGTERM", "SIGUSR1"),
+                                        preemption_signals = NULL,
                                         async_save = TRUE,
                                         on_save_error = c("stop", "warn"),
                                         allow_changes = FALSE) {
@@ -160,16 +133,7 @@ callback_backup_and_restore <- function(backup_dir,
       arg = "save_freq", value = save_freq
     )
   }
-  known_signals <- c("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP",
-                     "SIGQUIT", "SIGALRM", "SIGXCPU")
-  if (!is.character(preemption_signals) || length(preemption_signals) == 0 ||
-      anyNA(preemption_signals) || !all(preemption_signals %in% known_signals)) {
-    abort_invalid_arg(
-      "preemption_signals", preemption_signals,
-      paste0("a character vector of signal names from ",
-             paste0('"', known_signals, '"', collapse = ", "))
-    )
-  }
+  check_preemption_signals(preemption_signals)
   if (!is.character(on_save_error) || anyNA(on_save_error) ||
       !all(on_save_error %in% c("stop", "warn")) ||
       (length(on_save_error) != 1 && !identical(on_save_error, c("stop", "warn")))) {
@@ -191,11 +155,41 @@ callback_backup_and_restore <- function(backup_dir,
     double_checkpoint = double_checkpoint,
     delete_checkpoint = delete_checkpoint,
     save_before_preemption = save_before_preemption,
-    preemption_signals = as.list(preemption_signals),
+    preemption_signals = if (!is.null(preemption_signals)) as.list(preemption_signals),
     async_save = async_save,
     on_save_error = on_save_error,
     allow_changes = allow_changes
   ))
+}
+
+# The signals preemption saving accepts and handles by default, from the
+# list the Python package reads too (inst/python/kerasbackup/signals.txt).
+preemption_signal_list <- function() {
+  path <- system.file("python", "kerasbackup", "signals.txt",
+                      package = "kerasbackup", mustWork = TRUE)
+  lines <- trimws(sub("#.*$", "", readLines(path, warn = FALSE)))
+  words <- strsplit(lines[nzchar(lines)], "[[:space:]]+")
+  names <- vapply(words, `[[`, "", 1)
+  default <- vapply(words, function(w) identical(w[-1], "default"), TRUE)
+  list(accepted = names, default = names[default])
+}
+
+check_preemption_signals <- function(preemption_signals,
+                                      call = rlang::caller_env()) {
+  if (is.null(preemption_signals)) return(invisible())
+  signals <- preemption_signal_list()
+  if (!is.character(preemption_signals) || length(preemption_signals) == 0 ||
+      anyNA(preemption_signals) ||
+      !all(preemption_signals %in% signals$accepted)) {
+    abort_invalid_arg(
+      "preemption_signals", preemption_signals,
+      paste0("`NULL` (", paste0('"', signals$default, '"', collapse = " and "),
+             ") or a character vector of signal names from ",
+             paste0('"', signals$accepted, '"', collapse = ", ")),
+      call = call
+    )
+  }
+  invisible()
 }
 
 check_save_freq <- function(save_freq, call = rlang::caller_env()) {

@@ -1,4 +1,4 @@
-# Python exceptions -> classed R conditions, and argument errors.
+# Python exceptions and warnings -> classed R conditions, and argument errors.
 
 # R classes added for the package's own Python exceptions.
 kerasbackup_classes <- c(
@@ -13,16 +13,71 @@ kerasbackup_classes <- c(
   BackupError = "kerasbackup_error"
 )
 
+# R classes of the package's own Python warnings (all also
+# `kerasbackup_warning`, `warning`, `condition`).
+kerasbackup_warning_classes <- c(
+  CheckpointFallbackWarning = "kerasbackup_checkpoint_fallback_warning",
+  StaleLockWarning = "kerasbackup_stale_lock_warning",
+  ResumeWarning = "kerasbackup_resume_warning",
+  SaveErrorWarning = "kerasbackup_save_error_warning"
+)
+
 #' Evaluate a call into Python, turning its exceptions into classed R errors
 #'
 #' Newer reticulate already classes Python errors as
 #' `python.builtin.<Type>`; reticulate 1.28 returns a bare `Rcpp::exception`.
 #' Both become a condition whose classes follow the exception's class
 #' hierarchy, with `kerasbackup_*` classes in front for the package's own
-#' exceptions.
+#' exceptions. The package's Python warnings raised during the call are
+#' signalled as R warnings of their own class when it returns (before its
+#' error, if it failed); see signal_py_warnings().
 #' @noRd
 with_py_errors <- function(expr, call = rlang::caller_env()) {
-  tryCatch(expr, error = function(e) stop(as_py_condition(e, call)))
+  capture <- start_py_warnings()
+  on.exit(finish_py_warnings(capture), add = TRUE)
+  result <- tryCatch(expr, error = function(e) {
+    signal_py_warnings(finish_py_warnings(capture), call)
+    stop(as_py_condition(e, call))
+  })
+  signal_py_warnings(finish_py_warnings(capture), call)
+  result
+}
+
+# Collect at the outermost call only: an R callback that calls Python
+# during fit() leaves its warnings to the fit.
+start_py_warnings <- function() {
+  if (isTRUE(.py$collecting)) return(NULL)
+  capture <- py_bridge()$WarningCapture()$start()
+  .py$collecting <- TRUE
+  capture
+}
+
+finish_py_warnings <- function(capture) {
+  if (is.null(capture)) return(list())
+  .py$collecting <- FALSE
+  capture$finish()
+}
+
+#' Signal Python warnings as R warnings
+#'
+#' Each `list(classes, message)` from `WarningCapture.finish()` becomes an R
+#' warning classed `kerasbackup_<name>_warning` (when known),
+#' `kerasbackup_warning`, `warning`, `condition`, so that
+#' `withCallingHandlers(warning = )` and
+#' `tryCatch(kerasbackup_checkpoint_fallback_warning = )` see it.
+#' @noRd
+signal_py_warnings <- function(records, call = NULL) {
+  for (record in records) {
+    py_classes <- unlist(record[[1]])
+    ours <- unname(kerasbackup_warning_classes[
+      intersect(names(kerasbackup_warning_classes), py_classes)])
+    warning(structure(
+      class = unique(c(ours, "kerasbackup_warning", "warning", "condition")),
+      list(message = paste0(py_classes[[1]], ": ", record[[2]]),
+           call = if (is.environment(call)) NULL else call)
+    ))
+  }
+  invisible()
 }
 
 as_py_condition <- function(e, call = NULL) {

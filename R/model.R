@@ -108,21 +108,7 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                                              validation_batch_size = NULL,
                                              validation_freq = 1L) {
   rlang::check_dots_empty()
-  if (!is.null(batch_size) && !is_whole_number(batch_size)) {
-    abort_invalid_arg("batch_size", batch_size, "a positive whole number")
-  }
-  if (!is_whole_number(epochs, min = 0)) {
-    abort_invalid_arg("epochs", epochs, "a whole number >= 0")
-  }
-  if (!is_whole_number(initial_epoch, min = 1)) {
-    abort_invalid_arg("initial_epoch", initial_epoch, "a whole number >= 1")
-  }
-  if (!(is.numeric(validation_split) && length(validation_split) == 1 &&
-        !is.na(validation_split) && validation_split >= 0 &&
-        validation_split < 1)) {
-    abort_invalid_arg("validation_split", validation_split,
-                      "a number in [0, 1)")
-  }
+  check_fit_args()
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
   if (!is.null(validation_data)) validation_data <- unname(as.list(validation_data))
   if (!is.null(class_weight)) {

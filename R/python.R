@@ -1,11 +1,13 @@
 # Finding and importing Python; install_keras().
 
-python_requirements <- c(
-  "keras==3.15.1",
-  "tensorflow-cpu==2.21.0",
-  "numpy==1.26.4",
-  "h5py"
-)
+# The pinned Python packages: inst/python/requirements.txt is the one list
+# (the Makefile installs from it too).
+python_requirements <- function() {
+  path <- system.file("python", "requirements.txt", package = "kerasbackup",
+                      mustWork = TRUE)
+  lines <- trimws(sub("#.*$", "", readLines(path, warn = FALSE)))
+  lines[nzchar(lines)]
+}
 
 default_envname <- function() "r-keras"
 
@@ -47,8 +49,8 @@ check_python <- function() {
       c("Python with {.pkg keras} is not available.",
         i = "Run {.run kerasbackup::install_keras()} to create the
              {.val {default_envname()}} virtualenv, then restart R.",
-        i = "Or set {.envvar RETICULATE_PYTHON} to a Python that has keras
-             3.15.1, tensorflow-cpu 2.21.0 and numpy < 2."),
+        i = "Or set {.envvar RETICULATE_PYTHON} to a Python that has
+             {.val {python_requirements()}}."),
       class = c("kerasbackup_python_missing", "kerasbackup_error")
     )
   }
@@ -58,7 +60,9 @@ check_python <- function() {
 #' Install Python, Keras and TensorFlow for kerasbackup
 #'
 #' Creates (or updates) a Python virtualenv holding the pinned versions of
-#' keras, tensorflow-cpu and numpy that this package is tested with. On load,
+#' keras, tensorflow-cpu, numpy and h5py that this package is tested with
+#' (listed in `system.file("python", "requirements.txt", package =
+#' "kerasbackup")`, the file the package's own set-up installs from). On load,
 #' kerasbackup uses `RETICULATE_PYTHON` when it is set, and this virtualenv
 #' otherwise. NumPy is kept below 2 because reticulate 1.28 cannot convert R
 #' arrays to NumPy 2.
@@ -84,7 +88,7 @@ install_keras <- function(envname = "r-keras", python = NULL,
   }
   reticulate::virtualenv_install(
     envname,
-    c(python_requirements, extra_packages),
+    c(python_requirements(), extra_packages),
     ignore_installed = FALSE,
     ...
   )

@@ -5,9 +5,12 @@ Dense/Dropout/Dense model trained with Adam on an ExponentialDecay schedule,
 so that a training run costs well under a second after its first trace.
 """
 
+import contextlib
 import os
+import random
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -358,3 +361,34 @@ def restore_sigactions(state):
     for sig, (python_handler, buf) in saved.items():
         signal.signal(sig, signal.SIG_DFL if python_handler is None else python_handler)
         libc.sigaction(int(sig), buf, None)
+
+
+@contextlib.contextmanager
+def phase_hook(hook):
+    """Installs a store phase hook for the duration of a `with` block."""
+    from kerasbackup.store import set_phase_hook
+
+    previous = set_phase_hook(hook)
+    try:
+        yield hook
+    finally:
+        set_phase_hook(previous)
+
+
+def seeded_rng(name):
+    """A random.Random seeded from KB_TEST_SEED or the clock; prints the seed."""
+    seed = int(os.environ.get("KB_TEST_SEED") or time.time_ns() % 2**32)
+    print(f"{name}: random seed {seed} (set KB_TEST_SEED={seed} to replay)")
+    return random.Random(seed)
+
+
+def wait_for(predicate, proc=None, timeout=120, what="a state"):
+    """Polls `predicate` until true; fails if `proc` exits first or after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"child exited early while waiting for {what}: "
+                                 f"{proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)

@@ -1,6 +1,7 @@
 """The callback on its own: validation, verified all-or-nothing restores,
 write failures, clean-up and the restored epoch's scope."""
 
+import errno
 import os
 import re
 import warnings
@@ -13,7 +14,7 @@ import kerasbackup
 from kerasbackup import BackupAndRestore, CorruptCheckpointError
 from kerasbackup.errors import FingerprintMismatchError
 
-from helpers_training import make_data, make_model
+from helpers_training import make_data, make_model, phase_hook
 
 
 def _fit(model, backup_dir, epochs=2, **kwargs):
@@ -140,34 +141,27 @@ def test_fingerprint_lists_each_difference(tmp_path):
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path):
     backup = str(tmp_path / "b")
-    cb = _fit(make_model(), backup, delete_checkpoint=False)
+    _fit(make_model(), backup, delete_checkpoint=False)
     good = kerasbackup.backup_info(backup)
     assert [c["verified"] for c in good] == [True]
 
-    def broken_save(*args, **kwargs):
-        raise kerasbackup.BackupWriteError(
-            f"Could not write a checkpoint in '{backup}': [Errno 28] No space "
-            "left on device (ENOSPC)", backup_dir=backup)
+    def disk_full(phase, info):
+        if phase == "arrays_written":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    model = make_model()
     x, y = make_data(40)
-    cb = BackupAndRestore(backup, delete_checkpoint=False)
-    original = kerasbackup.CheckpointStore.save
-    kerasbackup.CheckpointStore.save = broken_save
-    try:
+    with phase_hook(disk_full):
         with pytest.raises(kerasbackup.BackupWriteError, match="No space"):
-            kerasbackup.fit(model, x, y, batch_size=8, epochs=4, verbose=0,
-                            callbacks=[cb])
-        # on_save_error="warn" trains on.
+            kerasbackup.fit(make_model(), x, y, batch_size=8, epochs=4, verbose=0,
+                            callbacks=[BackupAndRestore(backup, delete_checkpoint=False)])
+        # on_save_error="warn" trains on, warning at each failed save.
         model = make_model()
-        with pytest.warns(Warning, match="Training goes on"):
+        with pytest.warns(kerasbackup.SaveErrorWarning, match="Training goes on"):
             kerasbackup.fit(model, x, y, batch_size=8, epochs=4, verbose=0,
                             callbacks=[BackupAndRestore(
                                 backup, delete_checkpoint=False,
                                 on_save_error="warn")])
         assert model.history.epoch == [0, 1, 2, 3]
-    finally:
-        kerasbackup.CheckpointStore.save = original
     after = kerasbackup.backup_info(backup)
     assert [(c["epoch"], c["verified"]) for c in after] == [(2, True)]
 
@@ -181,7 +175,6 @@ def test_restored_epoch_does_not_leak_into_a_later_fit(tmp_path):
         warnings.simplefilter("ignore")
         model.fit(x, y, epochs=3, verbose=0, batch_size=8,
                   callbacks=[BackupAndRestore(backup)])
-    assert model._initial_epoch is None
     history = model.fit(x, y, epochs=2, verbose=0, batch_size=8)
     assert history.epoch == [0, 1]
 
@@ -195,3 +188,49 @@ def test_delete_checkpoint_removes_only_our_files(tmp_path):
     (backup / "user-notes.txt").write_text("mine")
     _fit(make_model(), str(backup), epochs=3)
     assert sorted(os.listdir(backup)) == ["user-notes.txt"]
+
+
+# ------------------------------------------------------------------ nesting
+
+
+@pytest.mark.parametrize("driver", ["kerasbackup.fit", "model.fit"])
+@pytest.mark.parametrize("same_callback", [False, True])
+def test_nested_fit_on_the_same_backup_dir_is_refused(tmp_path, driver, same_callback):
+    """A fit() started inside another on the same backup_dir gets
+    BackupLockedError; the outer fit goes on unharmed (issue 10, defect 4)."""
+    d = str(tmp_path / "b")
+    x, y = make_data(40)
+    outer = BackupAndRestore(d, save_freq=2)
+    inner_model = make_model(seed=3)
+    refused = []
+
+    def train(model, callbacks, epochs):
+        if driver == "kerasbackup.fit":
+            return kerasbackup.fit(model, x, y, batch_size=8, epochs=epochs,
+                                   verbose=0, callbacks=callbacks)
+        return model.fit(x, y, batch_size=8, epochs=epochs, verbose=0,
+                         callbacks=callbacks)
+
+    class Nest(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                inner = outer if same_callback else BackupAndRestore(d)
+                try:
+                    train(inner_model, [inner], 1)
+                except kerasbackup.BackupLockedError as e:
+                    refused.append(e)
+
+    model = make_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, [outer, Nest()], 3)
+    assert len(refused) == 1
+    assert f"'{os.path.abspath(d)}' is in use" in str(refused[0])
+    assert f"pid {os.getpid()} on host " in str(refused[0])
+    assert ", started 20" in str(refused[0])
+    assert not [w for w in caught if "Releasing" in str(w.message)]
+    assert model.history.epoch == [0, 1, 2]
+    assert int(model.optimizer.iterations.numpy()) == 3 * 5
+    assert not os.path.exists(d)  # completed, checkpoint deleted
+    # The refused fit trained nothing.
+    assert int(inner_model.optimizer.iterations.numpy()) == 0

@@ -21,7 +21,6 @@ Documented behaviour (see the preemption section of the callback's docs):
 
 import json
 import os
-import random
 import signal
 import subprocess
 import tempfile
@@ -32,7 +31,8 @@ import pytest
 import kerasbackup
 from kerasbackup import PreemptedError, PreemptionAbort
 from kerasbackup.preemption import PreemptionWatcher
-from kerasbackup.store import CheckpointStore, backup_info
+from kerasbackup.store import backup_info
+from kerasbackup.testing import PauseSave
 
 import helpers_training as ht
 
@@ -176,20 +176,19 @@ def test_signal_after_the_last_batch_is_not_lost(tmp_path):
                                 d, save_freq=False, save_before_preemption=True)])
 
 
-def test_first_signal_during_a_save_lets_it_complete(tmp_path, monkeypatch):
+def test_first_signal_during_a_save_lets_it_complete(tmp_path):
     d = str(tmp_path / "backup")
-    original = CheckpointStore._write_arrays
     calls = []
 
-    def write_and_signal(path, buffers, total):
-        calls.append(path)
-        if len(calls) == 2:  # the second periodic save
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(path, buffers, total)
+    def signal_during_second_save(phase, info):
+        if phase == "staging":
+            calls.append(info["path"])
+            if len(calls) == 2:  # the second periodic save
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(CheckpointStore, "_write_arrays", staticmethod(write_and_signal))
     model = ht.make_model(schedule=False)
-    with pytest.raises(PreemptedError) as err:
+    with ht.phase_hook(signal_during_second_save), \
+            pytest.raises(PreemptedError) as err:
         kerasbackup.fit(model, X, Y, batch_size=8, epochs=4, verbose=0,
                         validation_split=0.2,
                         callbacks=ht.make_callbacks(10, True) + [
@@ -205,43 +204,31 @@ def test_first_signal_during_a_save_lets_it_complete(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("async_save", [False, True])
-def test_second_signal_aborts_at_once_and_keeps_the_checkpoint(
-        tmp_path, monkeypatch, async_save):
+def test_second_signal_aborts_at_once_and_keeps_the_checkpoint(tmp_path, async_save):
     d = str(tmp_path / "backup")
-    original = CheckpointStore._write_arrays
-    calls = []
-
-    def write(path, buffers, total):
-        calls.append(path)
-        if len(calls) == 3:  # the preemption save: a second signal now
-            os.kill(os.getpid(), signal.SIGUSR1)
-            time.sleep(0.2)  # async: the signal lands on the main thread
-        return original(path, buffers, total)
-
-    monkeypatch.setattr(CheckpointStore, "_write_arrays", staticmethod(write))
     stopper = ht.signaller([(1, 2)])
+    backup = kerasbackup.BackupAndRestore(d, save_freq=4, save_before_preemption=True,
+                                          async_save=async_save)
+    # The third save is the preemption save: a second signal lands while it
+    # is written. Written in the background, the hold ends once the main
+    # thread has cancelled it.
+    hold = PauseSave(tmp_path / "saving", tmp_path / "never", saves=[3],
+                     phase="staging",
+                     action=lambda: os.kill(os.getpid(), signal.SIGUSR1),
+                     cancelled=lambda: backup.saver.cancelled)
     model = ht.make_model(schedule=False)
-    with pytest.raises(PreemptionAbort) as err:
+    with hold, pytest.raises(PreemptionAbort) as err:
         kerasbackup.fit(model, X, Y, batch_size=8, epochs=4, verbose=0,
                         validation_split=0.2,
-                        callbacks=[stopper] + ht.make_callbacks(10, True) + [
-                            kerasbackup.BackupAndRestore(
-                                d, save_freq=4, save_before_preemption=True,
-                                async_save=async_save)])
+                        callbacks=[stopper] + ht.make_callbacks(10, True) + [backup])
     assert isinstance(err.value, KeyboardInterrupt)
     assert "SIGUSR1 received after SIGTERM" in str(err.value)
-    if async_save:
-        time.sleep(0.5)  # a background write may still publish; let it end
-    info = backup_info(d)
-    assert info and all(c["verified"] for c in info)
+    assert hold.held == [3]
     # Saves after batch 4 of epoch 0 and batch 1 of epoch 1; the preemption
-    # save at (1, 3) was abandoned (or, written in the background, published
-    # complete).
-    assert len(calls) == 3
-    assert (info[-1]["epoch"], info[-1]["batch"]) in [(1, 1), (1, 3)]
-    if not async_save:
-        assert (info[-1]["epoch"], info[-1]["batch"]) == (1, 1)
-        assert not [n for n in os.listdir(d) if n.startswith(".staging-")]
+    # save at (1, 3) was abandoned, and nothing half-written is left.
+    info = backup_info(d)
+    assert [(c["epoch"], c["batch"], c["verified"]) for c in info] == [(1, 1, True)]
+    assert not [n for n in os.listdir(d) if n.startswith(".staging-")]
     # The directory is unlocked and resumes.
     snap, errors = preempted_run(tmp_path, [], save_freq=4)
     ht.assert_same(snap, reference())
@@ -337,10 +324,9 @@ def test_plain_model_fit_error_leaves_handlers_transparent(tmp_path):
     # After an error in a plain model.fit() no hook runs, so our handler is
     # still installed; the first signal outside fit() restores the previous
     # handlers and hands the signal to them.
-    raw_watcher = PreemptionWatcher(["SIGUSR1"])
-    raw = raw_watcher._raw_get(signal.SIGUSR1)
+    saved = ht.save_sigactions([signal.SIGUSR1])
     seen = []
-    previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
+    signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
     try:
         before = handler_state()
         backup = kerasbackup.BackupAndRestore(
@@ -349,18 +335,14 @@ def test_plain_model_fit_error_leaves_handlers_transparent(tmp_path):
             ht.make_model().fit(X[:56], Y[:56], batch_size=8, epochs=2,
                                 verbose=0,
                                 callbacks=[ht.interrupter([(0, 2)]), backup])
+        assert not backup.is_running()
         os.kill(os.getpid(), signal.SIGUSR1)
-        for _ in range(100):
-            if seen:
-                break
-            time.sleep(0.01)
+        ht.wait_for(lambda: seen, what="the previous SIGUSR1 handler to run")
         assert seen == [signal.SIGUSR1]
-        assert not backup._watcher.requested
         assert handler_state() == before
         backup.abort()
     finally:
-        signal.signal(signal.SIGUSR1, previous)
-        raw_watcher._libc.sigaction(signal.SIGUSR1, raw, None)
+        ht.restore_sigactions(saved)
 
 
 # ------------------------------------------------------------------ processes
@@ -374,8 +356,7 @@ def _start(backup_dir, out, result, *extra):
         text=True)
 
 
-ARGS = ["--epochs", "6", "--save-freq", "3", "--batch-sleep", "0.02",
-        "--save-delay", "0.15"]
+ARGS = ["--epochs", "6", "--save-freq", "3", "--batch-sleep", "0.02"]
 
 
 @pytest.fixture(scope="module")
@@ -383,39 +364,43 @@ def process_reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     out = str(d / "reference.npz")
     proc = _start(str(d / "backup"), out, str(d / "result.json"), *ARGS)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return out
 
 
-def _wait_for(predicate, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"child exited early: {proc.communicate()[1]}")
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+def _release(path):
+    with open(path, "w"):
+        pass
 
 
 def test_sigterm_at_random_instants_then_resume(tmp_path, process_reference):
-    rng = random.Random(int(os.environ.get("KB_TEST_SEED", time.time())))
+    rng = ht.seeded_rng("test_sigterm_at_random_instants_then_resume")
     d = str(tmp_path / "backup")
     out, result = str(tmp_path / "out.npz"), str(tmp_path / "result.json")
-    saving = d + ".saving"
     stops = []
     for attempt in range(3):
         ready = str(tmp_path / f"ready-{attempt}")
         before = ht.latest_checkpoint(d)
-        proc = _start(d, out, result, "--ready-file", ready, *ARGS)
-        _wait_for(lambda: os.path.exists(ready), proc)
+        # The 1st save of the run is held (attempt 1: the signal lands while
+        # it is in flight), or the 3rd (a gate: however slowly this test
+        # runs, the job cannot finish before the signal).
+        held = 1 if attempt == 1 else 3
+        proc = _start(d, out, result, "--ready-file", ready,
+                      "--pause-save", str(held), *ARGS)
+        ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
         if attempt == 1:
-            # During a save: when a checkpoint write is in flight.
-            _wait_for(lambda: os.path.exists(saving), proc)
+            # During a save: its data is written, nothing is published yet.
+            ht.wait_for(lambda: os.path.exists(d + ".saving"), proc,
+                        what="a save in flight")
         else:
-            _wait_for(lambda: ht.latest_checkpoint(d) not in (None, before), proc)
+            ht.wait_for(lambda: ht.latest_checkpoint(d) not in (None, before),
+                        proc, what="a new checkpoint")
+            # Any instant is fine: the outcome must not depend on it.
             time.sleep(rng.uniform(0, 0.3))
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        _release(f"{d}.go-{held}")
+        _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
         assert "PreemptedError: Training was preempted by SIGTERM" in err
         with open(result) as f:
@@ -424,43 +409,39 @@ def test_sigterm_at_random_instants_then_resume(tmp_path, process_reference):
         assert ht.latest_checkpoint(d) == (info["epoch"], info["batch"])
         assert all(c["verified"] for c in backup_info(d))
         stops.append((info["epoch"], info["batch"]))
+    print("stops:", stops)
     assert len(set(stops)) == 3, stops
     proc = _start(d, out, result, *ARGS)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    # A stop at (epoch, 7) came from inside on_epoch_end: see
-    # test_signal_at_epoch_end for that bug.
-    print("stops:", stops)
     ht.assert_same_npz(out, process_reference)
 
 
 def test_second_sigterm_during_the_preemption_save(tmp_path, process_reference):
     d = str(tmp_path / "backup")
     out, result = str(tmp_path / "out.npz"), str(tmp_path / "result.json")
-    saving = d + ".saving"
     # Only preemption saves, so every stop writes a checkpoint of its own.
     args = [a if a != "3" else "false" for a in ARGS]
 
     # A first preemption leaves checkpoint A.
     ready = str(tmp_path / "ready-1")
     proc = _start(d, out, result, "--ready-file", ready, *args)
-    _wait_for(lambda: os.path.exists(ready), proc)
-    time.sleep(0.3)
+    ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     first = ht.latest_checkpoint(d)
     assert first is not None
 
     # Rerun; SIGTERM, and a second one while the preemption save is written.
     ready = str(tmp_path / "ready-2")
-    proc = _start(d, out, result, "--ready-file", ready, *args)
-    _wait_for(lambda: os.path.exists(ready), proc)
-    time.sleep(0.2)
+    proc = _start(d, out, result, "--ready-file", ready, "--pause-save", "1", *args)
+    ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
     proc.send_signal(signal.SIGTERM)
-    _wait_for(lambda: os.path.exists(saving), proc)
+    ht.wait_for(lambda: os.path.exists(d + ".saving"), proc,
+                what="the preemption save")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     with open(result) as f:
         info = json.load(f)
@@ -474,38 +455,82 @@ def test_second_sigterm_during_the_preemption_save(tmp_path, process_reference):
     assert not [n for n in os.listdir(d) if n.startswith(".staging-")]
 
     proc = _start(d, out, result, *args)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     ht.assert_same_npz(out, process_reference)
 
 
-def test_second_signal_cancels_an_asynchronous_preemption_save(tmp_path, monkeypatch):
+def test_second_signal_cancels_an_asynchronous_preemption_save(tmp_path):
     # The second signal lands while the background thread writes the
     # preemption checkpoint: that write must not be published afterwards.
-    import threading
+    import keras
 
     d = str(tmp_path / "backup")
-    original = CheckpointStore._write_arrays
-
-    def slow_write(path, buffers, total):
-        time.sleep(0.5)
-        return original(path, buffers, total)
-
-    monkeypatch.setattr(CheckpointStore, "_write_arrays", staticmethod(slow_write))
-
-    import keras
+    backup = kerasbackup.BackupAndRestore(d, save_freq=False,
+                                          save_before_preemption=True,
+                                          async_save=True)
 
     class Signaller(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if int(self.model.optimizer.iterations.numpy()) == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
-                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
-    with pytest.raises(PreemptionAbort, match="received again"):
+    # Held just before publishing; the second signal, sent from the writing
+    # thread, is handled on the main thread, which cancels the write.
+    hold = PauseSave(tmp_path / "saving", tmp_path / "never", saves=[1],
+                     phase="manifest_written",
+                     action=lambda: os.kill(os.getpid(), signal.SIGTERM),
+                     cancelled=lambda: backup.saver.cancelled)
+    with hold, pytest.raises(PreemptionAbort, match="received again"):
         kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=3, verbose=0,
-                        callbacks=[Signaller(), kerasbackup.BackupAndRestore(
-                            d, save_freq=False, save_before_preemption=True,
-                            async_save=True)])
-    time.sleep(0.6)
+                        callbacks=[Signaller(), backup])
+    assert hold.held == [1]
+    # fit() returned only after the cancelled write had ended.
     assert backup_info(d) == []
     assert not [p for p in os.listdir(d) if p.startswith(".staging")]
+
+
+# ------------------------------------------------------------------ after the last batch
+
+
+def _signal_at(phase_name, save_number=None):
+    """A phase hook that sends SIGTERM once, at `phase_name` (of save N)."""
+    state = {"saves": 0, "sent": False}
+
+    def hook(phase, info):
+        if phase == "staging":
+            state["saves"] += 1
+        if phase == phase_name and not state["sent"] and (
+                save_number is None or state["saves"] == save_number):
+            state["sent"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook, state
+
+
+@pytest.mark.parametrize("phase,delete_checkpoint,async_save", [
+    ("arrays_chunk", False, False),  # during the final save (the 2nd of 2 epochs)
+    ("arrays_chunk", False, True),
+    ("deleting", True, True),  # during the clean-up
+])
+def test_a_signal_during_the_final_save_or_the_clean_up_ends_as_preemption(
+        tmp_path, phase, delete_checkpoint, async_save):
+    """Issue 10, defect 8: not swallowed; the end state is kept, the rerun returns at once."""
+    d = str(tmp_path / "backup")
+    hook, sent = _signal_at(phase, save_number=None if delete_checkpoint else 2)
+    with ht.phase_hook(hook), pytest.raises(PreemptedError) as err:
+        kerasbackup.fit(ht.make_model(), X, Y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[kerasbackup.BackupAndRestore(
+                            d, delete_checkpoint=delete_checkpoint,
+                            save_before_preemption=True, async_save=async_save)])
+    assert sent["sent"]
+    # After the clean-up had begun, a checkpoint of the end state is written again.
+    assert (err.value.epoch, err.value.batch) == (2, 0)
+    assert [(c["epoch"], c["batch"], c["verified"]) for c in backup_info(d)] == [
+        (2, 0, True)]
+    model = ht.make_model()
+    kerasbackup.fit(model, X, Y, batch_size=8, epochs=2, verbose=0,
+                    callbacks=[kerasbackup.BackupAndRestore(d)])
+    assert int(model.optimizer.iterations.numpy()) == 2 * 9  # restored, none run
+    assert model.history.epoch == [0, 1]
+    assert not os.path.exists(d)

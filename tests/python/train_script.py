@@ -7,9 +7,13 @@ fit() raises (PreemptedError, PreemptionAbort, ...) it writes the exception's
 type and attributes as JSON to --result, then re-raises: the exit status is
 non-zero, as a preempted job's must be.
 
-Progress is visible from outside through the backup directory; with
---save-delay each checkpoint write first creates `<backup-dir>.saving` and
-sleeps, so a parent can send a signal while a save is in flight.
+Progress is visible from outside through the backup directory. With
+--pause-save N the N-th checkpoint write of the process stops once its data
+is written (nothing published yet), creates `<backup-dir>.saving` and waits
+until the parent creates `<backup-dir>.go-N` (or the save is cancelled), so
+a parent can send a signal while a save is in flight (kerasbackup.testing).
+--ready-file is written at the first batch, once fit()'s signal handlers
+are installed.
 """
 
 import argparse
@@ -29,12 +33,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--save-freq", default="2")
     p.add_argument("--batch-sleep", type=float, default=0.0)
-    p.add_argument("--save-delay", type=float, default=0.0)
+    p.add_argument("--pause-save", type=int, action="append", default=[])
     p.add_argument("--preempt", action="store_true")
     p.add_argument("--signals", default="SIGTERM,SIGUSR1")
     p.add_argument("--async-save", action="store_true")
     p.add_argument("--ready-file", default=None,
-                   help="written once fit()'s handlers are installed")
+                   help="written at the first batch, once fit()'s handlers are installed")
     return p.parse_args(argv)
 
 
@@ -51,29 +55,17 @@ def main(argv=None):
     import keras
 
     import kerasbackup
-    from kerasbackup import store as kb_store
-
-    if args.save_delay:
-        original = kb_store.CheckpointStore._write_arrays
-        marker = args.backup_dir.rstrip("/") + ".saving"
-
-        def slow_write_arrays(path, buffers, total):
-            with open(marker, "w") as f:
-                f.write(path)
-            time.sleep(args.save_delay)
-            result = original(path, buffers, total)
-            os.unlink(marker)
-            return result
-
-        kb_store.CheckpointStore._write_arrays = staticmethod(slow_write_arrays)
+    from kerasbackup.testing import PauseSave
 
     class Pace(keras.callbacks.Callback):
         """Slows training down (so that signals land mid-run) and reports readiness."""
 
-        def on_train_begin(self, logs=None):
-            if args.ready_file:
-                with open(args.ready_file, "w") as f:
+        def on_train_batch_begin(self, batch, logs=None):
+            if args.ready_file and not os.path.exists(args.ready_file):
+                tmp = args.ready_file + ".tmp"
+                with open(tmp, "w") as f:
                     f.write(str(os.getpid()))
+                os.replace(tmp, args.ready_file)
 
         def on_train_batch_end(self, batch, logs=None):
             if args.batch_sleep:
@@ -87,6 +79,11 @@ def main(argv=None):
         save_before_preemption=args.preempt,
         preemption_signals=args.signals.split(","),
         async_save=args.async_save)
+    if args.pause_save:
+        d = args.backup_dir.rstrip("/")
+        PauseSave(d + ".saving", d + ".go-{n}", saves=args.pause_save,
+                          cancelled=lambda: backup.saver is not None
+                          and backup.saver.cancelled).install()
     try:
         kerasbackup.fit(model, x, y, batch_size=8, epochs=args.epochs,
                         callbacks=[Pace()] + siblings + [backup],

@@ -1,5 +1,5 @@
 test_that("R callbacks receive 1-based epochs and batches", {
-  require_python()
+  skip_if_no_python()
   seen <- new.env()
   seen$epochs <- integer()
   seen$batches <- integer()
@@ -21,7 +21,7 @@ test_that("R callbacks receive 1-based epochs and batches", {
 })
 
 test_that("self is in scope with or without a self argument", {
-  require_python()
+  skip_if_no_python()
   got <- new.env()
   with_self <- Callback(
     "WithSelf",
@@ -44,7 +44,7 @@ test_that("self is in scope with or without a self argument", {
 })
 
 test_that("a named list returned by a method is merged into logs", {
-  require_python()
+  skip_if_no_python()
   adder <- new_callback_class(
     "Adder",
     on_epoch_end = function(epoch, logs = NULL) list(epoch_times_ten = epoch * 10)
@@ -57,7 +57,7 @@ test_that("a named list returned by a method is merged into logs", {
 })
 
 test_that("constructor arguments become fields of the instance", {
-  require_python()
+  skip_if_no_python()
   cls <- new_callback_class("WithField",
                             on_train_begin = function(logs = NULL) NULL)
   cb <- cls(limit = 3L)

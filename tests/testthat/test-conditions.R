@@ -3,7 +3,7 @@ hierarchy <- c("python.builtin.RuntimeError", "python.builtin.Exception",
                "error", "condition")
 
 test_that("an R stop() inside a callback arrives as a classed RuntimeError", {
-  require_python()
+  skip_if_no_python()
   stopper <- new_callback_class(
     "Stopper",
     on_epoch_begin = function(epoch, logs = NULL) if (epoch == 2) stop("Interrupting!")
@@ -27,7 +27,7 @@ test_that("an R stop() inside a callback arrives as a classed RuntimeError", {
 })
 
 test_that("Python exceptions from fit(), evaluate() and predict() are classed", {
-  require_python()
+  skip_if_no_python()
   model <- toy_model(dropout = FALSE)
   bad_x <- matrix(1, 4, 3)  # the model expects 6 features
   for (call in list(
@@ -44,7 +44,7 @@ test_that("Python exceptions from fit(), evaluate() and predict() are classed", 
 })
 
 test_that("the conversion keeps working when reticulate already classes the error", {
-  require_python()
+  skip_if_no_python()
   # Newer reticulate hands the Python exception over as the condition itself.
   exc <- reticulate::py_eval("RuntimeError('boom')", convert = FALSE)
   class(exc) <- c("python.builtin.RuntimeError", "python.builtin.Exception",
@@ -55,6 +55,7 @@ test_that("the conversion keeps working when reticulate already classes the erro
 })
 
 test_that("no usable Python gives one clear error pointing at install_keras()", {
+  skip_if_not_installed("callr")
   out <- callr::r(function() {
     Sys.setenv(RETICULATE_PYTHON = "/nonexistent/python")
     library(kerasbackup)

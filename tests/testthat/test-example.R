@@ -1,5 +1,5 @@
 test_that("the reference example runs unchanged and prints what the page prints", {
-  require_python()
+  skip_if_no_python()
   example <- system.file("examples", "backup_and_restore.R",
                          package = "kerasbackup", mustWork = TRUE)
   env <- new.env()

@@ -3,7 +3,8 @@
 # rerun ends bit-identical to an uninterrupted run. The training job is
 # scripts/preempt.R, run with Rscript in the background through sh (base R
 # only); signals are sent with tools::pskill() to the pid the job writes
-# once fit()'s handlers are installed.
+# once fit()'s handlers are installed. The tests wait for states (files the
+# job writes, a save the job holds until released), never for time.
 
 rscript <- function() file.path(R.home("bin"), "Rscript")
 
@@ -28,7 +29,7 @@ start_job <- function(dir, name, backup_dir, ..., wd = dir) {
   job
 }
 
-wait_until <- function(cond, job, timeout = 90) {
+wait_until <- function(cond, job, timeout = 300) {
   deadline <- Sys.time() + timeout
   while (!cond()) {
     if (file.exists(job$status)) {
@@ -41,13 +42,27 @@ wait_until <- function(cond, job, timeout = 90) {
 
 job_pid <- function(job) as.integer(readLines(job$ready, warn = FALSE)[1])
 
-wait_status <- function(job, timeout = 120) {
+wait_status <- function(job, timeout = 300, on_timeout = NULL) {
   deadline <- Sys.time() + timeout
   while (!file.exists(job$status)) {
-    if (Sys.time() > deadline) stop("timed out")
+    if (Sys.time() > deadline) {
+      if (is.null(on_timeout)) stop("timed out")
+      on_timeout()
+      on_timeout <- NULL
+      deadline <- Sys.time() + timeout
+    }
     Sys.sleep(0.02)
   }
   as.integer(readLines(job$status)[1])
+}
+
+release <- function(path) writeLines("go", path)
+
+# A seed for the test's own random choices, printed so a failure can be replayed.
+test_seed <- function(name) {
+  seed <- as.integer(Sys.getenv("KB_TEST_SEED", as.integer(Sys.time()) %% 100000L))
+  message(name, ": random seed ", seed, " (set KB_TEST_SEED=", seed, " to replay)")
+  seed
 }
 
 latest_checkpoint <- function(backup_dir) {
@@ -65,7 +80,7 @@ expect_same_training <- function(out, ref) {
   expect_identical(a$epoch, b$epoch)
 }
 
-job_args <- c("epochs=5", "save_freq=3", "batch_sleep=0.03", "save_delay=0.15")
+job_args <- c("epochs=5", "save_freq=3", "batch_sleep=0.03")
 
 reference_run <- local({
   ref <- NULL
@@ -82,24 +97,32 @@ reference_run <- local({
 })
 
 test_that("SIGTERM at random instants under Rscript: preempted, then an exact resume", {
-  require_python()
+  skip_if_no_python()
   skip_on_os("windows")
+  withr::local_seed(test_seed("SIGTERM at random instants"))
   dir <- withr::local_tempdir()
   backup <- file.path(dir, "backup")
   stops <- list()
   for (i in 1:2) {
     before <- latest_checkpoint(backup)
-    job <- start_job(dir, paste0("run", i), backup, job_args)
+    # The 1st save is held (run 2: the signal lands while it is in flight),
+    # or the 3rd (a gate: however slowly this test runs, the job cannot
+    # finish before the signal).
+    held <- if (i == 2) 1L else 3L
+    job <- start_job(dir, paste0("run", i), backup, job_args,
+                     paste0("pause_save=", held))
     wait_until(function() file.exists(job$ready), job)
     if (i == 2) {
-      # During a save: a checkpoint write is in flight.
+      # During a save: its data is written, nothing is published yet.
       wait_until(function() file.exists(paste0(backup, ".saving")), job)
     } else {
       wait_until(function() !identical(latest_checkpoint(backup), before) &&
                    !is.null(latest_checkpoint(backup)), job)
+      # Any instant is fine: the outcome must not depend on it.
       Sys.sleep(stats::runif(1, 0, 0.3))
     }
     tools::pskill(job_pid(job), tools::SIGTERM)
+    release(paste0(backup, ".go-", held))
     expect_identical(wait_status(job), 1L)
     res <- readRDS(job$result)
     expect_true("kerasbackup_preempted" %in% res$class)
@@ -123,22 +146,22 @@ test_that("SIGTERM at random instants under Rscript: preempted, then an exact re
 })
 
 test_that("a second SIGTERM during the preemption save aborts; the checkpoint stays", {
-  require_python()
+  skip_if_no_python()
   skip_on_os("windows")
   dir <- withr::local_tempdir()
   backup <- file.path(dir, "backup")
-  args <- c("epochs=5", "save_freq=false", "batch_sleep=0.03", "save_delay=0.3")
+  args <- c("epochs=5", "save_freq=false", "batch_sleep=0.03")
   job <- start_job(dir, "first", backup, args)
   wait_until(function() file.exists(job$ready), job)
-  Sys.sleep(0.3)
   tools::pskill(job_pid(job), tools::SIGTERM)
   expect_identical(wait_status(job), 1L)
   first <- latest_checkpoint(backup)
   expect_false(is.null(first))
 
-  job <- start_job(dir, "second", backup, args)
+  # The preemption save is this process's first: it is held, and a second
+  # SIGTERM lands while it is in flight.
+  job <- start_job(dir, "second", backup, args, "pause_save=1")
   wait_until(function() file.exists(job$ready), job)
-  Sys.sleep(0.2)
   tools::pskill(job_pid(job), tools::SIGTERM)
   wait_until(function() file.exists(paste0(backup, ".saving")), job)
   tools::pskill(job_pid(job), tools::SIGTERM)
@@ -155,6 +178,44 @@ test_that("a second SIGTERM during the preemption save aborts; the checkpoint st
   job <- start_job(dir, "final", backup, args)
   expect_identical(wait_status(job), 0L)
   expect_same_training(job$out, reference_run())
+})
+
+test_that("a signal during the final clean-up ends as preemption, with a non-zero exit", {
+  # Issue 10, defect 8: not swallowed; a checkpoint of the end state is
+  # kept, so the rerun returns at once.
+  skip_if_no_python()
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  backup <- file.path(dir, "backup")
+  args <- c("epochs=2", "save_freq=epoch")
+  job <- start_job(dir, "cleanup", backup, args, "signal_at=deleting")
+  expect_identical(wait_status(job), 1L)
+  res <- readRDS(job$result)
+  expect_true("kerasbackup_preempted" %in% res$class)
+  info <- kerasbackup::backup_info(backup)
+  expect_identical(c(info$epoch, info$batch), c(3L, 0L))
+  expect_true(all(info$verified))
+  job <- start_job(dir, "rerun", backup, args)
+  expect_identical(wait_status(job), 0L)
+  expect_identical(readRDS(job$out)$epoch, c(0L, 1L))
+})
+
+test_that("a signal during the final save ends as preemption, with a non-zero exit", {
+  skip_if_no_python()
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  backup <- file.path(dir, "backup")
+  # Two epochs, delete = false: the second save is the final one.
+  job <- start_job(dir, "final-save", backup, "epochs=2", "save_freq=epoch",
+                   "delete=false", "pause_save=2")
+  wait_until(function() file.exists(paste0(backup, ".saving")), job)
+  tools::pskill(job_pid(job), tools::SIGTERM)
+  release(paste0(backup, ".go-2"))
+  expect_identical(wait_status(job), 1L)
+  res <- readRDS(job$result)
+  expect_true("kerasbackup_preempted" %in% res$class)
+  info <- kerasbackup::backup_info(backup)
+  expect_identical(c(info$epoch, info$batch), c(3L, 0L))
 })
 
 # The kernel's action for a signal: handler address, mask, flags (without
@@ -175,7 +236,7 @@ def _kb_sigaction(name):
 }
 
 test_that("R's own signal handlers are back after fit(), twice over", {
-  require_python()
+  skip_if_no_python()
   skip_on_os("windows")
   invisible(kerasbackup:::py_kb())
   before <- sigaction_state()
@@ -195,7 +256,7 @@ test_that("R's own signal handlers are back after fit(), twice over", {
 })
 
 test_that("after two fit()s in Rscript, SIGUSR1 and SIGINT do what R does", {
-  require_python()
+  skip_if_no_python()
   skip_on_os("windows")
   dir <- withr::local_tempdir()
   # R's SIGUSR1 handler saves the workspace and quits with status 2; its
@@ -206,11 +267,14 @@ test_that("after two fit()s in Rscript, SIGUSR1 and SIGINT do what R does", {
     job <- start_job(dir, sig, file.path(dir, paste0("backup-", sig)),
                      "epochs=1", "fits=2", "after=busy",
                      "signals=SIGTERM,SIGUSR1,SIGINT", wd = wd)
+    # fit() has returned and put R's handlers back; R code runs until the
+    # signal ends it (or, should it not, until we give up waiting).
     wait_until(function() file.exists(paste0(job$out, ".done")), job)
-    Sys.sleep(0.3)
     tools::pskill(job_pid(job),
                   if (sig == "USR1") tools::SIGUSR1 else tools::SIGINT)
-    status <- wait_status(job)
+    status <- wait_status(job, on_timeout = function() {
+      writeLines("stop", paste0(job$out, ".stop"))
+    })
     expect_false(file.exists(paste0(job$out, ".survived")))
     if (sig == "USR1") {
       expect_identical(status, 2L)

@@ -39,7 +39,7 @@ callback_state <- function(callbacks) {
 }
 
 test_that("an R stop() mid-epoch, resumed, ends bit-identical (save_freq = 2)", {
-  require_python()
+  skip_if_no_python()
   reference <- train(withr::local_tempdir())
 
   dir <- file.path(withr::local_tempdir(), "backup")
@@ -63,7 +63,7 @@ test_that("an R stop() mid-epoch, resumed, ends bit-identical (save_freq = 2)", 
 })
 
 test_that("two interruptions in the same epoch, at save_freq = 'epoch' too", {
-  require_python()
+  skip_if_no_python()
   for (freq in list(1L, "epoch")) {
     reference <- train(withr::local_tempdir(), save_freq = freq)
     dir <- file.path(withr::local_tempdir(), "backup")
@@ -82,7 +82,7 @@ test_that("two interruptions in the same epoch, at save_freq = 'epoch' too", {
 })
 
 test_that("a changed setup is refused with every difference listed", {
-  require_python()
+  skip_if_no_python()
   data <- toy_data()
   dir <- file.path(withr::local_tempdir(), "backup")
   stopper <- interrupt_at(2, 1)
@@ -115,7 +115,7 @@ test_that("a changed setup is refused with every difference listed", {
 })
 
 test_that("a second live fit on the same backup_dir is refused, naming the holder", {
-  require_python()
+  skip_if_no_python()
   dir <- file.path(withr::local_tempdir(), "backup")
   holder <- kerasbackup:::py_kb()$CheckpointStore(dir)$open()
   on.exit(holder$close(), add = TRUE)
@@ -132,7 +132,7 @@ test_that("a second live fit on the same backup_dir is refused, naming the holde
 })
 
 test_that("a non-kerasbackup directory is refused, and left alone", {
-  require_python()
+  skip_if_no_python()
   dir <- withr::local_tempdir()
   writeLines("precious", file.path(dir, "notes.txt"))
   data <- toy_data()
@@ -146,7 +146,7 @@ test_that("a non-kerasbackup directory is refused, and left alone", {
 })
 
 test_that("backup_info() describes a directory without a model", {
-  require_python()
+  skip_if_no_python()
   expect_identical(nrow(backup_info(tempfile())), 0L)
   dir <- file.path(withr::local_tempdir(), "backup")
   data <- toy_data()
@@ -165,7 +165,7 @@ test_that("backup_info() describes a directory without a model", {
 })
 
 test_that("a model still unbuilt when fit() starts is built from the first batch, then restored", {
-  require_python()
+  skip_if_no_python()
   data <- toy_data()
   unbuilt <- function() {
     set_random_seed(3)
@@ -189,7 +189,7 @@ test_that("a model still unbuilt when fit() starts is built from the first batch
 })
 
 test_that("an R callback with get_state()/set_state() has its state restored", {
-  require_python()
+  skip_if_no_python()
   counter <- new_callback_class(
     "BatchCounter",
     on_train_begin = function(logs = NULL) self$count <- 0L,
@@ -213,4 +213,77 @@ test_that("an R callback with get_state()/set_state() has its state restored", {
   expect_error(run(dir, list(interrupt_at(3, 2))),
                class = "python.builtin.RuntimeError")
   expect_identical(run(dir), 15L)
+})
+
+test_that("a nested fit() on the same backup_dir is refused; the outer one completes", {
+  skip_if_no_python()
+  data <- toy_data()
+  dir <- file.path(withr::local_tempdir(), "backup")
+  for (same in c(FALSE, TRUE)) {
+    outer <- callback_backup_and_restore(dir, save_freq = 2)
+    inner_model <- toy_model(seed = 3)
+    refused <- list()
+    nest <- new_callback_class(
+      "Nest",
+      on_epoch_end = function(epoch, logs = NULL) {
+        if (epoch == 1) {
+          inner <- if (same) outer else callback_backup_and_restore(dir)
+          refused[[length(refused) + 1L]] <<- tryCatch(
+            inner_model %>% fit(data$x, data$y, epochs = 1, verbose = 0,
+                                callbacks = list(inner)),
+            error = function(e) e)
+        }
+        NULL  # a returned list would be merged into the logs
+      }
+    )
+    model <- toy_model()
+    history <- model %>% fit(data$x, data$y, epochs = 3, batch_size = 8,
+                             verbose = 0, callbacks = list(outer, nest()))
+    expect_length(refused, 1)
+    expect_s3_class(refused[[1]], "kerasbackup_locked")
+    expect_s3_class(refused[[1]], "kerasbackup_error")
+    expect_match(conditionMessage(refused[[1]]), "is in use", fixed = TRUE)
+    expect_match(conditionMessage(refused[[1]]), paste0("pid ", Sys.getpid(), " on host "),
+                 fixed = TRUE)
+    expect_length(history$metrics$loss, 3)
+    expect_identical(as.integer(model$optimizer$iterations$numpy()), 3L * 5L)
+    expect_identical(as.integer(inner_model$optimizer$iterations$numpy()), 0L)
+    expect_false(dir.exists(dir))
+  }
+})
+
+test_that("an error in a callback listed after ours at epoch end keeps the save that was due", {
+  skip_if_no_python()
+  data <- toy_data()
+  counter <- new.env()
+  count_batches <- new_callback_class(
+    "CountBatches",
+    on_train_begin = function(logs = NULL) counter$n <- 0L,
+    on_train_batch_end = function(batch, logs = NULL) counter$n <- counter$n + 1L
+  )
+  raise_at_end_of <- function(at) new_callback_class(
+    "RaiseAtEpochEnd",
+    on_epoch_end = function(epoch, logs = NULL) if (epoch == at) stop("after the epoch")
+  )()
+  run <- function(dir, at = 0, double = FALSE) {
+    model <- toy_model()
+    model %>% fit(data$x, data$y, epochs = 4, batch_size = 8, verbose = 0,
+                  callbacks = list(count_batches(),
+                                   callback_backup_and_restore(dir, double_checkpoint = double),
+                                   raise_at_end_of(at)))
+    model
+  }
+  reference <- run(withr::local_tempdir())
+  for (double in c(FALSE, TRUE)) {
+    dir <- file.path(withr::local_tempdir(), "backup")
+    expect_error(run(dir, at = 2, double = double),
+                 class = "python.builtin.RuntimeError")
+    info <- backup_info(dir)
+    # The end of epoch 2 was saved: the resume starts at epoch 3.
+    expect_identical(info$epoch, if (double) c(2L, 3L) else 3L)
+    expect_true(all(info$verified))
+    resumed <- run(dir, double = double)
+    expect_identical(counter$n, 2L * 5L)  # epochs 3 and 4 only
+    expect_identical(get_weights(resumed), get_weights(reference))
+  }
 })

@@ -45,8 +45,9 @@ bad_inputs <- list(
   list(args = list(backup_dir = "d", save_before_preemption = TRUE,
                    preemption_signals = "SIGKILL"),
        msg = msg("preemption_signals", paste0(
-         'a character vector of signal names from "SIGTERM", "SIGUSR1", ',
-         '"SIGUSR2", "SIGINT", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGXCPU"'),
+         '`NULL` ("SIGTERM" and "SIGUSR1") or a character vector of signal ',
+         'names from "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP", ',
+         '"SIGQUIT", "SIGALRM", "SIGXCPU"'),
          '"SIGKILL"'))
 )
 
@@ -75,6 +76,7 @@ test_that("save_freq = FALSE without preemption saving is rejected with the reas
 })
 
 test_that("validation happens in R, before Python is started", {
+  skip_if_not_installed("callr")
   out <- callr::r(function() {
     library(kerasbackup)
     err <- tryCatch(callback_backup_and_restore(""), error = function(e) e)
@@ -85,7 +87,7 @@ test_that("validation happens in R, before Python is started", {
 })
 
 test_that("good arguments return the package's own Python callback", {
-  require_python()
+  skip_if_no_python()
   dir <- withr::local_tempdir()
   for (freq in list("epoch", 5, 5L)) {
     cb <- callback_backup_and_restore(dir, save_freq = freq)
@@ -104,7 +106,7 @@ test_that("good arguments return the package's own Python callback", {
 })
 
 test_that("the Python class validates the same values itself", {
-  require_python()
+  skip_if_no_python()
   kb <- kerasbackup:::py_kb()
   for (bad in list(0L, -1L, 1.5, TRUE, "batch")) {
     err <- tryCatch(kb$BackupAndRestore("d", save_freq = bad),

@@ -1,20 +1,32 @@
-"""The BackupAndRestore callback: crash-safe, exactly resumable training."""
+"""The BackupAndRestore callback: crash-safe, exactly resumable training.
 
-import json
+The callback wires Keras' hooks to four parts with one job each: the save
+policy (policy.py: when a save is due), the training state (state.py: what a
+checkpoint holds, checked before anything is restored), the saver (saver.py:
+one write at a time, in the background) and the store (store: the atomic,
+verified files). A training driver (kerasbackup.fit()) attaches with
+`attach()`; a plain `model.fit()` needs nothing.
+"""
+
+import dataclasses
 import os
+import socket
 import sys
 import threading
 import time
 import warnings
 import weakref
+from datetime import datetime, timezone
 
 import numpy as np
 
 import keras
 
-from kerasbackup import state
-from kerasbackup.errors import FingerprintMismatchError, PreemptedError, ResumeWarning
-from kerasbackup.store import BackupWriteError, CheckpointStore, SaveCancelled
+from kerasbackup import state as training_state
+from kerasbackup.errors import PreemptedError, ResumeWarning, SaveErrorWarning
+from kerasbackup.policy import SavePolicy
+from kerasbackup.saver import AsyncSaver
+from kerasbackup.store import BackupLockedError, BackupWriteError, CheckpointStore
 
 _SAVE_ERROR_MODES = ("stop", "warn")
 
@@ -71,17 +83,48 @@ def _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
     signal_numbers(preemption_signals)  # raises ValueError for unknown names
 
 
-class ResumePoint:
-    """Where a restored run starts, read by the training driver."""
+@dataclasses.dataclass
+class DriverRun:
+    """What a training driver tells the callback, through `attach()`.
 
-    def __init__(self, epoch, batch, meta, arrays):
-        self.epoch = epoch
-        self.batch = batch
-        self.shuffle_seed = meta.get("shuffle_seed")
-        self.history = meta.get("history", {})
-        self.history_epochs = meta.get("history_epochs", [])
-        self.metric_index = meta["variables"] if batch > 0 else None
-        self.arrays = arrays if batch > 0 else None
+    Attributes:
+        callbacks: the fit()'s full callback list; the state of the others
+            is saved and restored by position.
+        fingerprint: fit settings a resume must keep (batch size, ...).
+        shuffle_seed: the data-order seed; a driver that resumes sets it to
+            the restored `restored_state.shuffle_seed`.
+    """
+
+    callbacks: list
+    fingerprint: dict = dataclasses.field(default_factory=dict)
+    shuffle_seed: object = None
+
+
+class _Fit:
+    """Everything that lives for one fit(): opened at train begin, closed at its end."""
+
+    def __init__(self, callbacks, callback_list):
+        self.started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.thread = threading.get_ident()
+        self.callbacks = callbacks  # the siblings whose state is saved
+        self.callback_list = callback_list  # model.fit()'s, to tell if it still runs
+        self.store = None
+        self.saver = None
+        self.watcher = None
+        self.progress = None  # a TrainingState: where training is, history
+        self.plan = None  # the checked checkpoint restored at train begin
+        self.pending_callbacks = False
+        self.pending_save = None  # (epoch, batch, include_metrics, iterations)
+        self.epoch_logs = None
+        self.unsettled = False
+        self.skipper = None
+        self.warned = set()
+
+
+# backup_dir -> the callback holding it in this process. Only a plain
+# model.fit() needs this: it calls no hook when it raises, so its callback
+# keeps the lock, and a later fit on the same directory finds it here.
+_HOLDERS = weakref.WeakValueDictionary()
 
 
 class BackupAndRestore(keras.callbacks.Callback):
@@ -91,16 +134,18 @@ class BackupAndRestore(keras.callbacks.Callback):
     random generators, epoch and batch, history, the state of the other
     callbacks) into a staging directory, fsyncs it and publishes it with one
     atomic rename, so a kill at any instant leaves a checkpoint that verifies.
-    At train begin the newest checkpoint that verifies is restored. Used with
-    `kerasbackup.fit()` the run continues at the exact next batch with the same
-    data order; with a plain `model.fit()` it continues at the saved epoch.
+    At train begin the newest checkpoint that verifies and fits the model is
+    restored, all or nothing. Used with `kerasbackup.fit()` the run continues
+    at the exact next batch with the same data order; with a plain
+    `model.fit()` it continues after the last saved batch, in a new order.
 
     Args:
         backup_dir: path of the directory for the checkpoints. It must be
             empty, missing, or a directory this callback wrote; it cannot be
             shared with another run or another callback.
         save_freq: `"epoch"` to save at the end of each epoch, a positive
-            integer to save every `save_freq` batches, or `False` to save only
+            integer to save every `save_freq` batches (counted as Keras
+            counts them under `steps_per_execution`), or `False` to save only
             when a preemption signal arrives (needs `save_before_preemption`).
         double_checkpoint: keep the previous checkpoint too, as a fallback if
             the newest one fails verification.
@@ -108,14 +153,15 @@ class BackupAndRestore(keras.callbacks.Callback):
         save_before_preemption: on one of `preemption_signals`, finish the
             current batch, save, and stop with `PreemptedError`.
         preemption_signals: signal names handled when
-            `save_before_preemption=True`.
+            `save_before_preemption=True` (default: SIGTERM and SIGUSR1).
         async_save: write checkpoints in a background thread (the default);
             training only waits for the copy to host memory. One save is in
             flight at a time: a save that falls due meanwhile waits for it,
             and fit() waits for the last one. A failed background save
             raises at the next batch.
-        on_save_error: `"stop"` raises when a save fails; `"warn"` warns and
-            trains on. The previous checkpoint is kept either way.
+        on_save_error: `"stop"` raises when a save fails; `"warn"` warns
+            (`SaveErrorWarning`) and trains on. The previous checkpoint is
+            kept either way.
         allow_changes: `True`, or a list of fingerprint items (e.g.
             `["optimizer"]`) that may differ from the checkpoint's.
 
@@ -132,14 +178,18 @@ class BackupAndRestore(keras.callbacks.Callback):
         double_checkpoint=False,
         delete_checkpoint=True,
         save_before_preemption=False,
-        preemption_signals=("SIGTERM", "SIGUSR1"),
+        preemption_signals=None,
         async_save=True,
         on_save_error="stop",
         allow_changes=False,
     ):
         super().__init__()
+        from kerasbackup.preemption import DEFAULT_SIGNALS
+
         if isinstance(allow_changes, str):
             allow_changes = [allow_changes]
+        if preemption_signals is None:
+            preemption_signals = DEFAULT_SIGNALS
         if isinstance(preemption_signals, str):
             preemption_signals = [preemption_signals]
         _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
@@ -154,166 +204,198 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.async_save = bool(async_save)
         self.on_save_error = on_save_error
         self.allow_changes = allow_changes
-        self.resume_point = None
+        self.policy = SavePolicy(self.save_freq)
+        #: The TrainingState restored by the latest fit(), or None.
+        self.restored_state = None
+        #: The store's description of the checkpoint it came from, or None.
         self.restored_info = None
-        self._store = None
-        self._watcher = None
-        self._driver_info = None  # set by kerasbackup.fit()
-        self._reset_run()
+        self._driver = None
+        self._fit = None
 
-    # ------------------------------------------------------------ run state
+    # ------------------------------------------------------------ driver
 
-    def _reset_run(self):
-        self._epoch = 0
-        self._batches_in_epoch = 0
-        self._batches_since_save = 0
-        self._history = {}
-        self._history_epochs = []
-        self._fingerprint = None
-        self._siblings = None
-        self._pending_callbacks = None
-        self._pending_history = False
-        self._warned = set()
-        self._saver = None
-        self._cancel = threading.Event()
-        self._buffers = {}  # host copies reused by asynchronous saves
-        self._save_error = None
-        self._pending_save = None
-        self._epoch_logs = None
-        self._unsettled = False
-        self.saves = 0
+    def attach(self, run):
+        """Lets a training driver take part: `run` is a DriverRun.
 
-    def _warn_once(self, key, message):
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, ResumeWarning, stacklevel=3)
+        Raises BackupLockedError if this callback is already part of a
+        running fit() (a fit nested in another on the same callback).
+        """
+        self._refuse_or_release_own()
+        self._driver = run
+
+    def detach(self):
+        """Ends the driver's part; call it when the driver's fit() ends."""
+        self._driver = None
+
+    def set_model(self, model):
+        # Keras hands every callback its model when a fit() builds its
+        # callback list, before on_train_begin. Within a running fit that
+        # would swap the model under it (a nested fit with this callback).
+        if self._fit is not None and model is not getattr(self, "_model", None):
+            self._refuse_or_release_own()
+        super().set_model(model)
+
+    @property
+    def saver(self):
+        """The AsyncSaver of the running fit() (None outside fit())."""
+        return self._fit.saver if self._fit is not None else None
+
+    def is_running(self):
+        """Whether the fit() this callback was started for is still running.
+
+        A driver says so by staying attached. For a plain model.fit(), the
+        fit runs as long as its callback list is still referenced from the
+        stack of its thread; one that raised (Keras then calls no hook) has
+        left it.
+        """
+        fit = self._fit
+        if fit is None:
+            return False
+        if self._driver is not None or fit.callback_list is None:
+            return True
+        if fit.thread != threading.get_ident():
+            return fit.thread in sys._current_frames()
+        return _on_stack(fit.callback_list, sys._getframe(1))
 
     # ------------------------------------------------------------ hooks
 
     def on_train_begin(self, logs=None):
-        self._close()
-        _release_stale_holder(self)
-        self._reset_run()
-        self.resume_point = None
+        if self._driver is None:
+            self._refuse_or_release_own()
+        self._release_stale_holder()
+        callback_list = None
+        if self._driver is not None:
+            callbacks = list(self._driver.callbacks)
+        else:
+            callback_list = _calling_callback_list()
+            callbacks = list(callback_list.callbacks) if callback_list else None
+        fit = self._fit = _Fit(callbacks, callback_list)
+        self.restored_state = None
         self.restored_info = None
-        self._siblings = (self._driver_info or {}).get("callbacks") or _calling_callbacks()
-        self._store = CheckpointStore(self.backup_dir, keep=2 if self.double_checkpoint else 1)
-        self._store.open()
-        self._owner_thread = threading.get_ident()
-        _HOLDERS[os.path.realpath(self.backup_dir)] = self
+        self.policy.start()  # a restore below picks up the saved count
         try:
+            fit.store = CheckpointStore(self.backup_dir,
+                                        keep=2 if self.double_checkpoint else 1)
+            fit.store.open()
+            _HOLDERS[os.path.realpath(self.backup_dir)] = self
+            fit.saver = AsyncSaver(self.async_save)
             self._restore()
-        except BaseException:
-            self._close()
-            raise
-        if self.save_before_preemption:
-            from kerasbackup.preemption import PreemptionWatcher
+            if self.save_before_preemption:
+                from kerasbackup.preemption import PreemptionWatcher
 
-            self._watcher = PreemptionWatcher(self.preemption_signals)
-            self._watcher.install()
+                fit.watcher = PreemptionWatcher(self.preemption_signals,
+                                                is_live=self.is_running)
+                fit.watcher.install()
+        except BaseException:
+            self._end_fit()
+            raise
 
     # Saves and preemption stops are taken at the NEXT hook, once every
     # other callback has finished the batch or epoch: their state and the
     # logs they add (e.g. ReduceLROnPlateau's learning_rate) are then final.
 
     def on_epoch_begin(self, epoch, logs=None):
+        fit = self._fit
         self._settle()
-        if epoch != self._epoch:
-            self._batches_in_epoch = 0
-        self._epoch = epoch
+        fit.progress.epoch = epoch
+        resumed = fit.plan is not None and fit.plan.state.epoch == epoch
+        batch = fit.plan.state.batch if resumed else 0
+        self.policy.epoch_begin(batch)
+        if resumed:
+            plan, fit.plan = fit.plan, None
+            if batch > 0:
+                self._restore_epoch_position(plan)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._unsettled:
+        if self._fit.unsettled:
             self._settle()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._batches_in_epoch = batch + 1
-        if type(self.save_freq) is int:
-            self._batches_since_save += 1
-            if self._batches_since_save >= self.save_freq:
-                self._batches_since_save = 0
-                self._pending_save = (self._epoch, batch + 1, True)
-                self._unsettled = True
-        if self._save_error is not None or (
-            self._watcher is not None and self._watcher.requested
-        ):
-            self._unsettled = True
+        fit = self._fit
+        params = self.params or {}
+        steps = params.get("steps")
+        if self.policy.batch_end(batch, steps):
+            done = self.policy.batches_in_epoch
+            # After the last batch of training, with delete_checkpoint, the
+            # save would be deleted as soon as fit() returns.
+            if not (self.delete_checkpoint and done == steps
+                    and params.get("epochs") == fit.progress.epoch + 1):
+                fit.pending_save = (fit.progress.epoch, done, True,
+                                    self._iterations())
+                fit.unsettled = True
+        fit.progress.batch = self.policy.batches_in_epoch
+        if fit.watcher is not None and fit.watcher.requested:
+            fit.unsettled = True
 
     def on_test_begin(self, logs=None):
         # fit()'s validation is about to reset the metrics: a save due after
         # the epoch's last batch must capture them first.
-        if self._unsettled:
+        if self._fit is not None and self._fit.unsettled:
             self._settle()
 
     def on_epoch_end(self, epoch, logs=None):
+        fit = self._fit
         # A save due after the epoch's last batch. No preemption stop here:
         # callbacks listed before this one already ran their epoch end.
         self._settle(preempt=False)
-        self._epoch_logs = (epoch, logs if logs is not None else {})
-        self._epoch = epoch + 1
-        self._batches_in_epoch = 0
-        if self.save_freq == "epoch":
-            self._pending_save = (epoch + 1, 0, False)
-        self._unsettled = True
+        # The logs themselves, not a copy: callbacks listed after this one
+        # still add to them (ReduceLROnPlateau's learning_rate).
+        fit.epoch_logs = (epoch, logs if logs is not None else {})
+        fit.progress.epoch = epoch + 1
+        fit.progress.batch = 0
+        if self.policy.epoch_end():
+            fit.pending_save = (epoch + 1, 0, False, self._iterations())
+        fit.unsettled = True
 
     def on_train_end(self, logs=None):
+        fit = self._fit
         try:
-            preempted = self._watcher is not None and self._watcher.requested
-            if preempted:
-                # A signal after the last batch: keep a checkpoint of the
-                # end state (marked as the last epoch, even after an early
-                # stop) so that the rerun returns at once.
-                epochs = (self.params or {}).get("epochs")
-                if epochs is not None and self._epoch < epochs and \
-                        self._batches_in_epoch == 0:
-                    self._epoch = epochs
-                self._pending_save = None
-            elif self.delete_checkpoint:
-                self._pending_save = None  # about to be deleted anyway
-            self._settle(preempt=preempted)
-            self._wait_for_save()
-            if self._save_error is not None:
-                self._raise_save_error()
-            if self.delete_checkpoint and self._store is not None:
-                self._store.delete()
+            if self._preempt_requested():
+                self._mark_end_of_training()
+                fit.pending_save = None
+                self._settle(preempt=True)  # saves the end state and raises
+            if self.delete_checkpoint:
+                fit.pending_save = None  # it would be deleted right away
+            self._settle(preempt=False)
+            self._wait_for_saver()
+            if self.delete_checkpoint:
+                fit.store.delete()
+            if self._preempt_requested():
+                # The signal came during the final save or the clean-up:
+                # keep a checkpoint of the end state, then stop as preempted.
+                self._mark_end_of_training()
+                self._preempt()
         finally:
-            self._close()
-            if getattr(self.model, "_initial_epoch", None) is not None:
-                # The restored epoch belongs to this fit() only.
-                self.model._initial_epoch = None
+            self._end_fit()
 
-    def _settle(self, preempt=True):
-        """Runs what was left for the next hook: restores, history, saves."""
-        self._unsettled = False
-        self._apply_pending()
-        if self._epoch_logs is not None:
-            epoch, logs = self._epoch_logs
-            self._epoch_logs = None
-            self._history_epochs.append(epoch)
-            for key, value in logs.items():
-                self._history.setdefault(key, []).append(_to_float(value))
-        if self._save_error is not None:
-            self._raise_save_error()
-        if self._pending_save is not None:
-            pending, self._pending_save = self._pending_save, None
-            self._save(*pending)
-        if preempt and self._watcher is not None and self._watcher.requested:
-            self._preempt()
+    def abort(self, error=None):
+        """Ends a fit() that raised `error`.
 
-    def abort(self):
-        """Ends a fit() that raised: waits for the save in flight, unlocks."""
+        A driver calls it when its fit() raises; for a plain model.fit()
+        (which calls no hook then) it runs when the callback or its
+        backup_dir is used again. Publishes the save that was due if no
+        training step ran since it fell due (e.g. a callback listed after
+        this one raised in its on_epoch_end), unless `error` is an
+        interruption (a second preemption signal, Ctrl-C), which cancels the
+        write in flight. Then waits for the saver and releases backup_dir.
+        """
+        fit = self._fit
+        if fit is None:
+            return
         try:
-            self._wait_for_save()
+            if isinstance(error, KeyboardInterrupt):
+                fit.saver.cancel()
+            elif not isinstance(error, (PreemptedError, BackupWriteError)):
+                self._flush_pending()
+            fit.saver.wait_until_finished()
         finally:
-            self._close()
-            if getattr(self, "_model", None) is not None:
-                self.model._initial_epoch = None
+            self._end_fit()
 
     # ------------------------------------------------------------ restore
 
     def _restore(self):
-        model = self.model
-        fit_info = (self._driver_info or {}).get("fingerprint")
+        fit, model = self._fit, self.model
+        fit_info = self._driver.fingerprint if self._driver is not None else None
         if fit_info is None and self.params:
             fit_info = {"steps per epoch": self.params.get("steps")}
         if not model.built:
@@ -323,41 +405,45 @@ class BackupAndRestore(keras.callbacks.Callback):
                 "unbuilt: call it on a batch of data first, or train with "
                 "kerasbackup.fit(), which builds it from the first batch."
             )
-        state.ensure_optimizer_built(model)
-        self._fingerprint = state.fingerprint(model, fit_info)
-        loaded = self._store.load()
+        training_state.ensure_optimizer_built(model)
+        current = training_state.fingerprint(model, fit_info)
+        fit.progress = training_state.TrainingState(epoch=0, fingerprint=current)
+        plans = {}
+
+        def accept(arrays, meta, info):
+            try:
+                plans[info["path"]] = training_state.check_restore(
+                    model, meta, arrays, current, self.allow_changes,
+                    backup_dir=self.backup_dir)
+            except training_state.InvalidCheckpointContent as e:
+                return [{"file": f, "kind": "invalid content", "detail": d}
+                        for f, d in e.problems]
+            return None
+
+        loaded = fit.store.load(accept=accept)
         if loaded is None:
             return
-        arrays, meta, info = loaded
-        diffs = state.compare_fingerprints(
-            meta.get("fingerprint", {}), self._fingerprint, self.allow_changes
-        )
-        if diffs:
-            raise FingerprintMismatchError(self.backup_dir, diffs)
-        epoch, batch = int(meta["epoch"]), int(meta["batch"])
-        groups = ["model", "optimizer"]
-        problems = state.check_variables(model, arrays, meta["variables"], groups)
-        if problems:
-            raise FingerprintMismatchError(self.backup_dir, problems)
-        state.assign_variables(model, arrays, meta["variables"], groups)
-        state.restore_rng(arrays, meta.get("rng", {}))
-        self._history = {k: list(v) for k, v in meta.get("history", {}).items()}
-        self._history_epochs = list(meta.get("history_epochs", []))
-        self._batches_since_save = int(meta.get("batches_since_save", 0))
-        self._epoch, self._batches_in_epoch = epoch, batch
-        self._pending_callbacks = (arrays, meta.get("callbacks", []))
-        self._pending_history = True
-        self.resume_point = ResumePoint(epoch, batch, meta, arrays)
+        _, _, info = loaded
+        plan = plans[info["path"]]
+        plan.apply()
+        restored = plan.state
+        fit.plan = plan
+        fit.progress = dataclasses.replace(
+            restored, fingerprint=current,
+            history={k: list(v) for k, v in restored.history.items()},
+            history_epochs=list(restored.history_epochs))
+        fit.pending_callbacks = True
+        self.policy.start(restored.batch, restored.batches_since_save)
+        self.restored_state = restored
         self.restored_info = info
-        if self._driver_info is None:
-            # Plain model.fit(): it can start at an epoch, nothing finer.
-            model._initial_epoch = epoch
+        if self._driver is None:
+            # Plain model.fit(): it starts at the epoch; the batches already
+            # done in it are skipped when it begins (on_epoch_begin).
+            model._initial_epoch = restored.epoch
             lost = ["the data order (shuffle)"]
-            if batch > 0:
-                lost.append(
-                    f"the position inside epoch {epoch + 1} (its {batch} "
-                    "finished batches run again)"
-                )
+            if restored.batch > 0 and keras.backend.backend() != "tensorflow":
+                lost.append(f"the position inside epoch {restored.epoch + 1} "
+                            f"(its {restored.batch} finished batches run again)")
             self._warn_once(
                 "plain-fit",
                 "Restored weights, optimizer, random generators, history and "
@@ -366,130 +452,158 @@ class BackupAndRestore(keras.callbacks.Callback):
                 "(or the R fit()) for an exact resume.",
             )
 
+    def _restore_epoch_position(self, plan):
+        """Resuming inside an epoch: its metric accumulators, and (model.fit()) its batches."""
+        if self._driver is None and keras.backend.backend() == "tensorflow":
+            # model.fit() builds its metrics at its first step: the skipper
+            # builds them from the first skipped batch, then restores them.
+            self._fit.skipper = _SkipTrainSteps(self, plan)
+        else:
+            self._restore_metrics(plan)
+
+    def _restore_metrics(self, plan):
+        if not plan.apply_metrics():
+            self._warn_once(
+                "metrics",
+                "The metric accumulators of the interrupted epoch could not be "
+                "restored; this epoch's logged metrics cover only the resumed "
+                "batches.")
+
     def _apply_pending(self):
         """Restores what must wait until every callback's on_train_begin ran."""
-        if self._pending_callbacks is not None:
-            arrays, entries = self._pending_callbacks
-            self._pending_callbacks = None
-            if entries and self._siblings is None:
+        fit = self._fit
+        if fit.pending_callbacks:
+            fit.pending_callbacks = False
+            entries = fit.progress.callbacks
+            arrays = fit.plan.arrays
+            if entries and fit.callbacks is None:
                 self._warn_once(
                     "siblings",
                     "The state of the other callbacks could not be restored: "
                     "the list of callbacks of this fit() is unknown.",
                 )
             elif entries:
-                unmatched = state.restore_callbacks(self._siblings, arrays, entries)
+                unmatched = training_state.restore_callbacks(fit.callbacks, arrays,
+                                                             entries)
                 if unmatched:
                     self._warn_once(
                         "unmatched",
                         "No matching callback for the saved state of: "
                         + ", ".join(unmatched),
                     )
-        if self._pending_history:
-            self._pending_history = False
             history = getattr(self.model, "history", None)
             if isinstance(history, keras.callbacks.History):
-                history.epoch = list(self._history_epochs)
-                history.history = {k: list(v) for k, v in self._history.items()}
+                history.epoch = list(fit.progress.history_epochs)
+                history.history = {k: list(v) for k, v in fit.progress.history.items()}
 
     # ------------------------------------------------------------ save
 
-    def _snapshot(self, epoch, batch, include_metrics):
-        model = self.model
-        # A background write needs its own copy: reuse the previous save's
-        # buffers (the write that used them has finished, see _save()).
-        into = self._buffers if self.async_save else None
-        arrays, index = state.capture_variables(model, include_metrics, into=into)
-        rng_arrays, rng_meta = state.capture_rng()
-        arrays.update(rng_arrays)
-        meta = {
-            "epoch": epoch,
-            "batch": batch,
-            "variables": index,
-            "rng": rng_meta,
-            "history": self._history,
-            "history_epochs": self._history_epochs,
-            "batches_since_save": self._batches_since_save,
-            "fingerprint": self._fingerprint,
-            "keras_version": state.keras_version(),
-        }
-        if self._driver_info is not None:
-            meta["shuffle_seed"] = self._driver_info.get("shuffle_seed")
-        if self._siblings:
-            cb_arrays, cb_meta = state.capture_callbacks(self._siblings)
-            arrays.update(cb_arrays)
-            meta["callbacks"] = cb_meta
-        # Copy the JSON parts too: the background writer must not see later edits.
-        return arrays, json.loads(json.dumps(meta))
+    def _settle(self, preempt=True):
+        """Runs what was left for the next hook: restores, history, saves."""
+        fit = self._fit
+        fit.unsettled = False
+        if fit.pending_callbacks:
+            self._apply_pending()
+        if fit.epoch_logs is not None:
+            epoch, logs = fit.epoch_logs
+            fit.epoch_logs = None
+            fit.progress.history_epochs.append(epoch)
+            for key, value in training_state.log_values(logs).items():
+                fit.progress.history.setdefault(key, []).append(value)
+        self._check_saver()
+        if fit.pending_save is not None:
+            epoch, batch, include_metrics, _ = fit.pending_save
+            fit.pending_save = None
+            self._save(epoch, batch, include_metrics)
+        if preempt and self._preempt_requested():
+            self._preempt()
 
     def _save(self, epoch, batch, include_metrics):
-        self._wait_for_save()
-        if self._save_error is not None:
-            self._raise_save_error()
-        arrays, meta = self._snapshot(epoch, batch, include_metrics)
-        if self.async_save:
-            self._cancel = threading.Event()
-            self._saver = threading.Thread(
-                target=self._persist, args=(arrays, meta, epoch, batch),
-                name="kerasbackup-save", daemon=True,
-            )
-            self._saver.start()
-        else:
-            self._persist(arrays, meta, epoch, batch)
-            if self._save_error is not None:
-                self._raise_save_error()
+        fit = self._fit
+        saver = fit.saver
+        saver.wait_until_finished()  # frees the host buffers for reuse
+        self._check_saver()
+        progress = dataclasses.replace(
+            fit.progress, epoch=epoch, batch=batch,
+            batches_since_save=self.policy.batches_since_save,
+            shuffle_seed=(self._driver.shuffle_seed if self._driver is not None
+                          else None))
+        arrays, meta = training_state.capture(
+            self.model, progress, include_metrics, callbacks=fit.callbacks,
+            into=saver.host_buffers)
+        store = fit.store
 
-    def _persist(self, arrays, meta, epoch, batch):
+        def write(cancel):
+            return store.save(arrays, meta, epoch=epoch, batch=batch,
+                              cancel=cancel if saver.asynchronous else None)
+
         try:
-            self._store.save(arrays, meta, epoch=epoch, batch=batch,
-                             cancel=self._cancel if self.async_save else None)
-            self.saves += 1
-        except SaveCancelled:
-            pass
+            saver.submit(write)
         except BackupWriteError as e:
-            self._save_error = e
-        except BaseException as e:  # surfaced on the training thread
-            self._save_error = e
+            self._save_failed(e)
 
-    def _wait_for_save(self):
-        saver, self._saver = self._saver, None
-        if saver is not None:
-            try:
-                # Short waits: a signal may be delivered to another thread,
-                # and only the main thread's Python code runs its handler.
-                while saver.is_alive():
-                    saver.join(0.05)
-            except BaseException:
-                # Interrupted while waiting (a second preemption signal,
-                # Ctrl-C): the background write must not publish after that.
-                self._cancel.set()
-                raise
+    def _wait_for_saver(self):
+        self._fit.saver.wait_until_finished()
+        self._check_saver()
 
-    def _raise_save_error(self):
-        err, self._save_error = self._save_error, None
-        if isinstance(err, BackupWriteError) and self.on_save_error == "warn":
-            warnings.warn(
-                f"{err} Training goes on; the previous checkpoint is kept.",
-                ResumeWarning,
-                stacklevel=3,
-            )
+    def _check_saver(self):
+        try:
+            self._fit.saver.check_for_errors()
+        except BackupWriteError as e:
+            self._save_failed(e)
+
+    def _save_failed(self, error):
+        if self.on_save_error != "warn":
+            raise error
+        warnings.warn(f"{error} Training goes on; the previous checkpoint is kept.",
+                      SaveErrorWarning, stacklevel=4)
+
+    def _flush_pending(self):
+        """Publishes the save that was due when fit() raised, if nothing trained since."""
+        fit = self._fit
+        if fit.pending_save is None or fit.progress is None:
             return
-        raise err
+        if fit.pending_save[3] != self._iterations():
+            return  # a training step ran since: that state is gone
+        try:
+            self._settle(preempt=False)
+            self._wait_for_saver()
+        except Exception as e:  # the original error matters more
+            warnings.warn(f"The checkpoint due when fit() failed could not be "
+                          f"saved: {e}", SaveErrorWarning, stacklevel=3)
+
+    def _iterations(self):
+        opt = getattr(self.model, "optimizer", None)
+        return None if opt is None else int(opt.iterations.numpy())
 
     # ------------------------------------------------------------ preemption
 
+    def _preempt_requested(self):
+        watcher = self._fit.watcher
+        return watcher is not None and watcher.requested
+
+    def _mark_end_of_training(self):
+        # A signal after the last batch: keep a checkpoint of the end state
+        # (marked as the last epoch, even after an early stop) so that the
+        # rerun returns at once.
+        progress = self._fit.progress
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and progress.epoch < epochs and progress.batch == 0:
+            progress.epoch = epochs
+
     def _preempt(self):
-        watcher = self._watcher
+        fit = self._fit
+        watcher = fit.watcher
         # A signal that lands during a save only sets a flag, so the save
         # completes; a second one aborts (see preemption.py).
-        self._wait_for_save()
-        last = self._store.latest if self._store is not None else None
-        current = (self._epoch, self._batches_in_epoch)
+        self._wait_for_saver()
+        if not fit.store.is_open:
+            fit.store.open()  # the clean-up had already closed it
+        last = fit.store.latest
+        current = (fit.progress.epoch, fit.progress.batch)
         if last is None or (last.get("epoch"), last.get("batch")) != current:
-            self._save(*current, include_metrics=self._batches_in_epoch > 0)
-            self._wait_for_save()
-            if self._save_error is not None:
-                self._raise_save_error()
+            self._save(*current, include_metrics=current[1] > 0)
+            self._wait_for_saver()
         seconds = time.monotonic() - watcher.requested_at
         name = watcher.requested_name
         print(
@@ -499,61 +613,143 @@ class BackupAndRestore(keras.callbacks.Callback):
             file=sys.stderr,
             flush=True,
         )
-        self._close()
+        self._end_fit()
         raise PreemptedError(self.backup_dir, name, current[0], current[1], seconds)
 
     # ------------------------------------------------------------ teardown
 
-    def _close(self):
-        self._buffers = {}  # the host copies of async saves can be large
-        if self._watcher is not None:
-            self._watcher.restore()
-            self._watcher = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+    def _refuse_or_release_own(self):
+        """A fit() is starting with this callback: refuse if it is in a running one.
 
+        If its previous fit() was a model.fit() that raised, that one is
+        ended first (reusing the callback, as Keras' example does).
+        """
+        if self._fit is None:
+            return
+        if self.is_running():
+            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": self._fit.started}
+            raise BackupLockedError(
+                f"backup_dir '{self.backup_dir}' is in use by a fit() still "
+                f"running with this same callback: pid {holder['pid']} on host "
+                f"{holder['host']}, started {holder['started']}. fit() calls "
+                "cannot be nested on one backup_dir.",
+                self.backup_dir, holder)
+        self.abort()
 
-# backup_dir -> the callback holding it open in this process.
-_HOLDERS = weakref.WeakValueDictionary()
+    def _release_stale_holder(self):
+        """Ends another callback's hold on the same directory if its fit died.
 
-
-def _release_stale_holder(cb):
-    """Closes another callback's hold on the same directory if its fit died.
-
-    A plain model.fit() that raises calls no hook, so its callback keeps the
-    lock. If that callback was opened on this thread, its fit cannot still
-    be running (fits do not nest), so it is released with a warning. A hold
-    from another live thread stays, and the store refuses the new fit.
-    """
-    other = _HOLDERS.get(os.path.realpath(cb.backup_dir))
-    if other is None or other is cb or other._store is None:
-        return
-    if other._owner_thread == threading.get_ident():
+        A hold from a fit that still runs stays, and the store refuses this
+        one with BackupLockedError.
+        """
+        other = _HOLDERS.get(os.path.realpath(self.backup_dir))
+        if other is None or other is self or other._fit is None or other.is_running():
+            return
         warnings.warn(
-            f"Releasing '{cb.backup_dir}', left locked by an earlier fit() "
+            f"Releasing '{self.backup_dir}', left locked by an earlier fit() "
             "in this process that ended with an error.",
             ResumeWarning,
             stacklevel=3,
         )
         other.abort()
 
+    def _end_fit(self):
+        fit, self._fit = self._fit, None
+        if fit is None:
+            return
+        try:
+            if fit.skipper is not None:
+                fit.skipper.uninstall()
+            if fit.saver is not None:
+                fit.saver.close()
+        finally:
+            if fit.watcher is not None:
+                fit.watcher.restore()
+            if fit.store is not None:
+                fit.store.close()
+            if self._driver is None and getattr(self, "_model", None) is not None:
+                # The restored epoch belongs to this fit() only.
+                self.model._initial_epoch = None
 
-def _to_float(value):
-    try:
-        return float(np.asarray(value))
-    except (TypeError, ValueError):
-        return value
+    def _warn_once(self, key, message):
+        fit = self._fit
+        if key not in fit.warned:
+            fit.warned.add(key)
+            warnings.warn(message, ResumeWarning, stacklevel=3)
 
 
-def _calling_callbacks():
-    """Finds the callback list of a plain model.fit() that is calling us."""
+class _SkipTrainSteps:
+    """Stands in for `model.train_function` while model.fit() skips done batches.
+
+    Keras' fit() can start at an epoch, not at a batch. Resuming inside an
+    epoch, each call takes one execution's batches from the data iterator
+    without training, until the batches the checkpoint had done are used up;
+    then the real train function is put back. The first batch taken builds
+    the metrics (model.fit() builds them at its first step), so that their
+    saved accumulators can be restored.
+    """
+
+    def __init__(self, owner, plan):
+        self.owner = owner
+        self.plan = plan
+        self.model = owner.model
+        self.remaining = int(plan.state.batch)
+        self.original = self.model.train_function
+        self.model.train_function = self
+
+    def uninstall(self):
+        if self.model.train_function is self:
+            self.model.train_function = self.original
+
+    def __call__(self, iterator):
+        if self.remaining <= 0 or not self.owner.is_running():
+            self.uninstall()
+            return self.original(iterator)
+        steps = min(int(getattr(self.model, "steps_per_execution", 1) or 1),
+                    self.remaining)
+        for _ in range(steps):
+            batch = _next_batch(iterator)
+            if self.plan is not None:
+                self.model._symbolic_build(data_batch=batch)
+                plan, self.plan = self.plan, None
+                self.owner._restore_metrics(plan)
+        self.remaining -= steps
+        if self.remaining <= 0:
+            self.uninstall()
+        return self.model.get_metrics_result()
+
+
+def _next_batch(iterator):
+    if hasattr(iterator, "get_next_as_optional"):  # a tf.data iterator
+        optional = iterator.get_next_as_optional()
+        if not optional.has_value():
+            raise StopIteration
+        return optional.get_value()
+    return next(iterator)
+
+
+def _on_stack(obj, frame):
+    """Whether a frame from `frame` outwards holds `obj` in a local variable."""
+    while frame is not None:
+        if any(value is obj for value in frame.f_locals.values()):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _calling_callback_list():
+    """The CallbackList of a plain model.fit() that is calling us, or None.
+
+    Keras gives callbacks no handle on their list; it is the `self` of the
+    CallbackList method a few frames up.
+    """
     frame = sys._getframe(1)
     for _ in range(8):
         if frame is None:
             break
         owner = frame.f_locals.get("self")
         if isinstance(owner, keras.callbacks.CallbackList):
-            return list(owner.callbacks)
+            return owner
         frame = frame.f_back
     return None

@@ -149,3 +149,10 @@ class PreemptedError(RuntimeError):
 
 class ResumeWarning(UserWarning):
     """Part of the training state could not be restored exactly."""
+
+
+class SaveErrorWarning(UserWarning):
+    """A save failed and training went on (`on_save_error="warn"`).
+
+    The previous checkpoint is kept.
+    """

@@ -23,9 +23,25 @@ import signal
 import threading
 import time
 
-_UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
 # struct sigaction is 152 bytes on Linux x86_64/aarch64; leave room.
 _SIGACTION_SIZE = 512
+
+
+def _read_signal_list():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signals.txt")
+    accepted, default = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            words = line.split("#", 1)[0].split()
+            if words:
+                accepted.append(words[0])
+                if words[1:] == ["default"]:
+                    default.append(words[0])
+    return tuple(accepted), tuple(default)
+
+
+#: Signal names preemption saving accepts, and those it handles by default.
+ACCEPTED_SIGNALS, DEFAULT_SIGNALS = _read_signal_list()
 
 
 def signal_numbers(names):
@@ -34,14 +50,13 @@ def signal_numbers(names):
         names = [names]
     numbers = []
     for name in names:
-        sig = getattr(signal.Signals, str(name), None) if isinstance(name, str) else None
-        if sig is None or name in _UNCATCHABLE:
+        if name not in ACCEPTED_SIGNALS:
             raise ValueError(
                 "Invalid value for argument `preemption_signals`. Expected "
-                "names of catchable signals such as 'SIGTERM', 'SIGUSR1', "
-                f"'SIGINT'. Received: {name!r}"
+                "names from " + ", ".join(repr(n) for n in ACCEPTED_SIGNALS)
+                + f". Received: {name!r}"
             )
-        numbers.append(int(sig))
+        numbers.append(int(getattr(signal.Signals, name)))
     if not numbers:
         raise ValueError(
             "Invalid value for argument `preemption_signals`. Expected at "
@@ -62,10 +77,20 @@ class PreemptionAbort(KeyboardInterrupt):
 
 
 class PreemptionWatcher:
-    """Installs handlers for the given signals and records the first one."""
+    """Installs handlers for the given signals and records the first one.
 
-    def __init__(self, names):
+    Args:
+        names: signal names (see ACCEPTED_SIGNALS).
+        is_live: optional callable; `is_live()` says whether the fit() the
+            handlers were installed for is still running. When it says no
+            (a plain model.fit() that raised calls no hook, so the handlers
+            outlived it), a signal puts the previous handlers back and is
+            delivered to them.
+    """
+
+    def __init__(self, names, is_live=None):
         self.signals = signal_numbers(names)
+        self.is_live = is_live
         self.requested_at = None
         self.requested_name = None
         self._saved = {}
@@ -129,7 +154,7 @@ class PreemptionWatcher:
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
-        if not _inside_fit(frame):
+        if self.is_live is not None and not self.is_live():
             # A plain model.fit() that raised calls no hook, so our handlers
             # outlived it: step aside and let the signal do what it did before.
             self.restore()
@@ -155,14 +180,3 @@ class PreemptionWatcher:
         """Acts as if `signum` arrived (for tests and manual preemption)."""
         os.kill(os.getpid(), signum)
 
-
-def _inside_fit(frame):
-    """Whether a training loop (Keras' fit() or ours) is on the stack."""
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name in ("fit", "_train") and (
-            code.co_filename.endswith(("trainer.py", "training.py"))
-        ):
-            return True
-        frame = frame.f_back
-    return False

@@ -1,8 +1,11 @@
-"""Helpers for the R front end: R-defined callbacks and exception classes."""
+"""Helpers for the R front end: R-defined callbacks, exception classes, warnings."""
+
+import os
+import warnings
 
 import keras
 
-from kerasbackup.callback import _to_float
+from kerasbackup.state import log_values
 
 # Methods whose first argument is an epoch or batch index; R sees it 1-based.
 _INDEXED = {
@@ -18,7 +21,7 @@ _LOGS_ONLY = {
 
 
 def _plain_logs(logs):
-    return {key: _to_float(value) for key, value in (logs or {}).items()}
+    return log_values(logs)
 
 
 def _method(name, fn):
@@ -61,3 +64,52 @@ def exception_classes(exc):
         module = "python.builtin" if cls.__module__ == "builtins" else cls.__module__
         out.append(f"{module}.{cls.__name__}")
     return out
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_ours(record):
+    category = record.category
+    return (category.__module__.split(".")[0] == "kerasbackup"
+            or os.path.abspath(record.filename).startswith(_PACKAGE_DIR + os.sep))
+
+
+class WarningCapture:
+    """Collects the warnings raised during one call from R.
+
+    The package's own warnings are handed to R (`finish()`), which signals
+    them as R warnings; any other warning is shown as Python would have
+    shown it. Python's warning filters apply as usual.
+    """
+
+    def __init__(self):
+        self._context = None
+        self._records = []
+
+    def start(self):
+        self._context = warnings.catch_warnings(record=True)
+        self._records = self._context.__enter__()
+        return self
+
+    def finish(self):
+        """Stops collecting; returns `[(classes, message), ...]` for R.
+
+        `classes` are the names along the warning category's class
+        hierarchy (e.g. `["CheckpointFallbackWarning", "UserWarning",
+        "Warning", ...]`). Idempotent.
+        """
+        context, self._context = self._context, None
+        if context is None:
+            return []
+        context.__exit__(None, None, None)
+        ours = []
+        for record in self._records:
+            if _is_ours(record):
+                ours.append(([c.__name__ for c in record.category.__mro__],
+                             str(record.message)))
+            else:
+                warnings.showwarning(record.message, record.category,
+                                     record.filename, record.lineno)
+        self._records = []
+        return ours

@@ -1,11 +1,22 @@
-"""Capture and restore the whole training state.
+"""What a checkpoint holds, and how it is captured and restored.
 
-A state is a pair `(arrays, meta)`: `arrays` maps names to numpy arrays and
-`meta` is JSON-serialisable. The store writes both; this module knows what
-goes in them. Restores validate everything first, then assign, so a failed
-restore leaves the model as it was.
+A checkpoint is a pair `(arrays, meta)`: `arrays` maps names to numpy arrays
+and `meta` is JSON. The store writes both; this module knows what goes in
+them. `TrainingState` is the JSON part; the arrays hold the variables
+(`model/00000`, `optimizer/00000`, `metrics/00000`), the random generators
+(`rng/...`) and array-valued callback state (`callback/...`).
+
+A restore is all-or-nothing: `check_restore()` validates every part of a
+checkpoint against the model (array dtypes and shapes against the table and
+the variables, the random-generator states, the callback entries) and
+returns a `RestorePlan` without assigning anything; `RestorePlan.apply()`
+then assigns the variables and the generators together, and puts back what
+it had changed if an assignment fails after all.
 """
 
+import dataclasses
+import json
+import math
 import random
 
 import numpy as np
@@ -27,11 +38,140 @@ _CALLBACK_ATTRS = {
 # Callbacks that hold no training state of their own.
 _STATELESS = ("History", "ProgbarLogger", "BackupAndRestore", "CallbackList")
 
+_MT_WORDS = 624  # Mersenne Twister state: 624 32-bit words and a position
+
+
+class InvalidCheckpointContent(ValueError):
+    """A checkpoint that verified on disk holds content unfit for the model.
+
+    Attributes:
+        problems: list of `(file, detail)`.
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{f}: {d}" for f, d in self.problems))
+
+
+# ---------------------------------------------------------------- plain values
+
+
+def json_value(value):
+    """A numpy or backend scalar as a plain Python value; other values as they are."""
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = np.asarray(value.numpy())
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def log_values(logs):
+    """Keras logs with floats where possible, as Keras' History keeps them; order kept."""
+    values = {}
+    for key, value in (logs or {}).items():
+        try:
+            values[key] = float(np.asarray(value))
+        except (TypeError, ValueError):
+            values[key] = value
+    return values
+
+
+# ---------------------------------------------------------------- the state
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """The JSON part of a checkpoint: where training is and everything but arrays.
+
+    Attributes:
+        epoch: 0-based epoch training resumes in.
+        batch: batches of that epoch already done (0 at an epoch boundary).
+        batches_since_save: for `save_freq=N`, batches counted towards the next save.
+        shuffle_seed: the driver's data-order seed (None for model.fit()).
+        history: metric name -> list of per-epoch values.
+        history_epochs: the epochs the history covers.
+        fingerprint: item -> description of the setup (see `fingerprint()`).
+        variables: group ("model", "optimizer", "metrics") ->
+            `[[path, shape, dtype], ...]`, in the order of the model's variables.
+        rng: JSON part of the global random generators (see `capture_rng()`).
+        callbacks: saved states of the other callbacks, by position.
+        keras_version: the Keras that wrote it.
+    """
+
+    epoch: int
+    batch: int = 0
+    batches_since_save: int = 0
+    shuffle_seed: object = None
+    history: dict = dataclasses.field(default_factory=dict)
+    history_epochs: list = dataclasses.field(default_factory=list)
+    fingerprint: dict = dataclasses.field(default_factory=dict)
+    variables: dict = dataclasses.field(default_factory=dict)
+    rng: dict = dataclasses.field(default_factory=dict)
+    callbacks: list = dataclasses.field(default_factory=list)
+    keras_version: str = ""
+
+    def to_meta(self):
+        """A JSON copy (later edits of the lists here do not reach it)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=json_value))
+
+    @classmethod
+    def from_meta(cls, meta):
+        """Reads a checkpoint's meta; raises InvalidCheckpointContent if malformed."""
+        problems = []
+
+        def need(ok, detail):
+            if not ok:
+                problems.append(("state.json", detail))
+            return ok
+
+        if not need(isinstance(meta, dict), "the training state is not an object"):
+            raise InvalidCheckpointContent(problems)
+        for key in ("epoch", "batch", "batches_since_save"):
+            need(_is_count(meta.get(key, 0)),
+                 f"{key} is {meta.get(key)!r}, not a whole number >= 0")
+        seed = meta.get("shuffle_seed")
+        need(seed is None or _is_count(seed), f"shuffle_seed is {seed!r}")
+        history = meta.get("history", {})
+        need(isinstance(history, dict) and all(
+            isinstance(k, str) and isinstance(v, list) for k, v in history.items()),
+            "history is not a mapping of names to lists")
+        epochs = meta.get("history_epochs", [])
+        need(isinstance(epochs, list) and all(_is_count(e) for e in epochs),
+             "history_epochs is not a list of epochs")
+        need(isinstance(meta.get("fingerprint", {}), dict), "fingerprint is not an object")
+        need(isinstance(meta.get("rng", {}), dict), "rng is not an object")
+        need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
+        need(_valid_index(meta.get("variables")), "the variable table is malformed")
+        if problems:
+            raise InvalidCheckpointContent(problems)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in names})
+
+
+def _is_count(x):
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _valid_index(index):
+    if not isinstance(index, dict):
+        return False
+    for entries in index.values():
+        if not isinstance(entries, list):
+            return False
+        for e in entries:
+            if not (isinstance(e, list) and len(e) == 3 and isinstance(e[0], str)
+                    and isinstance(e[1], list) and all(_is_count(d) for d in e[1])
+                    and isinstance(e[2], str)):
+                return False
+    return True
+
 
 # ---------------------------------------------------------------- variables
 
 
-def _variable_groups(model, include_metrics):
+def variable_groups(model, include_metrics):
     groups = [("model", list(model.variables))]
     opt = getattr(model, "optimizer", None)
     if opt is not None:
@@ -55,14 +195,14 @@ def capture_variables(model, include_metrics, into=None):
     TensorFlow a variable's read tensor keeps the value it had (an update
     copies the variable's buffer first while the tensor is referenced). That
     is enough for a synchronous save, during which training waits. With
-    `into` (the arrays of an earlier capture), each value is copied into
-    those reused buffers, for a write in the background.
+    `into` (a dict kept from one capture to the next), each value is copied
+    into buffers reused from the previous capture, for a background write.
 
-    Returns `(arrays, index)`; `index` records each variable's path, shape and
-    dtype so that a restore can check them before assigning anything.
+    Returns `(arrays, index)`; `index` records each variable's path, shape
+    and dtype so that a restore can check them before assigning anything.
     """
     arrays, index = {}, {}
-    for group, variables in _variable_groups(model, include_metrics):
+    for group, variables in variable_groups(model, include_metrics):
         entries = []
         for i, v in enumerate(variables):
             name = f"{group}/{i:05d}"
@@ -88,36 +228,36 @@ def _host_view(v):
     return np.array(v.numpy(), copy=True)
 
 
-def check_variables(model, arrays, index, groups):
-    """Returns `[(item, saved, current), ...]` that would stop a restore."""
+def _table_problems(group, saved, arrays):
+    """Where the variable table contradicts the arrays stored with it."""
     problems = []
-    current = dict(_variable_groups(model, "metrics" in groups))
-    for group in groups:
-        saved = index.get(group)
-        if saved is None:
+    for i, (path, shape, dtype) in enumerate(saved):
+        value = arrays.get(f"{group}/{i:05d}")
+        try:
+            want = np.dtype(dtype)
+        except TypeError:
+            problems.append(f"{group} variable {path}: unknown dtype {dtype!r}")
             continue
-        variables = current.get(group, [])
-        if len(saved) != len(variables):
-            problems.append((f"{group} variables", len(saved), len(variables)))
-            continue
-        for i, (v, (path, shape, dtype)) in enumerate(zip(variables, saved)):
-            value = arrays.get(f"{group}/{i:05d}")
-            if value is None:
-                problems.append((f"{group} variable {path}", "saved", "missing"))
-            elif tuple(v.shape) != tuple(shape) or tuple(value.shape) != tuple(shape):
-                problems.append((f"{group} variable {path} shape",
-                                 tuple(shape), tuple(v.shape)))
+        if value is None:
+            problems.append(f"{group} variable {path}: its array is missing")
+        elif value.dtype != want or tuple(value.shape) != tuple(shape):
+            problems.append(
+                f"{group} variable {path}: the table says {dtype}{tuple(shape)}, "
+                f"the array is {value.dtype}{tuple(value.shape)}")
     return problems
 
 
-def assign_variables(model, arrays, index, groups):
-    """Assigns saved values; call `check_variables()` first."""
-    current = dict(_variable_groups(model, "metrics" in groups))
-    for group in groups:
-        if group not in index:
-            continue
-        for i, v in enumerate(current.get(group, [])):
-            v.assign(arrays[f"{group}/{i:05d}"])
+def _model_differences(group, saved, variables):
+    """`[(item, saved, current)]` where the table describes other variables."""
+    if len(saved) != len(variables):
+        return [(f"{group} variables", len(saved), len(variables))]
+    differences = []
+    for v, (path, shape, dtype) in zip(variables, saved):
+        now = (str(v.dtype), tuple(v.shape))
+        if now != (dtype, tuple(shape)):
+            differences.append((f"{group} variable {path}",
+                                f"{dtype}{tuple(shape)}", f"{now[0]}{now[1]}"))
+    return differences
 
 
 # ---------------------------------------------------------------- random state
@@ -154,8 +294,60 @@ def capture_rng():
     return arrays, meta
 
 
+def check_rng(arrays, meta):
+    """Returns what is wrong with a captured generator state (empty if nothing)."""
+    problems = []
+    if "python" in meta:
+        p = meta["python"]
+        ok = (isinstance(p, list) and len(p) == 3 and p[0] == 3
+              and isinstance(p[1], list) and len(p[1]) == _MT_WORDS + 1
+              and all(_is_count(w) and w < 2**32 for w in p[1])
+              and p[1][-1] <= _MT_WORDS
+              and (p[2] is None or (isinstance(p[2], float) and math.isfinite(p[2]))))
+        if not ok:
+            problems.append("Python's random state is malformed")
+    if "numpy" in meta or "rng/numpy" in arrays:
+        n = meta.get("numpy")
+        keys = arrays.get("rng/numpy")
+        ok = (isinstance(n, list) and len(n) == 4 and n[0] == "MT19937"
+              and _is_count(n[1]) and n[1] <= _MT_WORDS and n[2] in (0, 1)
+              and isinstance(n[3], (int, float)) and not isinstance(n[3], bool)
+              and math.isfinite(n[3])
+              and keys is not None and keys.dtype == np.uint32
+              and keys.shape == (_MT_WORDS,))
+        if not ok:
+            problems.append("NumPy's random state is malformed")
+    if "rng/keras" in arrays:
+        gen = _keras_global_seed_generator()
+        if gen is not None:
+            want = (np.dtype(str(gen.state.dtype)), tuple(gen.state.shape))
+        else:
+            from keras.src.backend import random_seed_dtype
+
+            want = (np.dtype(random_seed_dtype()), (2,))
+        got = arrays["rng/keras"]
+        if (got.dtype, got.shape) != want:
+            problems.append(f"Keras' seed generator state is {got.dtype}{got.shape}, "
+                            f"expected {want[0]}{want[1]}")
+    if "rng/tf" in arrays:
+        gen = _tf_global_generator()
+        want = ((np.dtype(gen.state.dtype.as_numpy_dtype), tuple(gen.state.shape))
+                if gen is not None else (np.dtype("int64"), (3,)))
+        got = arrays["rng/tf"]
+        if (got.dtype, got.shape) != want:
+            problems.append(f"TensorFlow's generator state is {got.dtype}{got.shape}, "
+                            f"expected {want[0]}{want[1]}")
+    return problems
+
+
 def restore_rng(arrays, meta):
-    """Restores the generators captured by `capture_rng()`."""
+    """Restores the generators captured by `capture_rng()`; check them first."""
+    if "rng/keras" in arrays:
+        from keras.src.random import seed_generator
+
+        # Creating Keras' global generator draws from Python's random
+        # module: do it before that module's state is put back.
+        gen = seed_generator.global_seed_generator()
     if "python" in meta:
         version, internal, gauss = meta["python"]
         random.setstate((version, tuple(internal), gauss))
@@ -163,9 +355,7 @@ def restore_rng(arrays, meta):
         name, pos, has_gauss, cached = meta["numpy"]
         np.random.set_state((name, arrays["rng/numpy"], pos, has_gauss, cached))
     if "rng/keras" in arrays:
-        from keras.src.random import seed_generator
-
-        seed_generator.global_seed_generator().state.assign(arrays["rng/keras"])
+        gen.state.assign(arrays["rng/keras"])
     if "rng/tf" in arrays:
         import tensorflow as tf
 
@@ -174,16 +364,6 @@ def restore_rng(arrays, meta):
 
 
 # ---------------------------------------------------------------- callbacks
-
-
-def _json_value(value):
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
-        value = np.asarray(value.numpy())
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    return value
 
 
 def callback_state(cb):
@@ -199,7 +379,7 @@ def callback_state(cb):
     for cls in type(cb).__mro__:
         attrs = _CALLBACK_ATTRS.get(cls.__name__)
         if attrs and cls.__module__.startswith("keras"):
-            return "keras", {a: _json_value(getattr(cb, a, None)) for a in attrs}
+            return "keras", {a: json_value(getattr(cb, a, None)) for a in attrs}
     return None
 
 
@@ -223,32 +403,54 @@ def capture_callbacks(callbacks):
                 arrays[f"callback/{pos}/{key}/array"] = np.array(value, copy=True)
                 plain[key] = {"__array__": True}
             else:
-                plain[key] = _json_value(value)
+                plain[key] = json_value(value)
         meta.append({"position": pos, "class": type(cb).__name__, "kind": kind,
                      "state": plain})
     return arrays, meta
 
 
-def restore_callbacks(callbacks, arrays, meta):
+def _callback_values(entry, arrays):
+    """The values of one saved callback entry; raises KeyError/TypeError if malformed."""
+    pos = entry["position"]
+    values = {}
+    for key, value in entry["state"].items():
+        if isinstance(value, dict) and "__arrays__" in value:
+            count = value["__arrays__"]
+            if not _is_count(count):
+                raise TypeError(f"array count {count!r}")
+            values[key] = [arrays[f"callback/{pos}/{key}/{i:05d}"] for i in range(count)]
+        elif isinstance(value, dict) and value.get("__array__"):
+            values[key] = arrays[f"callback/{pos}/{key}/array"]
+        else:
+            values[key] = value
+    return values
+
+
+def check_callbacks(entries, arrays):
+    """Returns what is wrong with saved callback entries (empty if nothing)."""
+    problems = []
+    for entry in entries:
+        try:
+            if not (_is_count(entry["position"]) and isinstance(entry["class"], str)
+                    and entry["kind"] in ("custom", "keras")
+                    and isinstance(entry["state"], dict)):
+                raise TypeError("malformed entry")
+            _callback_values(entry, arrays)
+        except (KeyError, TypeError) as e:
+            problems.append(f"saved callback state {entry!r:.60}: {e}")
+    return problems
+
+
+def restore_callbacks(callbacks, arrays, entries):
     """Restores callback states; returns the class names that had no match."""
     unmatched = []
-    for entry in meta:
+    for entry in entries:
         pos = entry["position"]
         cb = callbacks[pos] if pos < len(callbacks) else None
         if cb is None or type(cb).__name__ != entry["class"]:
             unmatched.append(entry["class"])
             continue
-        values = {}
-        for key, value in entry["state"].items():
-            if isinstance(value, dict) and "__arrays__" in value:
-                values[key] = [
-                    arrays[f"callback/{pos}/{key}/{i:05d}"]
-                    for i in range(value["__arrays__"])
-                ]
-            elif isinstance(value, dict) and value.get("__array__"):
-                values[key] = arrays[f"callback/{pos}/{key}/array"]
-            else:
-                values[key] = value
+        values = _callback_values(entry, arrays)
         if entry["kind"] == "custom":
             cb.set_state(values)
         else:
@@ -318,8 +520,6 @@ def fingerprint(model, fit_info=None):
 
 
 def _canonical(value):
-    import json
-
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -339,3 +539,122 @@ def compare_fingerprints(old, new, allow_changes=False):
 
 def keras_version():
     return keras.__version__
+
+
+# ---------------------------------------------------------------- capture
+
+
+def capture(model, state, include_metrics, callbacks=None, into=None):
+    """Snapshots the whole training state: returns `(arrays, meta)` for the store.
+
+    `state` (a TrainingState) gives the position, history and fingerprint;
+    the variable table, generators and callback states are filled in here.
+    """
+    arrays, index = capture_variables(model, include_metrics, into=into)
+    rng_arrays, rng_meta = capture_rng()
+    arrays.update(rng_arrays)
+    cb_meta = []
+    if callbacks:
+        cb_arrays, cb_meta = capture_callbacks(callbacks)
+        arrays.update(cb_arrays)
+    snapshot = dataclasses.replace(state, variables=index, rng=rng_meta,
+                                   callbacks=cb_meta,
+                                   keras_version=keras_version())
+    return arrays, snapshot.to_meta()
+
+
+# ---------------------------------------------------------------- restore
+
+
+@dataclasses.dataclass
+class RestorePlan:
+    """A checked checkpoint, ready to be assigned.
+
+    Attributes:
+        state: the TrainingState read from it.
+        arrays: its arrays.
+        groups: the variable groups assigned by `apply()`.
+    """
+
+    model: object
+    state: TrainingState
+    arrays: dict
+    groups: list
+
+    def apply(self):
+        """Assigns the variables and the generators, all or none of them."""
+        current = dict(variable_groups(self.model, False))
+        undo_vars = [(v, _host_view(v)) for g in self.groups for v in current[g]]
+        undo_rng = capture_rng()
+        try:
+            for group in self.groups:
+                for i, v in enumerate(current[group]):
+                    v.assign(self.arrays[f"{group}/{i:05d}"])
+            restore_rng(self.arrays, self.state.rng)
+        except BaseException:
+            for v, value in undo_vars:
+                v.assign(value)
+            restore_rng(*undo_rng)
+            raise
+
+    def apply_metrics(self):
+        """Assigns the metric accumulators saved mid-epoch (after fit() reset them).
+
+        Metrics are built late (model.fit() builds them at its first step),
+        so they are checked against the model only now. Returns whether they
+        fit and were assigned.
+        """
+        saved = self.state.variables.get("metrics")
+        variables = list(self.model.metrics_variables)
+        if saved is None or _model_differences("metrics", saved, variables):
+            return False
+        for i, v in enumerate(variables):
+            v.assign(self.arrays[f"metrics/{i:05d}"])
+        return True
+
+
+def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
+                  backup_dir=None):
+    """Checks a loaded checkpoint against the model without assigning anything.
+
+    Returns a RestorePlan. Raises InvalidCheckpointContent when the checkpoint
+    is unfit although it verified on disk (malformed state, arrays that
+    contradict their table or the model the checkpoint's own fingerprint
+    describes, broken generator states): the caller treats that as a corrupt
+    checkpoint and tries an older one. Raises `FingerprintMismatchError` (from
+    kerasbackup.errors) when the checkpoint belongs to another setup.
+    """
+    from kerasbackup.errors import FingerprintMismatchError
+
+    state = TrainingState.from_meta(meta)
+    diffs = compare_fingerprints(state.fingerprint, current_fingerprint, allow_changes)
+    if diffs:
+        raise FingerprintMismatchError(backup_dir, diffs)
+    same_setup = not compare_fingerprints(state.fingerprint, current_fingerprint)
+
+    problems, differences = [], []
+    groups = []
+    current = dict(variable_groups(model, False))
+    for group in ("model", "optimizer"):
+        saved = state.variables.get(group)
+        if saved is None:
+            continue
+        groups.append(group)
+        problems += _table_problems(group, saved, arrays)
+        differences += _model_differences(group, saved, current.get(group, []))
+    if "metrics" in state.variables:
+        problems += _table_problems("metrics", state.variables["metrics"], arrays)
+    problems += check_rng(arrays, state.rng)
+    problems += check_callbacks(state.callbacks, arrays)
+    steps = current_fingerprint.get("steps per epoch")
+    if same_setup and isinstance(steps, int) and state.batch > steps:
+        problems.append(f"batch {state.batch} is beyond the {steps} batches of an epoch")
+    if differences and same_setup:
+        # The checkpoint's own fingerprint says it was written for this model.
+        problems += [f"{item}: the checkpoint has {old}, the model {new}"
+                     for item, old, new in differences]
+    if problems:
+        raise InvalidCheckpointContent([("state.json", p) for p in problems])
+    if differences:
+        raise FingerprintMismatchError(backup_dir, differences)
+    return RestorePlan(model, state, arrays, groups)

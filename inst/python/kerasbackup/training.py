@@ -17,7 +17,7 @@ import keras
 from keras.src import tree
 from keras.src.trainers.data_adapters import data_adapter_utils
 
-from kerasbackup.callback import BackupAndRestore
+from kerasbackup.callback import BackupAndRestore, DriverRun
 from kerasbackup.errors import ResumeWarning
 
 
@@ -141,41 +141,38 @@ def fit(
         model=model,
     )
     shuffle_seed = int(np.random.randint(0, 2**31 - 1)) if feed.shuffles else None
-    for cb in backups:
-        cb._driver_info = {
-            "callbacks": list(callback_list.callbacks),
-            "shuffle_seed": shuffle_seed,
-            "fingerprint": feed.fingerprint(),
-        }
+    run = DriverRun(callbacks=list(callback_list.callbacks),
+                    fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
+    attached = []
     try:
-        return _train(model, feed, callback_list, backups, epochs, initial_epoch,
-                      validation_batch_size or feed.batch_size, validation_freq)
-    except BaseException:
         for cb in backups:
-            cb.abort()
+            cb.attach(run)
+            attached.append(cb)
+        return _train(model, feed, callback_list, run, backups, epochs,
+                      initial_epoch, validation_batch_size or feed.batch_size,
+                      validation_freq)
+    except BaseException as e:
+        for cb in attached:
+            cb.abort(e)
         raise
     finally:
-        for cb in backups:
-            cb._driver_info = None
+        for cb in attached:
+            cb.detach()
 
 
-def _train(model, feed, callbacks, backups, epochs, initial_epoch,
+def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
            validation_batch_size, validation_freq):
     model.stop_training = False
     model.make_train_function()
     callbacks.on_train_begin()
 
-    start_epoch, start_batch, metric_state = initial_epoch, 0, None
-    resume = next((cb.resume_point for cb in backups if cb.resume_point), None)
+    start_epoch, start_batch = initial_epoch, 0
+    resume = next((cb.restored_state for cb in backups if cb.restored_state), None)
     if resume is not None:
         start_epoch, start_batch = resume.epoch, resume.batch
         if resume.shuffle_seed is not None and feed.shuffles:
-            feed.seed = resume.shuffle_seed
-            for cb in backups:
-                cb._driver_info["shuffle_seed"] = resume.shuffle_seed
-        if start_batch > 0:
-            metric_state = resume
+            feed.seed = run.shuffle_seed = resume.shuffle_seed
         if not feed.exact:
             warnings.warn(
                 "This data source cannot be rewound: training resumes at "
@@ -190,9 +187,7 @@ def _train(model, feed, callbacks, backups, epochs, initial_epoch,
     for epoch in range(start_epoch, epochs):
         model.reset_metrics()
         skip = start_batch if epoch == start_epoch else 0
-        if skip and metric_state is not None:
-            _restore_metrics(model, metric_state)
-        callbacks.on_epoch_begin(epoch)
+        callbacks.on_epoch_begin(epoch)  # a resumed epoch's metrics are restored here
         logs = None
         for step, batch in feed.batches(epoch, skip):
             callbacks.on_train_batch_begin(step)
@@ -220,23 +215,6 @@ def _train(model, feed, callbacks, backups, epochs, initial_epoch,
         model.optimizer.finalize_variable_values(model.trainable_weights)
     callbacks.on_train_end(logs=training_logs)
     return model.history
-
-
-def _restore_metrics(model, resume):
-    from kerasbackup import state
-
-    index = resume.metric_index
-    if index and "metrics" in index:
-        problems = state.check_variables(model, resume.arrays, index, ["metrics"])
-        if not problems:
-            state.assign_variables(model, resume.arrays, index, ["metrics"])
-            return
-    warnings.warn(
-        "The metric accumulators of the interrupted epoch could not be "
-        "restored; this epoch's logged metrics cover only the resumed batches.",
-        ResumeWarning,
-        stacklevel=3,
-    )
 
 
 def _unpack(data):

@@ -2,13 +2,17 @@
 #
 # Usage: Rscript preempt.R <backup_dir> <out.rds> <result.rds> [key=value ...]
 #   keys: epochs (6), save_freq ("2", "epoch" or "false"), batch_sleep (0),
-#         signals ("SIGTERM,SIGUSR1"), ready (a file written once fit()'s
-#         handlers are installed), after ("none", or "busy": run R code for 10 s
-#         after fit(), to let the parent signal the R process itself), fits (1;
-#         2 runs a short fit() with preemption handlers first), preempt
-#         ("true"; "false" trains without save_before_preemption),
-#         save_delay (seconds; each checkpoint write first creates
-#         <backup_dir>.saving and sleeps, so a signal can land mid-save).
+#         signals ("SIGTERM,SIGUSR1"), ready (a file written at the first
+#         batch, once fit()'s signal handlers are installed), after ("none",
+#         or "busy": run R code after fit() until <out.rds>.stop exists, to
+#         let the parent signal the R process itself), fits (1; 2 runs a short
+#         fit() with preemption handlers first), preempt ("true"; "false"
+#         trains without save_before_preemption), pause_save (N: the N-th
+#         checkpoint write of this process stops once its data is written,
+#         creates <backup_dir>.saving and waits until <backup_dir>.go-N
+#         exists or the write is cancelled), signal_at (a phase of the
+#         store's phase hook, e.g. "deleting": SIGTERM to itself there,
+#         once), delete ("true": delete_checkpoint).
 # On completion the final weights, optimizer variables and history go to
 # out.rds. When fit() fails, the condition's classes and message go to
 # result.rds and the error is re-raised, so Rscript exits non-zero.
@@ -20,31 +24,14 @@ out <- args[[2]]
 result <- args[[3]]
 opts <- list(epochs = "6", save_freq = "2", batch_sleep = "0",
              signals = "SIGTERM,SIGUSR1", ready = "", after = "none",
-             fits = "1", preempt = "true", save_delay = "0")
+             fits = "1", preempt = "true", pause_save = "", signal_at = "",
+             delete = "true")
 for (kv in args[-(1:3)]) {
   key <- sub("=.*$", "", kv)
   opts[[key]] <- sub("^[^=]*=", "", kv)
 }
 save_freq <- switch(opts$save_freq, epoch = "epoch", false = FALSE,
                     as.integer(opts$save_freq))
-
-if (as.numeric(opts$save_delay) > 0) {
-  invisible(kerasbackup:::py_kb())
-  reticulate::py_run_string(sprintf("
-import os, time
-from kerasbackup import store as _store
-_original = _store.CheckpointStore._write_arrays
-def _slow_write_arrays(path, buffers, total):
-    with open(%s, 'w') as f:
-        f.write(path)
-    time.sleep(%s)
-    result = _original(path, buffers, total)
-    os.unlink(%s)
-    return result
-_store.CheckpointStore._write_arrays = staticmethod(_slow_write_arrays)
-", deparse(paste0(backup_dir, ".saving")), opts$save_delay,
-     deparse(paste0(backup_dir, ".saving"))))
-}
 
 set.seed(42)
 n <- 70
@@ -64,14 +51,21 @@ model %>% compile(optimizer = optimizer_adam(0.01), loss = "mse",
 py_time <- reticulate::import("time")
 pace <- new_callback_class(
   "Pace",
-  on_train_begin = function(logs = NULL) {
-    if (nzchar(opts$ready)) writeLines(as.character(Sys.getpid()), opts$ready)
+  on_train_batch_begin = function(batch, logs = NULL) {
+    if (nzchar(opts$ready) && !file.exists(opts$ready)) {
+      writeLines(as.character(Sys.getpid()), paste0(opts$ready, ".tmp"))
+      file.rename(paste0(opts$ready, ".tmp"), opts$ready)
+    }
   },
   on_train_batch_end = function(batch, logs = NULL) {
     if (opts$batch_sleep != "0") py_time$sleep(as.numeric(opts$batch_sleep))
   }
 )
 
+backup <- callback_backup_and_restore(
+  backup_dir, save_freq = save_freq, delete_checkpoint = opts$delete == "true",
+  save_before_preemption = opts$preempt == "true",
+  preemption_signals = strsplit(opts$signals, ",")[[1]])
 callbacks <- list(
   pace(),
   callback_early_stopping(monitor = "val_loss", patience = 10,
@@ -79,10 +73,36 @@ callbacks <- list(
   callback_reduce_lr_on_plateau(monitor = "val_loss", patience = 1,
                                 factor = 0.5, min_delta = 0.35, cooldown = 1,
                                 min_lr = 1e-5),
-  callback_backup_and_restore(backup_dir, save_freq = save_freq,
-                              save_before_preemption = opts$preempt == "true",
-                              preemption_signals = strsplit(opts$signals, ",")[[1]])
+  backup
 )
+
+# Waiting for states, through the store's public phase hook.
+python_dir <- system.file("python", package = "kerasbackup")
+if (nzchar(opts$pause_save)) {
+  testing <- reticulate::import_from_path("kerasbackup.testing", path = python_dir)
+  reticulate::py_run_string("
+def _kb_cancelled():
+    saver = _kb_backup.saver
+    return saver is not None and saver.cancelled
+")
+  reticulate::py_set_attr(reticulate::import_main(convert = FALSE), "_kb_backup", backup)
+  invisible(testing$PauseSave(paste0(backup_dir, ".saving"), paste0(backup_dir, ".go-{n}"),
+                    saves = list(as.integer(opts$pause_save)),
+                    # Python objects, not R functions: hooks run on the saver thread.
+                    cancelled = reticulate::py_eval("_kb_cancelled", convert = FALSE))$install())
+}
+if (nzchar(opts$signal_at)) {
+  store <- reticulate::import_from_path("kerasbackup.store", path = python_dir)
+  reticulate::py_run_string(sprintf("
+import os, signal
+_kb_sent = []
+def _kb_signal_at(phase, info):
+    if phase == %s and not _kb_sent:
+        _kb_sent.append(phase)
+        os.kill(os.getpid(), signal.SIGTERM)
+", deparse(opts$signal_at)))
+  store$set_phase_hook(reticulate::py_eval("_kb_signal_at", convert = FALSE))
+}
 
 # fits=2: an earlier fit() in the same session installed and restored the
 # handlers once already.
@@ -115,9 +135,13 @@ saveRDS(list(
 
 if (opts$after == "busy") {
   # Busy R code, so that R's own handlers decide what a signal does (a
-  # Sys.sleep() would wait in select(), which has a SIGINT handler of its own).
+  # Sys.sleep() would wait in select(), which has a SIGINT handler of its
+  # own). It ends only when the parent gives up waiting for the signal.
+  # No large allocations in the loop: R's SIGUSR1 handler saves the
+  # workspace from inside the signal handler, which could deadlock if the
+  # signal landed inside malloc().
   writeLines("fit done", paste0(out, ".done"))
-  start <- Sys.time()
-  while (difftime(Sys.time(), start, units = "secs") < 10) sum(runif(1000))
+  stop_file <- paste0(out, ".stop")
+  while (!file.exists(stop_file)) for (i in seq_len(1e5)) NULL
   writeLines("still running", paste0(out, ".survived"))
 }

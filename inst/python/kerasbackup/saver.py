@@ -1,0 +1,129 @@
+"""Runs checkpoint writes one at a time, in the background or inline.
+
+The training thread hands over a snapshot and goes on; the write (staging,
+fsync, publish) runs on a thread of its own. One write is in flight at a
+time: the next one waits for it, which also makes the host buffers of the
+previous snapshot free for reuse. An error in the background is kept and
+raised on the training thread by `check_for_errors()`, so it surfaces at a
+well-defined point (the next save or hook) and never gets lost.
+"""
+
+import os
+import threading
+
+from kerasbackup.store import SaveCancelled
+
+
+class AsyncSaver:
+    """One checkpoint write at a time.
+
+    Args:
+        asynchronous: write on a background thread (else inline).
+        nice: the background thread's CPU niceness (Linux; None leaves it):
+            training keeps the cores, the write takes the spare time.
+        poll_seconds: the wait for a background write is cut into slices of
+            this length, so that signal handlers (which Python runs only on
+            the main thread, between bytecodes) run while we wait.
+    """
+
+    def __init__(self, asynchronous=True, poll_seconds=0.05, nice=10):
+        self.asynchronous = bool(asynchronous)
+        self.poll_seconds = poll_seconds
+        self.nice = nice
+        # Host copies of the variables, reused from one asynchronous save to
+        # the next (a synchronous save writes views and needs none).
+        self.host_buffers = {} if self.asynchronous else None
+        self.completed = 0
+        self.last_info = None
+        # Set by the writing thread when it is done. Waits use this event,
+        # not Thread.join(): a join interrupted by a signal handler's
+        # exception can mark a thread that still runs as stopped (CPython
+        # 3.11), after which nothing would wait for the write.
+        self._done = None
+        self._cancel = threading.Event()
+        self._error = None
+
+    @property
+    def in_flight(self):
+        """Whether a background write is still running."""
+        return self._done is not None and not self._done.is_set()
+
+    @property
+    def cancelled(self):
+        """Whether the latest write was told not to publish."""
+        return self._cancel.is_set()
+
+    def submit(self, write):
+        """Runs `write(cancel)`, a callable that saves and returns an info dict.
+
+        Waits for the previous write first. `cancel` is a threading.Event
+        the write checks before it publishes. A synchronous write's error is
+        raised here; a background one's by the next `check_for_errors()`.
+        """
+        self.wait_until_finished()
+        self.check_for_errors()
+        self._cancel = cancel = threading.Event()
+        done = threading.Event()
+        if not self.asynchronous:
+            self._run(write, cancel, done)
+            self.check_for_errors()
+            return
+        self._done = done
+        threading.Thread(target=self._run, args=(write, cancel, done),
+                         name="kerasbackup-save", daemon=True).start()
+
+    def _run(self, write, cancel, done):
+        if self.asynchronous and self.nice is not None:
+            try:  # per thread on Linux: the thread id is a process id there
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (AttributeError, OSError):
+                pass
+        try:
+            info = write(cancel)
+            self.completed += 1
+            self.last_info = info
+        except SaveCancelled:
+            pass
+        except BaseException as e:  # raised on the training thread later
+            self._error = e
+        finally:
+            done.set()
+
+    def wait_until_finished(self):
+        """Blocks until no write is in flight.
+
+        If the wait itself is interrupted (a second preemption signal,
+        Ctrl-C), the write is cancelled so that it cannot publish afterwards,
+        and the interruption propagates.
+        """
+        done = self._done
+        if done is None:
+            return
+        try:
+            while not done.wait(self.poll_seconds):
+                pass
+        except BaseException:
+            self._cancel.set()
+            raise
+        self._done = None
+
+    def check_for_errors(self):
+        """Raises the error of a failed write, once."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def cancel(self):
+        """Tells the write in flight not to publish (it stops before the rename)."""
+        self._cancel.set()
+
+    def close(self):
+        """Waits for the write in flight and frees the host buffers.
+
+        Errors stay pending for `check_for_errors()`.
+        """
+        try:
+            self.wait_until_finished()
+        finally:
+            if self.host_buffers is not None:
+                self.host_buffers = {}
