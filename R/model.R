@@ -124,13 +124,8 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                       "a number in [0, 1)")
   }
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
-  if (!is.null(validation_data)) validation_data <- unname(as.list(validation_data))
-  if (!is.null(class_weight)) {
-    class_weight <- stats::setNames(as.list(class_weight),
-                                    names(class_weight) %||% seq_along(class_weight) - 1L)
-    names_int <- as.integer(names(class_weight))
-    class_weight <- reticulate::py_dict(as.list(names_int), unname(class_weight))
-  }
+  validation_data <- as_validation_data(validation_data)
+  class_weight <- as_class_weight(class_weight)
   verbose <- resolve_verbose(verbose)
   history <- with_py_errors(py_kb()$fit(
     object,
@@ -158,12 +153,15 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #' dispatches on an argument named `x`, which here names the data.
 #'
 #' @param object A compiled Keras model.
-#' @param x,y Test data.
+#' @param x,y Test data, in the forms [fit()][fit.keras.src.models.model.Model]
+#'   takes (arrays, lists, named lists, a `tf.data.Dataset`).
 #' @param ... More arguments to Keras' `Model.evaluate()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose 0, 1 or 2.
+#' @param verbose `"auto"`, 0, 1 or 2.
 #' @param sample_weight Optional per-sample weights.
-#' @returns A named numeric vector of the loss and metrics.
+#' @param steps Optional number of batches to evaluate.
+#' @param callbacks Optional list of callbacks.
+#' @returns A named list of the loss and metrics.
 #' @method evaluate keras.src.models.model.Model
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
@@ -173,14 +171,18 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #' model %>% evaluate(x, rowSums(x), verbose = 0)
 evaluate.keras.src.models.model.Model <- function(object, x = NULL, y = NULL,
                                                   ..., batch_size = NULL,
-                                                  verbose = 0L,
-                                                  sample_weight = NULL) {
+                                                  verbose = getOption("keras.verbose", "auto"),
+                                                  sample_weight = NULL,
+                                                  steps = NULL,
+                                                  callbacks = NULL) {
+  if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
   out <- with_py_errors(object$evaluate(
     x = as_py_data(x), y = as_py_data(y), ...,
-    batch_size = as_int_or_null(batch_size), verbose = as.integer(verbose),
-    sample_weight = as_py_data(sample_weight), return_dict = TRUE
+    batch_size = as_int_or_null(batch_size), verbose = resolve_verbose(verbose),
+    sample_weight = as_py_data(sample_weight), steps = as_int_or_null(steps),
+    callbacks = callbacks, return_dict = TRUE
   ))
-  unlist(out)
+  as_metric_list(out)
 }
 
 #' @rdname evaluate.keras.src.models.model.Model
@@ -190,11 +192,15 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #' Generate predictions from a model
 #'
 #' @param object A Keras model.
-#' @param x Input data.
+#' @param x Input data: an R array, a list of them (named by input for a
+#'   named list), or a `tf.data.Dataset`.
 #' @param ... More arguments to Keras' `Model.predict()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose 0, 1 or 2.
-#' @returns An R array of predictions.
+#' @param verbose `"auto"`, 0, 1 or 2.
+#' @param steps Optional number of batches to predict.
+#' @param callbacks Optional list of callbacks.
+#' @returns An R array of predictions, or a list of them for a model with
+#'   several outputs.
 #' @importFrom stats predict
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
@@ -202,12 +208,15 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #' predict(model, matrix(runif(8), ncol = 4), verbose = 0)
 predict.keras.src.models.model.Model <- function(object, x, ...,
                                                  batch_size = NULL,
-                                                 verbose = 0L) {
-  out <- with_py_errors(object$predict(
+                                                 verbose = getOption("keras.verbose", "auto"),
+                                                 steps = NULL,
+                                                 callbacks = NULL) {
+  if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
+  with_py_errors(object$predict(
     as_py_data(x), ..., batch_size = as_int_or_null(batch_size),
-    verbose = as.integer(verbose)
+    verbose = resolve_verbose(verbose), steps = as_int_or_null(steps),
+    callbacks = callbacks
   ))
-  out
 }
 
 #' Get or set a model's weights
@@ -272,14 +281,46 @@ resolve_verbose <- function(verbose) {
 
 as_int_or_null <- function(x) if (is.null(x)) NULL else as.integer(x)
 
-# R vectors become 1-d arrays; doubles stay float64 and Keras casts them.
+# ------------------------------------------------------------ data
+
+# R data as Keras takes it: vectors become 1-d arrays, matrices and arrays
+# keep their shape (doubles stay float64 and Keras casts them), data frames
+# become matrices, factors 0-based integer codes. Unnamed lists (several
+# inputs or outputs) become Python lists, named lists dicts matched to the
+# input or output names. Python objects (tensors, tf.data datasets) pass as
+# they are.
 as_py_data <- function(x) {
   if (is.null(x) || inherits(x, "python.builtin.object")) return(x)
   if (is.list(x) && !is.data.frame(x)) return(lapply(x, as_py_data))
   if (is.data.frame(x)) x <- as.matrix(x)
   if (is.factor(x)) x <- as.integer(x) - 1L
+  if (!is.atomic(x)) {
+    abort_invalid_arg("x", x, "R arrays, lists of them, tensors or a dataset",
+                      call = rlang::caller_env())
+  }
   if (is.null(dim(x))) x <- array(x)
   reticulate::np_array(x)
+}
+
+# validation_data: list(x, y) or list(x, y, sample_weight), each part
+# converted like the training data; or a dataset, passed as it is.
+as_validation_data <- function(data) {
+  if (is.null(data) || inherits(data, "python.builtin.object")) return(data)
+  if (!is.list(data) || !length(data) %in% 2:3) {
+    abort_invalid_arg("validation_data", data,
+                      "list(x, y), list(x, y, sample_weight) or a dataset",
+                      call = rlang::caller_env())
+  }
+  lapply(unname(data), as_py_data)
+}
+
+# class_weight: a named list or vector from class index (0-based, as in
+# Keras) to weight, or an unnamed one in class order.
+as_class_weight <- function(class_weight) {
+  if (is.null(class_weight)) return(NULL)
+  keys <- names(class_weight) %||% (seq_along(class_weight) - 1L)
+  reticulate::py_dict(as.list(as.integer(keys)),
+                      lapply(unname(as.list(class_weight)), as.numeric))
 }
 
 as_shape <- function(shape) {

@@ -4,7 +4,8 @@ python_requirements <- c(
   "keras==3.15.1",
   "tensorflow-cpu==2.21.0",
   "numpy==1.26.4",
-  "h5py"
+  "h5py",
+  "pydot"
 )
 
 default_envname <- function() "r-keras"

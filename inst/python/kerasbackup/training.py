@@ -240,6 +240,9 @@ def _restore_metrics(model, resume):
 
 
 def _unpack(data):
+    if not isinstance(data, (list, tuple)):
+        # A dataset or other iterable: evaluate() reads it as it is.
+        return data, None, None
     x, y, w = data_adapter_utils.unpack_x_y_sample_weight(tuple(data))
     return _numpy_tree(x), _numpy_tree(y), _numpy_tree(w)
 
