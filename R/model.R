@@ -323,11 +323,4 @@ as_class_weight <- function(class_weight) {
                       lapply(unname(as.list(class_weight)), as.numeric))
 }
 
-as_shape <- function(shape) {
-  shape <- as.list(shape)
-  reticulate::tuple(lapply(shape, function(d) {
-    if (is.null(d) || is.na(d)) NULL else as.integer(d)
-  }))
-}
-
 `%||%` <- function(x, y) if (is.null(x)) y else x
