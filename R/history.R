@@ -104,7 +104,7 @@ plot.keras_training_history <- function(x, y, metrics = NULL,
                                         ...) {
   method <- match.arg(method)
   if (method == "auto") {
-    method <- if (requireNamespace("ggplot2", quietly = TRUE)) "ggplot2" else "base"
+    method <- if (has_ggplot2()) "ggplot2" else "base"
   }
   df <- as.data.frame(x)
   if (!is.null(metrics)) {
@@ -118,7 +118,7 @@ plot.keras_training_history <- function(x, y, metrics = NULL,
   }
   df <- df[!is.na(df$value), , drop = FALSE]
   if (method == "ggplot2") {
-    if (!requireNamespace("ggplot2", quietly = TRUE)) {
+    if (!has_ggplot2()) {
       cli::cli_abort("{.code method = \"ggplot2\"} needs the {.pkg ggplot2} package.",
                      class = c("kerasbackup_missing_package", "kerasbackup_error"))
     }
@@ -127,6 +127,8 @@ plot.keras_training_history <- function(x, y, metrics = NULL,
   plot_history_base(df, smooth, ...)
   invisible(x)
 }
+
+has_ggplot2 <- function() requireNamespace("ggplot2", quietly = TRUE)
 
 plot_history_ggplot <- function(df, smooth, theme_bw) {
   p <- ggplot2::ggplot(df, ggplot2::aes(x = .data$epoch, y = .data$value,

@@ -227,8 +227,13 @@ normalize_custom_objects <- function(objects) {
   names <- rlang::names2(objects)
   out <- list()
   for (i in seq_along(objects)) {
-    object <- reticulate::r_to_py(objects[[i]])
     name <- names[[i]]
+    object <- objects[[i]]
+    object <- if (is.function(object) && !is_py_object(object) && nzchar(name)) {
+      as_callable(object, "custom_objects", default_name = name)
+    } else {
+      reticulate::r_to_py(object)
+    }
     if (!nzchar(name)) {
       name <- tryCatch(py_value(reticulate::py_get_attr(object, "__name__")),
                        error = function(e) "")

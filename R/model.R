@@ -49,7 +49,20 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ...,
 compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
                                                  loss = NULL, metrics = NULL,
                                                  ...) {
-  if (!is.null(metrics)) metrics <- as.list(metrics)
+  # R functions become Python callables named after the argument (as keras3
+  # does), so a saved model names them and load_model() can find them.
+  loss <- as_callable(loss, "loss", default_name = arg_symbol_name(
+    substitute(loss), "custom_loss"))
+  if (!is.null(metrics)) {
+    metrics <- as.list(metrics)
+    fn_names <- rlang::names2(metrics)
+    for (i in seq_along(metrics)) {
+      if (is.function(metrics[[i]]) && !is_py_object(metrics[[i]])) {
+        metrics[[i]] <- as_callable(metrics[[i]], "metrics", default_name =
+          if (nzchar(fn_names[[i]])) fn_names[[i]] else paste0("custom_metric_", i))
+      }
+    }
+  }
   with_py_errors(object$compile(optimizer = optimizer, loss = loss,
                                 metrics = metrics, ...))
   invisible(object)
@@ -280,6 +293,12 @@ resolve_verbose <- function(verbose) {
 }
 
 as_int_or_null <- function(x) if (is.null(x)) NULL else as.integer(x)
+
+# The name of a symbol passed as an argument (`loss = my_loss` gives
+# "my_loss"), or `default`.
+arg_symbol_name <- function(expr, default) {
+  if (is.symbol(expr)) as.character(expr) else default
+}
 
 # ------------------------------------------------------------ data
 

@@ -262,6 +262,9 @@ tensor_subset <- function(x, ..., drop = TRUE) {
       key <- c(key, list(builtins$slice(item$start, item$stop, item$step)))
       out_axis <- out_axis + 1L
     } else if (item$kind == "scalar") {
+      if (!is.na(n) && (item$value >= n || item$value < -n)) {
+        abort_bad_index(if (item$value >= 0L) item$value + 1L else item$value, env)
+      }
       if (drop) {
         key <- c(key, list(item$value))
       } else {

@@ -1,0 +1,105 @@
+require_python()
+
+test_that("tensors and variables convert to R arrays and numbers", {
+  x <- op_ones(c(2, 3))
+  expect_identical(as.array(x), array(1, c(2, 3)))
+  expect_identical(dim(x), c(2L, 3L))
+  expect_identical(length(x), 6L)
+  expect_identical(as.numeric(x), rep(1, 6))
+  expect_identical(as.integer(tf$constant(c(1.7, -2.2))), c(1L, -2L))
+  expect_identical(as.logical(tf$constant(c(TRUE, FALSE))), c(TRUE, FALSE))
+  expect_identical(as.array(tf$constant(2.5)), array(2.5, 1L))
+  expect_identical(dim(tf$constant(2.5)), integer())
+
+  v <- keras$Variable(matrix(1:6 / 2, 2))
+  expect_identical(as.array(v), matrix(1:6 / 2, 2))
+  expect_identical(dim(v), c(2L, 3L))
+  expect_identical(as.double(v), 1:6 / 2)
+
+  model <- keras_model_sequential(input_shape = 2) %>% layer_dense(1)
+  model %>% compile(optimizer = optimizer_adam(learning_rate = 0.25), loss = "mse")
+  expect_identical(as.numeric(model$optimizer$learning_rate), 0.25)
+})
+
+test_that("symbolic tensors have a shape with NA for unknown sizes", {
+  input <- keras$Input(shape = reticulate::tuple(3L, 4L))
+  expect_identical(dim(input), c(NA, 3L, 4L))
+  expect_identical(length(input), NA_integer_)
+  expect_identical(dim(input[, 1, ]), c(NA, 4L))
+  expect_identical(dim(input * 2 + 1), c(NA, 3L, 4L))
+})
+
+test_that("arithmetic, comparison and logical operators run as Keras ops", {
+  x <- tf$constant(matrix(c(1, 2, 3, 4), 2), dtype = "float32")
+  expect_equal(as.array(x + 1), matrix(c(2, 3, 4, 5), 2))
+  expect_equal(as.array(10 - x), matrix(c(9, 8, 7, 6), 2))
+  expect_equal(as.array(x * x), matrix(c(1, 4, 9, 16), 2))
+  expect_equal(as.array(x / 2), matrix(c(.5, 1, 1.5, 2), 2))
+  expect_equal(as.array(x ^ 2), matrix(c(1, 4, 9, 16), 2))
+  expect_equal(as.array(x %% 3), matrix(c(1, 2, 0, 1), 2))
+  expect_equal(as.array(x %/% 3), matrix(c(0, 0, 1, 1), 2))
+  expect_equal(as.array(-x), -matrix(c(1, 2, 3, 4), 2))
+  expect_identical(as.array(x > 2), matrix(c(FALSE, FALSE, TRUE, TRUE), 2))
+  expect_identical(as.array(x == 2), matrix(c(FALSE, TRUE, FALSE, FALSE), 2))
+  expect_identical(as.array(x != 2 & x < 4), matrix(c(TRUE, FALSE, TRUE, FALSE), 2))
+  expect_identical(as.array(!(x >= 3) | x == 4), matrix(c(TRUE, TRUE, FALSE, TRUE), 2))
+  # An R operand takes the tensor's precision.
+  expect_identical(tensor_dtype_of(x + 1), "float32")
+  expect_identical(tensor_dtype_of(x * matrix(2, 2, 2)), "float32")
+  expect_identical(tensor_dtype_of(tf$constant(1:3) + 1L), "int32")
+  # Tensor with variable: the same method on both sides, no warning.
+  v <- keras$Variable(matrix(1, 2, 2), dtype = "float32")
+  expect_no_warning(s <- x + v)
+  expect_equal(as.array(s), matrix(c(2, 3, 4, 5), 2))
+})
+
+test_that("Math and Summary group generics and mean() work on tensors", {
+  x <- tf$constant(c(1, 4, 9), dtype = "float32")
+  expect_equal(as.array(sqrt(x)), array(c(1, 2, 3)))
+  expect_equal(as.array(abs(-x)), array(c(1, 4, 9)))
+  expect_equal(as.array(exp(log(x))), array(c(1, 4, 9)), tolerance = 1e-5)
+  expect_equal(as.array(log(x, base = 3)), array(log(c(1, 4, 9), 3)), tolerance = 1e-6)
+  expect_equal(as.array(round(x / 3, digits = 1)), array(c(.3, 1.3, 3)), tolerance = 1e-6)
+  expect_equal(as.array(cumsum(x)), array(c(1, 5, 14)))
+  expect_equal(as.numeric(sum(x)), 14)
+  expect_equal(as.numeric(prod(x)), 36)
+  expect_equal(as.numeric(max(x)), 9)
+  expect_equal(as.numeric(min(x, tf$constant(0, dtype = "float32"))), 0)
+  expect_equal(as.numeric(range(x)), c(1, 9))
+  expect_equal(as.numeric(mean(x)), 14 / 3, tolerance = 1e-6)
+  expect_true(as.logical(any(x > 8)))
+  expect_false(as.logical(all(x > 8)))
+  cnd <- plain_message(gamma(x))
+  expect_true("kerasbackup_unsupported" %in% cnd$class)
+})
+
+test_that("`[` indexes tensors 1-based, as keras3 does", {
+  m <- matrix(1:12, 3)  # 3 x 4
+  x <- tf$constant(m)
+  expect_identical(as.array(x[2, ]), array(m[2, ]))
+  expect_identical(as.array(x[, 2]), array(m[, 2]))
+  expect_identical(as.array(x[2:3, ]), m[2:3, ])
+  expect_identical(as.array(x[, -1]), array(m[, 4]))
+  expect_identical(as.array(x[-2, -1]), array(m[2, 4]))
+  expect_identical(as.array(x[, NA:-2]), m[, 1:3])
+  expect_identical(as.array(x[2:NA, ]), m[2:3, ])
+  expect_identical(as.array(x[, c(4, 1)]), m[, c(4, 1)])
+  expect_identical(as.array(x[c(TRUE, FALSE, TRUE), ]), m[c(1, 3), ])
+  expect_identical(as.array(x[c(1, 3), c(2, 4)]), m[c(1, 3), c(2, 4)])
+  expect_identical(as.array(x[3:1, ]), m[3:1, ])
+  expect_identical(as.array(x[seq(1, 3, by = 2)]), m[c(1, 3), ])
+  expect_identical(dim(x[1, , drop = FALSE]), c(1L, 4L))
+  expect_identical(dim(x[NULL, , ]), c(1L, 3L, 4L))
+  expect_identical(dim(x[, newaxis]), c(3L, 1L, 4L))
+  a <- tf$constant(array(1:24, c(2, 3, 4)))
+  expect_identical(as.array(a[.., 1]), array(1:24, c(2, 3, 4))[, , 1])
+  expect_identical(as.array(a[1, all_dims()]), array(1:24, c(2, 3, 4))[1, , ])
+  expect_identical(as.array(a[, , tf$constant(c(1L, 4L))]),
+                   array(1:24, c(2, 3, 4))[, , c(1, 4)])
+
+  for (bad in list(quote(x[0, ]), quote(x[1.5, ]), quote(x[, 9]),
+                   quote(x[1, 1, 1]))) {
+    cnd <- plain_message(eval(bad))
+    expect_true("kerasbackup_invalid_index" %in% cnd$class, info = deparse(bad))
+  }
+})
