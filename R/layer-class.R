@@ -77,16 +77,6 @@ Layer <- function(classname, initialize = NULL, call = NULL, build = NULL,
 #' @export
 new_layer_class <- Layer
 
-# The layer, added to a Sequential model, or called on a tensor.
-compose_layer <- function(object, layer) {
-  if (is.null(object)) return(layer)
-  if (inherits(object, "keras.src.models.sequential.Sequential")) {
-    with_py_errors(object$add(layer))
-    return(invisible(object))
-  }
-  with_py_errors(layer(object))
-}
-
 as_classmethods <- function(members, names) {
   for (nm in intersect(names, names(members))) {
     if (is.function(members[[nm]]) && !is_py_object(members[[nm]]) &&

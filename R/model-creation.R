@@ -63,30 +63,15 @@ input_args <- function(shape, batch_size, dtype, sparse, ragged, batch_shape,
     }
   }
   args <- list(
-    shape = checked_shape(shape, arg("shape"), call),
+    shape = as_shape(shape, arg("shape")),
     batch_size = if (!is.null(batch_size)) as.integer(batch_size),
     dtype = dtype, sparse = sparse, ragged = ragged,
-    batch_shape = checked_shape(batch_shape, arg("batch_shape"), call),
+    batch_shape = as_shape(batch_shape, arg("batch_shape")),
     name = name
   )
   args <- args[!vapply(args, is.null, TRUE)]
   if (isTRUE(optional)) args$optional <- TRUE
   args
-}
-
-checked_shape <- function(shape, arg, call) {
-  if (is.null(shape)) return(NULL)
-  if (inherits(shape, "python.builtin.object")) return(shape)
-  dims <- if (is.list(shape)) shape else as.list(shape)
-  ok <- vapply(dims, function(d) {
-    is.null(d) || (length(d) == 1 && (is.na(d) || is_whole_number(d, min = 0)))
-  }, TRUE)
-  if (!(is.numeric(shape) || is.logical(shape) || is.list(shape)) || !all(ok)) {
-    abort_invalid_arg(arg, shape,
-                      "a vector or list of whole numbers >= 0, with NA or NULL for unknown sizes",
-                      call = call)
-  }
-  as_shape(dims)
 }
 
 #' Create a functional model

@@ -260,11 +260,4 @@ as_py_data <- function(x) {
   reticulate::np_array(x)
 }
 
-as_shape <- function(shape) {
-  shape <- as.list(shape)
-  reticulate::tuple(lapply(shape, function(d) {
-    if (is.null(d) || is.na(d)) NULL else as.integer(d)
-  }))
-}
-
 `%||%` <- function(x, y) if (is.null(x)) y else x

@@ -33,7 +33,7 @@ py_rclass <- function() {
 #' @param hooks Named character vector: methods wrapped as callback hooks,
 #'   `"index"` (`(epoch or batch, logs)`, 1-based) or `"logs"`.
 #' @param prefix Formals put before the constructor's (`object` for layers).
-#' @param make_body A function of the expression that lists the given
+#' @param make_body A function of the expression that captures the given
 #'   arguments, returning the generator's body; it may call
 #'   `new_instance(args)`. By default the body returns the new instance.
 #' @noRd
@@ -74,7 +74,10 @@ new_class_generator <- function(classname, members, private = list(),
   make_body <- make_body %||% function(args) bquote(new_instance(.(args)))
   generator <- function() NULL
   formals(generator) <- c(prefix, frmls)
-  body(generator) <- make_body(capture_call(frmls))
+  body(generator) <- make_body(
+    if (is.null(prefix)) quote(capture_args())
+    else bquote(capture_args(ignore = .(names(prefix))))
+  )
   structure(generator,
             class = c("kerasbackup_class_generator", "function"),
             classname = classname, family = family, get_class = get_class)
@@ -99,23 +102,9 @@ method_formals <- function(fn) {
   frmls
 }
 
-# An expression listing the arguments a caller gave, by name, leaving out
-# missing ones (so that R's defaults apply) and empty trailing ones.
-capture_call <- function(frmls) {
-  parts <- lapply(setdiff(names(frmls), "..."), function(nm) {
-    sym <- as.name(nm)
-    # setNames(list(x), nm) keeps an explicit NULL.
-    bquote(if (!missing(.(sym))) stats::setNames(list(.(sym)), .(nm)))
-  })
-  if ("..." %in% names(frmls)) parts <- c(parts, list(quote(rlang::list2(...))))
-  as.call(c(quote(c), parts))
-}
-
 is_named_list <- function(x) {
   is.list(x) && !is.null(names(x)) && all(nzchar(names(x)))
 }
-
-is_py_object <- function(x) inherits(x, "python.builtin.object")
 
 normalize_members <- function(members, renames, call) {
   if (all(c("initialize", "__init__") %in% names(members))) {

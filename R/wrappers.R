@@ -1,0 +1,101 @@
+# The helpers that the generated wrappers (R/layers-*.R, R/ops-*.R, ...)
+# call: each captures its caller's arguments, converts them and calls the
+# Keras object at `path` (a dotted path below `keras`).
+
+#' Call a Keras function or class with the caller's arguments
+#' @noRd
+keras_call <- function(path, converters = list(), positional = character()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  py_call_args(keras_object(path), args, positional)
+}
+
+# Converters every layer gets for the base Layer's keyword arguments.
+layer_kwarg_converters <- list(
+  input_shape = as_shape, batch_input_shape = as_shape, batch_shape = as_shape,
+  batch_size = as_integer, input_dim = as_integer
+)
+
+#' Create a layer and compose it with `object`
+#'
+#' The wrapper's first formal is `object`: a Sequential model gets the layer
+#' added (and is returned invisibly); a tensor, a list of tensors or an array
+#' is passed through the layer (the output is returned); when missing or
+#' `NULL`, the layer itself is returned.
+#' @noRd
+keras_layer <- function(path, converters = list(), positional = character()) {
+  envir <- parent.frame()
+  # `object` is forced before the layer is made, so a pipe chain creates its
+  # layers in reading order.
+  object <- if (eval(quote(missing(object)), envir)) NULL else get("object", envir)
+  args <- capture_args(c(converters, layer_kwarg_converters), ignore = "object",
+                       envir = envir, fn = sys.function(sys.parent()))
+  layer <- py_call_args(keras_object(path), args, positional)
+  compose_layer(object, layer)
+}
+
+#' Compose a layer with a Sequential model or inputs
+#'
+#' Used by the layer wrappers and by layers made from R classes.
+#' @param object A Sequential model, a tensor, a list of tensors, an array,
+#'   or `NULL`.
+#' @param layer A Keras layer.
+#' @param ... More arguments to the layer's call (not for Sequential).
+#' @returns The layer's output, the model (invisibly), or the layer.
+#' @noRd
+compose_layer <- function(object, layer, ...) {
+  if (is.null(object)) return(layer)
+  if (inherits(object, "keras.src.models.sequential.Sequential")) {
+    if (...length()) {
+      abort_invalid_arg("...", list(...),
+                        "empty when the layer is added to a Sequential model")
+    }
+    with_py_errors(object$add(layer))
+    return(invisible(object))
+  }
+  with_py_errors(layer(object, ...))
+}
+
+#' A merging layer: `inputs` (plus unnamed arguments) are the tensors to merge
+#' @noRd
+keras_merge_layer <- function(path, converters = list()) {
+  envir <- parent.frame()
+  args <- capture_args(c(converters, layer_kwarg_converters), ignore = "inputs",
+                       envir = envir, fn = sys.function(sys.parent()))
+  nms <- names(args) %||% rep("", length(args))
+  extra <- unname(args[!nzchar(nms)])
+  inputs <- if (eval(quote(missing(inputs)), envir)) NULL else get("inputs", envir)
+  if (!is.null(inputs) && (!is.list(inputs) || is_py_object(inputs))) {
+    inputs <- list(inputs)
+  }
+  inputs <- c(inputs, extra)
+  layer <- py_call_args(keras_object(path), args[nzchar(nms)])
+  if (!length(inputs)) return(layer)
+  with_py_errors(layer(inputs))
+}
+
+#' A loss or metric with a class form and a function form
+#'
+#' Called without `y_true` and `y_pred`, the wrapper makes the class (to
+#' pass to `compile()`); with them, it computes the values.
+#' @noRd
+keras_loss <- function(class_path, fn_path, converters = list()) {
+  envir <- parent.frame()
+  as_class <- eval(quote(missing(y_true) && missing(y_pred)), envir)
+  converters <- c(converters, list(y_true = as_py_array, y_pred = as_py_array))
+  args <- capture_args(converters, envir = envir, fn = sys.function(sys.parent()))
+  py_call_args(keras_object(if (as_class) class_path else fn_path), args)
+}
+
+#' A Keras application (a model constructor)
+#'
+#' The model remembers which `keras.applications` module made it, for
+#' [application_preprocess_inputs()] and [application_decode_predictions()].
+#' @noRd
+keras_application <- function(path, module, converters = list()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  model <- py_call_args(keras_object(path), args)
+  attr(model, "keras_application_module") <- module
+  model
+}
