@@ -9,8 +9,8 @@ VPY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
   r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-generics r-cran-cli \
-  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr pandoc qpdf \
-  r-cran-ggplot2 r-cran-png graphviz
+  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr \
+  r-cran-zeallot r-cran-ggplot2 r-cran-png graphviz pandoc qpdf
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := build/kerasbackup_$(VERSION).tar.gz
 # RLIB=/some/dir installs into that library instead of the system one (and

@@ -11,28 +11,6 @@ generics::fit
 #' @export
 magrittr::`%>%`
 
-#' Create a sequential model
-#'
-#' @param input_shape Optional shape of one sample (without the batch
-#'   dimension), e.g. `c(20)`. Without it the model is built on first use.
-#' @param name Optional name of the model.
-#' @param ... Layers to add, in order.
-#' @param layers A list of layers to add.
-#' @returns A Keras `Sequential` model.
-#' @export
-#' @examplesIf kerasbackup:::python_ready()
-#' model <- keras_model_sequential(input_shape = 20) %>%
-#'   layer_dense(10)
-keras_model_sequential <- function(input_shape = NULL, name = NULL, ...,
-                                   layers = list()) {
-  keras <- py_keras()
-  layers <- c(list(...), layers)
-  if (!is.null(input_shape)) {
-    layers <- c(list(keras$Input(shape = as_shape(input_shape))), layers)
-  }
-  with_py_errors(keras$Sequential(layers = layers, name = name))
-}
-
 #' Configure a model for training
 #'
 #' @param object A Keras model.
