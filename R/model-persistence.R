@@ -229,7 +229,11 @@ normalize_custom_objects <- function(objects) {
   for (i in seq_along(objects)) {
     name <- names[[i]]
     object <- objects[[i]]
-    object <- if (is.function(object) && !is_py_object(object) && nzchar(name)) {
+    # A plain R function becomes a named Python callable; an R class
+    # generator (Layer(), Loss(), ...) converts to its Python class.
+    plain_fn <- is.function(object) && !is_py_object(object) &&
+      !inherits(object, "kerasbackup_class_generator")
+    object <- if (plain_fn && nzchar(name)) {
       as_callable(object, "custom_objects", default_name = name)
     } else {
       reticulate::r_to_py(object)

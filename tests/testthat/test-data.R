@@ -2,12 +2,12 @@ require_python()
 
 two_in_two_out <- function() {
   set_random_seed(3)
-  a <- keras$Input(shape = reticulate::tuple(3L), name = "a")
-  b <- keras$Input(shape = reticulate::tuple(2L), name = "b")
+  a <- keras_input(shape = 3, name = "a")
+  b <- keras_input(shape = 2, name = "b")
   h <- keras$layers$Concatenate()(list(a, b))
   reg <- keras$layers$Dense(1L, name = "reg")(h)
   cls <- keras$layers$Dense(3L, activation = "softmax", name = "cls")(h)
-  model <- keras$Model(inputs = list(a, b), outputs = list(reg, cls))
+  model <- keras_model(inputs = list(a, b), outputs = list(reg, cls))
   model %>% compile(optimizer = "adam",
                     loss = list(reg = "mse", cls = "sparse_categorical_crossentropy"),
                     metrics = list(cls = "accuracy"))

@@ -74,3 +74,43 @@ test_that("weights, configs and clones", {
   from_json <- load_model_config(json)
   expect_identical(length(from_json$layers), 2L)
 })
+
+test_that("a model with an R-defined custom layer saves and loads", {
+  layer_scale <- Layer(
+    "ScaleByWeight",
+    initialize = function(init = 2, ...) {
+      super$initialize(...)
+      self$init <- init
+    },
+    build = function(input_shape) {
+      self$w <- self$add_weight(shape = shape(), initializer = keras$initializers$Constant(self$init))
+    },
+    call = function(inputs) inputs * self$w,
+    get_config = function() {
+      modifyList(super$get_config(), list(init = self$init))
+    }
+  )
+  set_random_seed(8)
+  model <- keras_model_sequential(input_shape = 4) %>%
+    layer_dense(2) %>%
+    layer_scale(init = 3)
+  model %>% compile(optimizer = "sgd", loss = "mse")
+  d <- toy_data(p = 4)
+  model %>% fit(d$x, cbind(d$y, d$y), epochs = 1, verbose = 0)
+  file <- withr::local_tempfile(fileext = ".keras")
+  save_model(model, file)
+
+  for (custom in list(list(layer_scale), list(ScaleByWeight = layer_scale))) {
+    loaded <- load_model(file, custom_objects = custom)
+    expect_identical(get_weights(loaded), get_weights(model))
+    expect_identical(predict(loaded, d$x, verbose = 0), predict(model, d$x, verbose = 0))
+    expect_identical(loaded$layers[[2]]$init, 3)
+  }
+  cnd <- plain_message(load_model(file))
+  expect_true("kerasbackup_python_error" %in% cnd$class)
+  expect_match(cnd$message, "ScaleByWeight", fixed = TRUE)
+
+  config <- get_config(model$layers[[2]])
+  expect_identical(config$init, 3)
+  expect_identical(from_config(config)$init, 3)
+})
