@@ -407,3 +407,42 @@ abort_bad_index <- function(value, env) {
     call = env
   )
 }
+
+#' Convert to a TensorFlow tensor
+#'
+#' As the tensorflow R package's `as_tensor()`: an R value (or tensor) as a
+#' `tf.Tensor`, optionally cast to `dtype` and reshaped (in row-major order,
+#' as TensorFlow does). A single R number or string gives a scalar tensor;
+#' vectors and arrays keep their shape.
+#'
+#' @param x An R vector, array, or a tensor.
+#' @param dtype Optional dtype name, e.g. `"float32"`.
+#' @param ... Unused.
+#' @param shape Optional new shape (`NA` or `-1` for one unknown size).
+#' @param name Optional name of the tensor.
+#' @returns A tensor.
+#' @export
+#' @examplesIf kerasbackup:::python_ready()
+#' as_tensor(1:6, "float32", shape = c(2, 3))
+#' as_tensor("a string")
+as_tensor <- function(x, dtype = NULL, ..., shape = NULL, name = NULL) {
+  rlang::check_dots_empty()
+  if (!is_py_object(x) && is.atomic(x) && (length(x) != 1L || !is.null(dim(x)))) {
+    if (is.null(dim(x))) x <- array(x)
+    x <- reticulate::np_array(x)
+  }
+  with_py_errors({
+    out <- if (is_tensor_like(x) && !is.null(dtype)) {
+      tf$cast(x, dtype, name = name)
+    } else {
+      tf$convert_to_tensor(x, dtype = dtype, name = name)
+    }
+    if (!is.null(shape)) {
+      shape <- vapply(as.list(shape), function(d) {
+        if (is.null(d) || is.na(d)) -1L else as.integer(d)
+      }, 1L)
+      out <- tf$reshape(out, as.list(shape))
+    }
+    out
+  })
+}

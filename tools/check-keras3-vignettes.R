@@ -109,11 +109,36 @@ common_rewrites <- list(
   c("(?m)^(\\s*)epochs\\s*<-\\s*[0-9]+L?\\s*$", "\\1epochs <- .kb_epochs")
 )
 
-rewrite_code <- function(file, epochs) {
-  code <- readLines(file, warn = FALSE)
-  code <- paste(code, collapse = "\n")
-  for (rw in common_rewrites) code <- gsub(rw[[1]], rw[[2]], code, perl = TRUE)
-  writeLines(code, file)
+# Smaller data where a guide hard-codes a sample count larger than the
+# fakes (the shapes of each sample are kept).
+vignette_rewrites <- list(
+  oxford_pets_image_segmentation = list(
+    c("val_samples <- 1000", "val_samples <- 48"),
+    c("max_dataset_len = 1000", "max_dataset_len = 64")
+  )
+)
+
+# Calls dropped whole: they only settle name clashes between attached
+# packages (conflicted is not on Debian).
+dropped_calls <- c("conflicted::conflicts_prefer")
+
+rewrite_code <- function(file, name) {
+  code <- paste(readLines(file, warn = FALSE), collapse = "\n")
+  for (rw in c(common_rewrites, vignette_rewrites[[name]])) {
+    code <- gsub(rw[[1]], rw[[2]], code, perl = TRUE)
+  }
+  lines <- strsplit(code, "\n", fixed = TRUE)[[1]]
+  exprs <- parse(text = lines, keep.source = TRUE)
+  refs <- attr(exprs, "srcref")
+  for (i in seq_along(exprs)) {
+    e <- exprs[[i]]
+    if (is.call(e) && paste(deparse(e[[1]]), collapse = "") %in% dropped_calls) {
+      span <- refs[[i]][[1]]:refs[[i]][[3]]
+      lines[span] <- ""
+      lines[span[[1]]] <- paste("invisible() # dropped:", deparse(e[[1]]))
+    }
+  }
+  writeLines(lines, file)
   invisible(file)
 }
 
@@ -219,6 +244,25 @@ shims <- function() {
       writeLines(sentence(40), file.path(exdir, "aclImdb/train/pos/4229_10.txt"))
       return(invisible(0L))
     }
+    if (basename(tarfile) %in% c("images.tar.gz", "annotations.tar.gz")) {
+      # Oxford pets: photos (JPEG) and trimaps (PNG, values 1 to 3).
+      n <- 128L
+      images <- file.path(exdir, "images")
+      trimaps <- file.path(exdir, "annotations", "trimaps")
+      dir.create(images, recursive = TRUE, showWarnings = FALSE)
+      dir.create(trimaps, recursive = TRUE, showWarnings = FALSE)
+      for (i in seq_len(n)) {
+        stem <- sprintf("pet_%04d", i)
+        if (basename(tarfile) == "images.tar.gz") {
+          jpeg::writeJPEG(array(runif(64 * 64 * 3), c(64, 64, 3)),
+                          file.path(images, paste0(stem, ".jpg")))
+        } else {
+          png::writePNG(matrix(sample(1:3, 64 * 64, TRUE) / 255, 64),
+                        file.path(trimaps, paste0(stem, ".png")))
+        }
+      }
+      return(invisible(0L))
+    }
     utils::untar(tarfile, exdir = exdir, ...)
   }
   read_csv <- function(file, ...) {
@@ -297,7 +341,7 @@ run_one <- function(v, opts, workdir) {
   dir.create(dir, recursive = TRUE, showWarnings = FALSE)
   code_file <- normalizePath(file.path(dir, "code.R"), mustWork = FALSE)
   extract_code(opts$src, v$rel, code_file)
-  rewrite_code(code_file, opts$epochs)
+  rewrite_code(code_file, v$name)
   status_file <- file.path(normalizePath(dir), "status.rds")
   runner <- file.path(dir, "run.R")
   writeLines(runner_code(code_file, status_file, opts$epochs), runner)

@@ -103,3 +103,14 @@ test_that("`[` indexes tensors 1-based, as keras3 does", {
     expect_true("kerasbackup_invalid_index" %in% cnd$class, info = deparse(bad))
   }
 })
+
+test_that("as_tensor() converts R values, casts and reshapes in row-major order", {
+  t <- as_tensor(1:6, "float32", shape = c(2, 3))
+  expect_identical(tensor_dtype_of(t), "float32")
+  expect_identical(as.array(t), matrix(as.numeric(1:6), 2, byrow = TRUE))
+  expect_identical(dim(as_tensor(2)), integer())
+  expect_identical(dim(as_tensor(matrix(1:6, 2))), c(2L, 3L))
+  expect_identical(tensor_dtype_of(as_tensor(tf$constant(1L), "float64")), "float64")
+  expect_identical(tensor_dtype_of(as_tensor("text")), "string")
+  expect_identical(dim(as_tensor(1:6, shape = c(NA, 2))), c(3L, 2L))
+})
