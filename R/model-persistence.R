@@ -219,6 +219,18 @@ check_filepath <- function(filepath, overwrite, call = rlang::caller_env()) {
   invisible(filepath)
 }
 
+# One custom object as Python: a plain R function becomes a Python callable
+# named `name`; an R class generator (Layer(), Loss(), ...) its Python class.
+as_custom_object <- function(object, name) {
+  plain_fn <- is.function(object) && !is_py_object(object) &&
+    !inherits(object, "kerasbackup_class_generator")
+  if (plain_fn && nzchar(name)) {
+    as_callable(object, "custom_objects", default_name = name)
+  } else {
+    reticulate::r_to_py(object)
+  }
+}
+
 # custom_objects as Keras takes them: a dict from saved names to Python
 # objects. R classes and functions are converted with r_to_py().
 normalize_custom_objects <- function(objects) {
@@ -228,16 +240,7 @@ normalize_custom_objects <- function(objects) {
   out <- list()
   for (i in seq_along(objects)) {
     name <- names[[i]]
-    object <- objects[[i]]
-    # A plain R function becomes a named Python callable; an R class
-    # generator (Layer(), Loss(), ...) converts to its Python class.
-    plain_fn <- is.function(object) && !is_py_object(object) &&
-      !inherits(object, "kerasbackup_class_generator")
-    object <- if (plain_fn && nzchar(name)) {
-      as_callable(object, "custom_objects", default_name = name)
-    } else {
-      reticulate::r_to_py(object)
-    }
+    object <- as_custom_object(objects[[i]], name)
     if (!nzchar(name)) {
       name <- tryCatch(py_value(reticulate::py_get_attr(object, "__name__")),
                        error = function(e) "")
@@ -249,4 +252,76 @@ normalize_custom_objects <- function(objects) {
     out[[name]] <- object
   }
   reticulate::dict(out)
+}
+
+#' Custom objects for saving and loading
+#'
+#' Keras finds the classes and functions named in a saved model among its
+#' registered custom objects. `register_keras_serializable()` registers one
+#' under `package>name`; `set_custom_objects()` replaces (or adds to) the
+#' global table, `get_custom_objects()` returns it; and
+#' `with_custom_object_scope()` makes objects visible while `expr` runs.
+#'
+#' @param object An R function or class (e.g. from [Layer()]), or a Python
+#'   one.
+#' @param name Name to register it under (by default, the class's name, or
+#'   the name of the symbol passed).
+#' @param package Namespace of the registered name (default `"Custom"`).
+#' @param objects A named list of custom objects.
+#' @param clear Whether to clear the table first.
+#' @param expr Code to run with `objects` in scope.
+#' @returns `register_keras_serializable()`: the registered Python object.
+#'   `get_custom_objects()`: a named list. `set_custom_objects()`: the
+#'   previous table, invisibly. `with_custom_object_scope()`: the value of
+#'   `expr`.
+#' @export
+register_keras_serializable <- function(object, name = NULL, package = NULL) {
+  name <- name %||% arg_symbol_name(substitute(object), "")
+  register <- py_keras()$saving$register_keras_serializable(
+    package = package %||% "Custom", name = if (nzchar(name)) name
+  )
+  with_py_errors(register(as_custom_object(object, name)))
+}
+
+#' @rdname register_keras_serializable
+#' @export
+get_custom_objects <- function() {
+  with_py_errors(py_keras()$saving$get_custom_objects())
+}
+
+#' @rdname register_keras_serializable
+#' @export
+set_custom_objects <- function(objects = list(), clear = TRUE) {
+  old <- with_py_errors(py_rapi()$set_custom_objects(
+    normalize_custom_objects(objects), clear = clear))
+  invisible(old)
+}
+
+#' @rdname register_keras_serializable
+#' @export
+with_custom_object_scope <- function(objects, expr) {
+  scope <- py_keras()$saving$CustomObjectScope(normalize_custom_objects(objects))
+  with(scope, expr)
+}
+
+#' Export a model as a TensorFlow SavedModel
+#'
+#' For serving (TensorFlow Serving, TFLite conversion): only the forward
+#' pass is exported.
+#'
+#' @param object A Keras model.
+#' @param export_dir_base The directory to write.
+#' @param ... More arguments to Keras' `Model.export()`.
+#' @returns The directory, invisibly.
+#' @export
+export_savedmodel <- function(object, export_dir_base, ...) {
+  UseMethod("export_savedmodel")
+}
+
+#' @rdname export_savedmodel
+#' @export
+export_savedmodel.keras.src.models.model.Model <- function(object, export_dir_base, ...) {
+  with_py_errors(object$export(path.expand(export_dir_base),
+                               format = "tf_saved_model", ...))
+  invisible(export_dir_base)
 }

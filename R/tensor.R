@@ -46,6 +46,9 @@
 #' @rawNamespace S3method("[", tensorflow.python.types.core.Tensor, tensor_subset)
 #' @rawNamespace S3method("[", keras.src.backend.common.keras_tensor.KerasTensor, tensor_subset)
 #' @rawNamespace S3method("[", keras.src.backend.common.variables.Variable, tensor_subset)
+#' @rawNamespace S3method("[<-", tensorflow.python.types.core.Tensor, tensor_subassign)
+#' @rawNamespace S3method("[<-", keras.src.backend.common.keras_tensor.KerasTensor, tensor_subassign)
+#' @rawNamespace S3method("[<-", keras.src.backend.common.variables.Variable, tensor_subassign)
 NULL
 
 #' Tensors and variables as R objects
@@ -71,7 +74,8 @@ NULL
 #'   (`x[, NA:-2]`); a vector of positions or a logical vector selects along
 #'   that axis; `NULL` or `newaxis` adds an axis; `..` or `all_dims()`
 #'   stands for all the axes not named. A single index drops its axis unless
-#'   `drop = FALSE`.
+#'   `drop = FALSE`. `x[...] <- value` returns a new tensor with those
+#'   positions replaced.
 #'
 #' @param x A tensor or variable.
 #' @param ... Indices, one per axis.
@@ -230,8 +234,72 @@ tensor_unsupported <- function(generic, call = rlang::caller_env()) {
 # ------------------------------------------------------------ indexing
 
 tensor_subset <- function(x, ..., drop = TRUE) {
-  exprs <- as.list(substitute(list(...)))[-1L]
-  env <- parent.frame()
+  tensor_index(x, as.list(substitute(list(...)))[-1L], parent.frame(), drop)
+}
+
+# `x[...] <- value`: the positions selected by the same indices are
+# replaced (value is broadcast to their shape); the result is a new tensor.
+tensor_subassign <- function(x, ..., value) {
+  tensor_update(x, as.list(substitute(list(...)))[-1L], parent.frame(), value)
+}
+
+tensor_update <- function(x, exprs, env, value) {
+  ops <- py_keras()$ops
+  shape <- tensor_dim(x)
+  if (anyNA(shape)) {
+    cli::cli_abort("Assigning into a tensor needs its full shape; it has {.code {shape}}.",
+                   class = c("kerasbackup_invalid_index", "kerasbackup_error"),
+                   call = env)
+  }
+  with_py_errors({
+    positions <- ops$reshape(ops$arange(as.integer(prod(shape)), dtype = "int32"),
+                             as.list(shape))
+    selected <- tensor_index(positions, exprs, env, drop = TRUE)
+    flat <- ops$reshape(selected, list(-1L, 1L))
+    value <- ops$cast(as_tensor_operand(value, x), ops$dtype(x))
+    updates <- ops$reshape(ops$broadcast_to(value, as.list(tensor_dim(selected))),
+                           list(-1L))
+    out <- ops$scatter_update(ops$reshape(x, list(-1L)), flat, updates)
+    ops$reshape(out, as.list(shape))
+  })
+}
+
+#' Subset a tensor, or assign into a subset
+#'
+#' `op_subset(x, ...)` is `x[...]` and `op_subset(x, ...) <- value` (or
+#' `op_subset_set(x, ..., value = value)`) is `x[...] <- value`, with the
+#' 1-based indexing rules of [tensor-methods]. `x` may also be an R array,
+#' which is converted to a tensor first.
+#'
+#' @param x A tensor or R array.
+#' @param ... Indices, one per axis.
+#' @param value Values to assign (broadcast to the selection's shape).
+#' @returns A tensor.
+#' @export
+#' @examplesIf kerasbackup:::python_ready()
+#' x <- op_ones(c(2, 3))
+#' op_subset(x, 1, 2:3)
+#' op_subset_set(x, 1, , value = 0)
+op_subset <- function(x, ...) {
+  if (!is_tensor_like(x)) x <- py_keras()$ops$convert_to_tensor(x)
+  tensor_index(x, as.list(substitute(list(...)))[-1L], parent.frame(), TRUE)
+}
+
+#' @rdname op_subset
+#' @export
+`op_subset<-` <- function(x, ..., value) {
+  if (!is_tensor_like(x)) x <- py_keras()$ops$convert_to_tensor(x)
+  tensor_update(x, as.list(substitute(list(...)))[-1L], parent.frame(), value)
+}
+
+#' @rdname op_subset
+#' @export
+op_subset_set <- function(x, ..., value) {
+  if (!is_tensor_like(x)) x <- py_keras()$ops$convert_to_tensor(x)
+  tensor_update(x, as.list(substitute(list(...)))[-1L], parent.frame(), value)
+}
+
+tensor_index <- function(x, exprs, env, drop) {
   items <- lapply(exprs, index_item, env = env)
   shape <- tensor_dim(x)
   items <- expand_ellipsis(items, length(shape))
@@ -445,4 +513,40 @@ as_tensor <- function(x, dtype = NULL, ..., shape = NULL, name = NULL) {
     }
     out
   })
+}
+
+#' Create a Keras variable
+#'
+#' @param initializer The initial value (an R array or tensor) or an
+#'   initializer (name or object, then `shape` is needed).
+#' @param shape Shape, for an initializer.
+#' @param dtype Optional dtype name.
+#' @param trainable Whether training updates it.
+#' @param autocast Whether it is cast to the compute dtype in layers with a
+#'   mixed-precision policy.
+#' @param aggregation,synchronization How distributed replicas combine and
+#'   synchronise it.
+#' @param name Optional name.
+#' @returns A Keras `Variable`.
+#' @export
+#' @examplesIf kerasbackup:::python_ready()
+#' v <- keras_variable(matrix(1:4, 2), dtype = "float32")
+#' as.array(v)
+keras_variable <- function(initializer, shape = NULL, dtype = NULL,
+                           trainable = TRUE, autocast = TRUE,
+                           aggregation = "none", synchronization = "auto",
+                           name = NULL) {
+  if (is.atomic(initializer) && !is.character(initializer)) {
+    if (is.null(dim(initializer)) && length(initializer) != 1L) {
+      initializer <- array(initializer)
+    }
+    if (length(initializer) != 1L || !is.null(dim(initializer))) {
+      initializer <- reticulate::np_array(initializer)
+    }
+  }
+  with_py_errors(py_keras()$Variable(
+    initializer, shape = if (!is.null(shape)) as_shape(shape),
+    dtype = dtype, trainable = trainable, autocast = autocast,
+    aggregation = aggregation, synchronization = synchronization, name = name
+  ))
 }

@@ -194,3 +194,12 @@ as_count <- function(count, call = rlang::caller_env()) {
   }
   as.integer(count)
 }
+
+#' The Keras module
+#'
+#' Keras' Python module, imported on first use, for what has no R wrapper:
+#' `keras$layers$Dense`, `keras$ops$...`.
+#'
+#' @format A Python module (loaded lazily).
+#' @export
+keras <- NULL

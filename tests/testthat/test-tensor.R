@@ -114,3 +114,47 @@ test_that("as_tensor() converts R values, casts and reshapes in row-major order"
   expect_identical(tensor_dtype_of(as_tensor("text")), "string")
   expect_identical(dim(as_tensor(1:6, shape = c(NA, 2))), c(3L, 2L))
 })
+
+test_that("`[<-`, op_subset() and op_subset_set() replace selected positions", {
+  m <- matrix(as.numeric(1:12), 3)
+  x <- tf$constant(m, dtype = "float32")
+  y <- x
+  y[2, ] <- 0
+  expected <- m
+  expected[2, ] <- 0
+  expect_identical(as.array(y), expected)
+  expect_identical(as.array(x), m)  # a new tensor; x is unchanged
+  y[, c(1, 4)] <- matrix(c(7, 8, 9, 10, 11, 12), 3)
+  expected[, c(1, 4)] <- matrix(c(7, 8, 9, 10, 11, 12), 3)
+  expect_identical(as.array(y), expected)
+  expect_identical(as.array(op_subset(m, 3, 2:3)), array(m[3, 2:3]))
+  z <- op_subset_set(x, -1, -1, value = 100)
+  expect_identical(as.array(z)[3, 4], 100)
+  op_subset(x, 1, 1) <- -5
+  expect_identical(as.array(x)[1, 1], -5)
+})
+
+test_that("keras_variable() makes variables that convert and combine", {
+  v <- keras_variable(matrix(1:4, 2), dtype = "float32", name = "v")
+  expect_identical(as.array(v), matrix(as.numeric(1:4), 2))
+  expect_identical(tensor_dtype_of(v), "float32")
+  expect_identical(as.array(v * 2), matrix(as.numeric(1:4) * 2, 2))
+  w <- keras_variable("zeros", shape = c(2, 3))
+  expect_identical(dim(w), c(2L, 3L))
+  expect_false(keras_variable(1, trainable = FALSE)$trainable)
+})
+
+test_that(".[ ] assigns the parts of lists, vectors, shapes and tuples", {
+  .[a, b] <- list(1, "two")
+  expect_identical(list(a, b), list(1, "two"))
+  .[first, ..] <- c(10, 20, 30)
+  .[.., last] <- c(10, 20, 30)
+  .[., second, .] <- c(10, 20, 30)
+  expect_identical(c(first, last, second), c(10, 30, 20))
+  .[rows, cols] <- shape(4, 5)
+  expect_identical(c(rows, cols), c(4L, 5L))
+  .[p, q] <- tuple(1L, 2L)
+  expect_identical(c(p, q), c(1L, 2L))
+  expect_true("kerasbackup_invalid_argument" %in%
+                plain_message(.[a, b] <- c(1, 2, 3))$class)
+})

@@ -36,6 +36,19 @@ def pop_layer(model, rebuild=True):
     return model
 
 
+def set_custom_objects(objects, clear=True):
+    """Replaces (or adds to) Keras' global custom objects; returns the old
+    table as a plain dict."""
+    import keras
+
+    table = keras.saving.get_custom_objects()
+    old = dict(table)
+    if clear:
+        table.clear()
+    table.update(objects or {})
+    return old
+
+
 def _as_tuples(value):
     # An R list comes back as a Python list, which tf.data would stack into
     # one tensor; tfdatasets makes it a tuple, and so do we.
