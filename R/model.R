@@ -216,25 +216,6 @@ set_weights <- function(object, weights) {
   invisible(object)
 }
 
-#' Set the random seeds of R-side training
-#'
-#' Seeds Python's, NumPy's and the Keras backend's random generators (and
-#' R's), so that model initialisation, dropout and shuffling repeat.
-#'
-#' @param seed A whole number.
-#' @returns `NULL`, invisibly.
-#' @export
-#' @examplesIf kerasbackup:::python_ready()
-#' set_random_seed(1)
-set_random_seed <- function(seed) {
-  if (!is_whole_number(seed, min = 0)) {
-    abort_invalid_arg("seed", seed, "a whole number >= 0")
-  }
-  set.seed(seed)
-  with_py_errors(py_keras()$utils$set_random_seed(as.integer(seed)))
-  invisible()
-}
-
 # ---------------------------------------------------------------- helpers
 
 resolve_verbose <- function(verbose) {

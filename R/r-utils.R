@@ -22,7 +22,7 @@
 capture_args <- function(converters = list(), ignore = character(),
                          envir = parent.frame(),
                          fn = sys.function(sys.parent())) {
-  formal_names <- names(formals(fn))
+  formal_names <- as.character(names(formals(fn)))
   wanted <- setdiff(formal_names, c("...", ignore))
   given <- wanted[!vapply(wanted, function(name) {
     eval(call("missing", as.name(name)), envir)
@@ -238,3 +238,35 @@ keras_object <- function(path) {
 }
 
 is_py_object <- function(x) inherits(x, "python.builtin.object")
+
+#' File paths: `~` expanded; anything else passes unchanged
+#' @noRd
+as_path <- function(x, arg = "path") {
+  if (is.character(x) && length(x) == 1L && !is.na(x)) path.expand(x) else x
+}
+
+#' A dropout rate, checked in R: a number in [0, 1)
+#' @noRd
+as_dropout_rate <- function(x, arg = "rate") {
+  if (!(is.numeric(x) && length(x) == 1L && !is.na(x) && x >= 0 && x < 1)) {
+    abort_invalid_arg(arg, x, "a number in [0, 1)")
+  }
+  x
+}
+
+#' Sequences for pad_sequences(): each R vector becomes a Python list (a
+#' length-one vector would otherwise become a scalar)
+#' @noRd
+as_sequences <- function(x, arg = "sequences") {
+  if (!is.list(x) || is_py_object(x)) return(x)
+  lapply(x, function(s) {
+    if (is_py_object(s)) s else as.list(as_integer_if_whole(as.vector(s)))
+  })
+}
+
+#' An R callback hook `function(index, logs)` seeing 1-based epochs/batches
+#' @noRd
+as_index_logs_callback <- function(x, arg = "x") {
+  if (!is.function(x) || is_py_object(x)) return(x)
+  py_rfunctions()$one_based_index(as_callable(x, arg, default_name = arg))
+}

@@ -99,3 +99,70 @@ keras_application <- function(path, module, converters = list()) {
   attr(model, "keras_application_module") <- module
   model
 }
+
+#' set_random_seed(): Keras' generators and R's own
+#' @noRd
+keras_call_set_seed <- function(path, converters = list()) {
+  seed <- get("seed", parent.frame())
+  if (!is_whole_number(seed, min = 0)) {
+    abort_invalid_arg("seed", seed, "a whole number >= 0")
+  }
+  set.seed(seed)
+  py_call_args(keras_object(path), list(seed = as.integer(seed)))
+  invisible()
+}
+
+#' A call that may download: a failed download becomes a classed error
+#' that names the URL
+#' @noRd
+keras_call_download <- function(path, converters = list(), positional = character()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  with_download_errors(py_call_args(keras_object(path), args, positional))
+}
+
+with_download_errors <- function(expr) {
+  tryCatch(expr, kerasbackup_python_error = function(e) {
+    msg <- conditionMessage(e)
+    url <- regmatches(msg, regexpr("(?<=URL fetch failure on )\\S+?(?=: )", msg, perl = TRUE))
+    if (!length(url)) stop(e)
+    cli::cli_abort(
+      c("Could not download {.url {url}}.",
+        x = sub("^[A-Za-z.]*: ", "", msg),
+        i = "Download it where the network allows and copy it to Keras' cache
+             ({.path ~/.keras/datasets} for the data sets), or pass a local path."),
+      class = c("kerasbackup_download_error", "kerasbackup_error"),
+      url = url, parent = e, call = NULL
+    )
+  })
+}
+
+#' A dataset loader: `((x_train, y_train), (x_test, y_test))` becomes
+#' `list(train = list(x, y), test = list(x, y))`
+#' @noRd
+keras_dataset <- function(path, converters = list()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  out <- with_download_errors(py_call_args(keras_object(path), args))
+  split <- function(pair) list(x = pair[[1L]], y = pair[[2L]])
+  list(train = split(out[[1L]]), test = split(out[[2L]]))
+}
+
+#' decode_predictions(): one data frame per sample
+#' @noRd
+keras_call_decode_predictions <- function(path, converters = list()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  args$preds <- as_py_array(args$preds)
+  decoded_predictions(py_call_args(keras_object(path), args))
+}
+
+decoded_predictions <- function(out) {
+  lapply(out, function(rows) {
+    data.frame(
+      class_name = vapply(rows, function(r) as.character(r[[1L]]), ""),
+      class_description = vapply(rows, function(r) as.character(r[[2L]]), ""),
+      score = vapply(rows, function(r) as.numeric(r[[3L]]), 0)
+    )
+  })
+}

@@ -35,3 +35,12 @@ def as_callable(fn, arg_names=(), has_dots=True, name="r_function"):
         call.__signature__ = sig
     call.__name__ = call.__qualname__ = str(name)
     return call
+
+
+def one_based_index(fn):
+    """A callback hook `(index, logs)` that hands R a 1-based index."""
+
+    def hook(index, logs=None):
+        return fn(int(index) + 1, logs)
+
+    return hook
