@@ -43,6 +43,7 @@ new_class_generator <- function(classname, members, private = list(),
                                 hooks = NULL, prefix = NULL,
                                 make_body = NULL,
                                 call = rlang::caller_env()) {
+  force(parent_env)  # the constructor's caller, while it is still on the stack
   if (!is_string(classname)) {
     abort_invalid_arg("classname", classname, "a single non-empty string",
                       call = call)
