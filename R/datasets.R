@@ -137,7 +137,7 @@ dataset_imdb <- function(path = "imdb.npz", num_words = NULL, skip_top = 0L,
 #' @seealso `keras.datasets.imdb.get_word_index`. `reticulate::py_help(reticulate::import("keras")$datasets$imdb$get_word_index)` shows Keras' own documentation at run time.
 #' @export
 dataset_imdb_word_index <- function(path = "imdb_word_index.json") {
-  keras_call("datasets.imdb.get_word_index", list(path = as_path))
+  keras_call_download("datasets.imdb.get_word_index", list(path = as_path))
 }
 
 #' mnist (dataset)
@@ -199,5 +199,5 @@ dataset_reuters <- function(path = "reuters.npz", num_words = NULL,
 #' @seealso `keras.datasets.reuters.get_word_index`. `reticulate::py_help(reticulate::import("keras")$datasets$reuters$get_word_index)` shows Keras' own documentation at run time.
 #' @export
 dataset_reuters_word_index <- function(path = "reuters_word_index.json") {
-  keras_call("datasets.reuters.get_word_index", list(path = as_path))
+  keras_call_download("datasets.reuters.get_word_index", list(path = as_path))
 }

@@ -269,7 +269,8 @@ def collect_datasets():
                             "dataset", "datasets", "datasets.R"))
         if hasattr(sub, "get_word_index"):
             eps.append(Endpoint(f"datasets.{name}.get_word_index", sub.get_word_index,
-                                f"dataset_{name}_word_index", "call", "datasets", "datasets.R"))
+                                f"dataset_{name}_word_index", "call", "datasets", "datasets.R",
+                                helper=rules.HELPERS.get(f"datasets.{name}.get_word_index")))
     return eps
 
 

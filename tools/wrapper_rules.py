@@ -174,6 +174,8 @@ UTILS = {
 HELPERS = {
     "utils.set_random_seed": "keras_call_set_seed",
     "utils.get_file": "keras_call_download",
+    "datasets.imdb.get_word_index": "keras_call_download",
+    "datasets.reuters.get_word_index": "keras_call_download",
     "applications.imagenet_utils.decode_predictions": "keras_call_decode_predictions",
 }
 

@@ -23,13 +23,14 @@ test_that("reset_state(), count_params(), get_state_tree() and set_state_tree()"
   expect_equal(as.numeric(metric$result()), 0)
 
   set_random_seed(9)
-  model <- keras_model_sequential(input_shape = 3) %>% layer_dense(2)
+  model <- keras_model_sequential(input_shape = 3, name = "tree_model") %>%
+    layer_dense(2, name = "tree_dense")
   model %>% compile(optimizer = "sgd", loss = "mse")
   expect_identical(count_params(model), 8L)
   tree <- get_state_tree(model)
-  kernel <- tree$trainable_variables$sequential$dense$kernel
+  kernel <- tree$trainable_variables$tree_model$tree_dense$kernel
   expect_identical(dim(kernel), c(3L, 2L))
-  tree$trainable_variables$sequential$dense$kernel <- kernel * 0 + 1
+  tree$trainable_variables$tree_model$tree_dense$kernel <- kernel * 0 + 1
   set_state_tree(model, tree)
   expect_identical(get_weights(model)[[1]], matrix(1, 3, 2))
 })
