@@ -7,14 +7,14 @@
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
 #' @param feature_names Passed to Keras as it is (`NULL` becomes `None`).
-#' @param crossing_dim Passed to Keras as it is (`NULL` becomes `None`).
+#' @param crossing_dim A whole number (sent as an integer).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A feature specification for [layer_feature_space()].
 #' @family feature space
 #' @seealso `keras.utils.FeatureSpace.cross`. `reticulate::py_help(reticulate::import("keras")$utils$FeatureSpace$cross)` shows Keras' own documentation at run time.
 #' @export
 feature_cross <- function(feature_names, crossing_dim, output_mode = "one_hot") {
-  keras_call("utils.FeatureSpace.cross")
+  keras_call("utils.FeatureSpace.cross", list(crossing_dim = as_integer))
 }
 
 #' feature (feature space feature)

@@ -226,7 +226,7 @@ layer_equalization <- function(object, value_range = list(0L, 255L),
 #' @param features Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).
 #' @param crosses Passed to Keras as it is (`NULL` becomes `None`).
-#' @param crossing_dim Whole numbers are sent as integers.
+#' @param crossing_dim A whole number (sent as an integer).
 #' @param hashing_dim Whole numbers are sent as integers.
 #' @param num_discretization_bins Whole numbers are sent as integers.
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -239,7 +239,7 @@ layer_feature_space <- function(object, features, output_mode = "concat",
     crosses = NULL, crossing_dim = 32L, hashing_dim = 32L,
     num_discretization_bins = 32L, name = NULL, ...) {
   keras_layer("utils.FeatureSpace", list(
-    crossing_dim = as_integer_if_whole, hashing_dim = as_integer_if_whole,
+    crossing_dim = as_integer, hashing_dim = as_integer_if_whole,
     num_discretization_bins = as_integer_if_whole
   ))
 }

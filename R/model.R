@@ -32,7 +32,9 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
   loss <- as_callable(loss, "loss", default_name = arg_symbol_name(
     substitute(loss), "custom_loss"))
   if (!is.null(metrics)) {
-    metrics <- as.list(metrics)
+    # One metric (a name, function or object) or a list/vector of them.
+    metrics <- if (is.function(metrics) || is_py_object(metrics)) list(metrics)
+               else as.list(metrics)
     fn_names <- rlang::names2(metrics)
     for (i in seq_along(metrics)) {
       if (is.function(metrics[[i]]) && !is_py_object(metrics[[i]])) {

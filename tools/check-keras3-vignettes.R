@@ -105,6 +105,8 @@ common_rewrites <- list(
   c("\\breticulate::import\\(\"tensorflow_datasets\"\\)", "fake_tfds()"),
   c("\\bweights\\s*=\\s*['\"]imagenet['\"]", "weights = NULL"),
   c("\\b(application_[a-z0-9_]+)\\(\\)", "\\1(weights = NULL)"),
+  # R 4.2 (Debian 12) has no S3 dispatch for `@`; x@r[...] is x[...].
+  c("@r\\[", "["),
   c("\\bepochs\\s*=\\s*[0-9]+L?", "epochs = .kb_epochs"),
   c("(?m)^(\\s*)epochs\\s*<-\\s*[0-9]+L?\\s*$", "\\1epochs <- .kb_epochs")
 )

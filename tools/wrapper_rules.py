@@ -191,7 +191,7 @@ INT_ARGS = {
     "units", "filters", "depth_multiplier", "num_heads", "num_query_heads", "num_key_value_heads",
     "key_dim", "value_dim", "head_dim", "input_dim", "output_dim", "num_classes", "classes",
     "patience", "verbose", "epochs", "batch_size", "steps", "steps_per_execution",
-    "decay_steps", "first_decay_steps", "max_tokens", "num_bins", "num_tokens",
+    "decay_steps", "first_decay_steps", "max_tokens", "num_bins", "num_tokens", "crossing_dim",
     "num_oov_indices", "k", "num_thresholds", "maxlen", "sequence_length", "sequence_stride",
     "sampling_rate", "n", "num_samples", "groups", "seed", "start_from_epoch", "cooldown",
     "save_freq", "histogram_freq", "update_freq", "top", "num", "repeats",

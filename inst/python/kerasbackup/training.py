@@ -129,7 +129,7 @@ def fit(
         feed.validation = _unpack(validation_data)
 
     first = feed.peek()
-    model._symbolic_build(data_batch=first)
+    _build(model, first)
 
     callback_list = keras.callbacks.CallbackList(
         callbacks,
@@ -158,6 +158,18 @@ def fit(
     finally:
         for cb in backups:
             cb._driver_info = None
+
+
+def _build(model, batch):
+    try:
+        model._symbolic_build(data_batch=batch)
+    except RuntimeError as e:
+        # A subclassed model that cannot run symbolically (a GAN whose
+        # train_step calls its parts, with no call() of its own): Keras' own
+        # TensorFlow fit() leaves it to be built by the first traced step,
+        # and so do we.
+        if "Unable to automatically build the model" not in str(e):
+            raise
 
 
 def _train(model, feed, callbacks, backups, epochs, initial_epoch,
