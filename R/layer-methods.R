@@ -103,3 +103,17 @@ quantize_weights <- function(object, mode, ...) {
   with_py_errors(object$quantize(mode, ...))
   invisible(object)
 }
+
+#' @importFrom reticulate py_to_r_wrapper
+#' @rawNamespace S3method(py_to_r_wrapper, keras.src.layers.layer.Layer)
+NULL
+
+py_to_r_wrapper.keras.src.layers.layer.Layer <- function(x) {
+  # A layer (or model) called from R composes like a layer function: on a
+  # Sequential model it is added to it, on tensors it is called.
+  force(x)
+  function(object, ...) {
+    if (missing(object)) return(x(...))
+    compose_layer(object, x, ...)
+  }
+}

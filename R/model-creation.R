@@ -92,8 +92,10 @@ input_args <- function(shape, batch_size, dtype, sparse, ragged, batch_shape,
 #' output <- input %>% layer_dense(2)
 #' model <- keras_model(input, output)
 keras_model <- function(inputs = NULL, outputs = NULL, ...) {
-  with_py_errors(py_keras()$Model(inputs = unwrap_single(inputs),
-                                  outputs = unwrap_single(outputs), ...))
+  with_py_errors(do.call(py_keras()$Model, c(
+    list(inputs = unwrap_single(inputs), outputs = unwrap_single(outputs)),
+    rlang::list2(...)  # list2() allows a trailing comma, as keras3 does
+  )))
 }
 
 # A one-element unnamed list stands for its element, as in Keras.

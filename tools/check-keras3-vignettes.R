@@ -100,7 +100,8 @@ common_rewrites <- list(
   c("library\\(keras3\\)", "library(kerasbackup)"),
   c("library\\((tensorflow|tfdatasets)\\b[^)]*\\)", "invisible() # library(\\1)"),
   c("\\b(keras3|tensorflow|tfdatasets)::(?=dataset_(mnist|cifar|fashion|imdb|reuters|boston))", ""),
-  c("\\b(keras3|tensorflow|tfdatasets)::", "kerasbackup::"),
+  c("\\bkeras3:::py_func2\\(", "py_func2("),
+  c("\\b(keras3|tensorflow|tfdatasets)::(?!:)", "kerasbackup::"),
   c("\\breticulate::py_require\\(", "py_require("),
   c("\\breticulate::import\\(\"tensorflow_datasets\"\\)", "fake_tfds()"),
   c("\\bweights\\s*=\\s*['\"]imagenet['\"]", "weights = NULL"),
@@ -168,9 +169,9 @@ shims <- function() {
     }
     list(train = tr, test = te)
   }
-  # MNIST: 28x28 images of 10 digits (60000/10000 in the real set; the
-  # guides slice off 10000 for validation, so 12000 are kept).
-  dataset_mnist <- function(...) fake_split(12000L, 2000L, c(28L, 28L), 10L)
+  # MNIST: 28x28 images of 10 digits, 60000/10000 as in the real set (the
+  # guides hard-code these counts).
+  dataset_mnist <- function(...) fake_split(60000L, 10000L, c(28L, 28L), 10L)
   dataset_fashion_mnist <- dataset_mnist
   dataset_cifar10 <- function(...) fake_split(2000L, 500L, c(32L, 32L, 3L), 10L, TRUE)
   dataset_cifar100 <- function(...) fake_split(2000L, 500L, c(32L, 32L, 3L), 100L, TRUE)
@@ -296,10 +297,17 @@ shims <- function() {
   # reticulate 1.28 has no py_require(): the Python packages come from the
   # project's set-up instead.
   py_require <- function(...) invisible(NULL)
+  # keras3's internal R-function-to-Python helper, used by one guide: an R
+  # function carrying the name Python should see (kerasbackup converts it
+  # when it is passed to Keras).
+  py_func2 <- function(fn, convert = TRUE, name = NULL) {
+    attr(fn, "py_function_name") <- name
+    fn
+  }
   for (name in c("dataset_mnist", "dataset_fashion_mnist", "dataset_cifar10",
                  "dataset_cifar100", "dataset_imdb", "dataset_reuters",
                  "dataset_boston_housing", "get_file", "download.file",
-                 "untar", "read_csv", "fake_tfds", "py_require")) {
+                 "untar", "read_csv", "fake_tfds", "py_require", "py_func2")) {
     assign(name, get(name), envir = globalenv())
   }
   invisible()

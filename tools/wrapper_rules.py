@@ -206,6 +206,8 @@ ARG_CONVERTERS = {
     "ops.arange:start": "as_integer_if_whole",
     "ops.arange:stop": "as_integer_if_whole",
     "ops.arange:step": "as_integer_if_whole",
+    "random.randint:minval": "as_integer",
+    "random.randint:maxval": "as_integer",
     "layers.Dropout:rate": "as_dropout_rate",
     "utils.pad_sequences:sequences": "as_sequences",
     "utils.to_categorical:x": "as_py_array",

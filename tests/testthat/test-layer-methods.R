@@ -71,3 +71,15 @@ test_that("export_savedmodel() writes a SavedModel directory", {
   expect_identical(export_savedmodel(model, dir), dir)
   expect_true(file.exists(file.path(dir, "saved_model.pb")))
 })
+
+test_that("a layer object called from R composes like a layer function", {
+  dense <- layer_dense(units = 3, name = "shared_dense")
+  model <- keras_model_sequential(input_shape = 4) |> dense()
+  expect_identical(model$layers[[1]]$name, "shared_dense")
+  expect_identical(dim(dense(op_ones(c(2, 4)))), c(2L, 3L))
+  input <- keras_input(4)
+  expect_identical(dim(dense(input)), c(NA, 3L))
+  expect_identical(dim(model(op_ones(c(5, 4)))), c(5L, 3L))
+  outer <- keras_model_sequential(input_shape = 4) |> model()
+  expect_identical(length(outer$layers), 1L)
+})
