@@ -189,7 +189,8 @@ pop_layer <- function(object, rebuild = TRUE) {
 #' A frozen layer's weights are not updated by training. Called with the
 #' model alone, every layer is frozen (or unfrozen). `from` and `to` limit
 #' it to a range of layers (given by name, 1-based position or the layer
-#' itself), both ends included; the others become trainable. `which` picks
+#' itself; a negative position counts from the end), both ends included;
+#' the others become trainable. `which` picks
 #' layers by name, position, a logical vector, or a function of the layer
 #' returning `TRUE` or `FALSE`. Compile the model again after changing what
 #' is trainable.
@@ -256,12 +257,14 @@ layer_position <- function(x, names, arg, call) {
     match(x, names)
   } else if (is_whole_number(x) && x <= length(names)) {
     as.integer(x)
+  } else if (is_whole_number(-x) && -x <= length(names)) {
+    length(names) + 1L + as.integer(x)  # -1 is the last layer
   } else {
     NA_integer_
   }
   if (is.na(pos)) {
     abort_invalid_arg(arg, x, sprintf(
-      "a layer of the model: a name, a position in 1..%d, or a layer",
+      "a layer of the model: a name, a position in 1..%d (negative from the end), or a layer",
       length(names)), call = call)
   }
   pos

@@ -43,8 +43,10 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
       }
     }
   }
-  with_py_errors(object$compile(optimizer = optimizer, loss = loss,
-                                metrics = metrics, ...))
+  # list2() lets a call end with a trailing comma, as keras3's do.
+  args <- c(list(optimizer = optimizer, loss = loss, metrics = metrics),
+            rlang::list2(...))
+  with_py_errors(do.call(object$compile, args))
   invisible(object)
 }
 
@@ -75,6 +77,8 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #' @param sample_weight Optional vector of per-sample weights.
 #' @param initial_epoch Integer, the epoch (1-based) to start at.
 #' @param steps_per_epoch Optional integer, batches per epoch.
+#' @param validation_steps Optional number of batches of `validation_data`
+#'   to evaluate at the end of each epoch (all by default).
 #' @param validation_batch_size Optional batch size for validation.
 #' @param validation_freq Integer, validate every `validation_freq` epochs.
 #' @param ... Unused; an error if given.
@@ -98,6 +102,7 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                                              sample_weight = NULL,
                                              initial_epoch = 1L,
                                              steps_per_epoch = NULL,
+                                             validation_steps = NULL,
                                              validation_batch_size = NULL,
                                              validation_freq = 1L) {
   rlang::check_dots_empty()
@@ -134,6 +139,7 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
     sample_weight = as_py_data(sample_weight),
     initial_epoch = as.integer(initial_epoch) - 1L,
     steps_per_epoch = as_int_or_null(steps_per_epoch),
+    validation_steps = as_int_or_null(validation_steps),
     validation_batch_size = as_int_or_null(validation_batch_size),
     validation_freq = as.integer(validation_freq)
   ))
@@ -169,12 +175,13 @@ evaluate.keras.src.models.model.Model <- function(object, x = NULL, y = NULL,
                                                   steps = NULL,
                                                   callbacks = NULL) {
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
-  out <- with_py_errors(object$evaluate(
-    x = as_py_data(x), y = as_py_data(y), ...,
+  args <- c(list(
+    x = as_py_data(x), y = as_py_data(y),
     batch_size = as_int_or_null(batch_size), verbose = resolve_verbose(verbose),
     sample_weight = as_py_data(sample_weight), steps = as_int_or_null(steps),
     callbacks = callbacks, return_dict = TRUE
-  ))
+  ), rlang::list2(...))
+  out <- with_py_errors(do.call(object$evaluate, args))
   as_metric_list(out)
 }
 
@@ -205,11 +212,12 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
                                                  steps = NULL,
                                                  callbacks = NULL) {
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
-  with_py_errors(object$predict(
-    as_py_data(x), ..., batch_size = as_int_or_null(batch_size),
+  args <- c(list(
+    as_py_data(x), batch_size = as_int_or_null(batch_size),
     verbose = resolve_verbose(verbose), steps = as_int_or_null(steps),
     callbacks = callbacks
-  ))
+  ), rlang::list2(...))
+  with_py_errors(do.call(object$predict, args))
 }
 
 #' Get or set a model's weights

@@ -101,6 +101,7 @@ common_rewrites <- list(
   c("library\\((tensorflow|tfdatasets)\\b[^)]*\\)", "invisible() # library(\\1)"),
   c("\\b(keras3|tensorflow|tfdatasets)::(?=dataset_(mnist|cifar|fashion|imdb|reuters|boston))", ""),
   c("\\bkeras3:::py_func2\\(", "py_func2("),
+  c("\\bcoro::loop\\(", "coro_loop("),
   c("\\b(keras3|tensorflow|tfdatasets)::(?!:)", "kerasbackup::"),
   c("\\breticulate::py_require\\(", "py_require("),
   c("\\breticulate::import\\(\"tensorflow_datasets\"\\)", "fake_tfds()"),
@@ -297,6 +298,21 @@ shims <- function() {
   # reticulate 1.28 has no py_require(): the Python packages come from the
   # project's set-up instead.
   py_require <- function(...) invisible(NULL)
+  # coro (not on Debian): coro::loop(for (x in iterable) body) runs the loop
+  # over a Python iterable. The loop is built in the caller's environment so
+  # that break and next in the body work.
+  coro_loop <- function(loop) {
+    expr <- substitute(loop)
+    env <- parent.frame()
+    it <- reticulate::as_iterator(eval(expr[[3L]], env))
+    var <- expr[[2L]]
+    eval(bquote(repeat {
+      .(var) <- reticulate::iter_next(.(it))
+      if (is.null(.(var))) break
+      .(expr[[4L]])
+    }), env)
+    invisible()
+  }
   # keras3's internal R-function-to-Python helper, used by one guide: an R
   # function carrying the name Python should see (kerasbackup converts it
   # when it is passed to Keras).
@@ -307,7 +323,8 @@ shims <- function() {
   for (name in c("dataset_mnist", "dataset_fashion_mnist", "dataset_cifar10",
                  "dataset_cifar100", "dataset_imdb", "dataset_reuters",
                  "dataset_boston_housing", "get_file", "download.file",
-                 "untar", "read_csv", "fake_tfds", "py_require", "py_func2")) {
+                 "untar", "read_csv", "fake_tfds", "py_require", "py_func2",
+                 "coro_loop")) {
     assign(name, get(name), envir = globalenv())
   }
   invisible()

@@ -94,3 +94,38 @@ test_that("fit(), evaluate() and predict() take tf.data datasets", {
   x_only <- tensor_slices_dataset(list(a = d$a, b = d$b)) |> dataset_batch(8)
   expect_identical(dim(predict(model, x_only, verbose = 0)[[2]]), c(24L, 3L))
 })
+
+test_that("validation_steps limits the validation batches of a dataset", {
+  set_random_seed(10)
+  model <- keras_model_sequential(input_shape = 3) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse")
+  x <- rbind(matrix(0, 10, 3), matrix(100, 10, 3))
+  ds <- tensor_slices_dataset(list(x, rep(0, 20))) |> dataset_batch(10)
+  first <- tensor_slices_dataset(list(x[1:10, ], rep(0, 10))) |> dataset_batch(10)
+  h <- model %>% fit(ds, epochs = 1, verbose = 0, validation_data = ds,
+                     validation_steps = 1)
+  expect_equal(h$metrics$val_loss, evaluate(model, first, verbose = 0)$loss,
+               tolerance = 1e-6)
+})
+
+test_that("a dataset of inputs only reaches a custom train_step() as a tensor", {
+  seen <- NULL
+  model_class <- Model(
+    "InputsOnly",
+    initialize = function(...) {
+      super$initialize(...)
+      self$dense <- layer_dense(units = 1)
+    },
+    call = function(inputs) self$dense(inputs),
+    train_step = function(data) {
+      seen <<- class(data)
+      list(n = op_shape(data)[[1]])
+    }
+  )
+  model <- model_class()
+  model %>% compile(optimizer = "sgd")
+  ds <- tensor_slices_dataset(matrix(runif(12), 4)) |> dataset_batch(2)
+  model %>% fit(ds, epochs = 1, verbose = 0)
+  expect_false("list" %in% seen)
+  expect_true(any(grepl("Tensor", seen)))
+})

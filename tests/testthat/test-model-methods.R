@@ -64,6 +64,8 @@ test_that("get_layer(), pop_layer(), freeze_weights() and unfreeze_weights()", {
   expect_identical(trainable(model), c(TRUE, FALSE))
   freeze_weights(model, which = "hidden")
   expect_identical(trainable(model), c(FALSE, TRUE))
+  freeze_weights(model, from = -1)
+  expect_identical(trainable(model), c(TRUE, FALSE))
   expect_true("kerasbackup_invalid_argument" %in%
                 plain_message(freeze_weights(model, from = "nope"))$class)
 
@@ -91,4 +93,14 @@ test_that("evaluate() and the *_on_batch() steps return named lists", {
   p <- predict_on_batch(model, d$x[1:8, ])
   expect_identical(dim(p), c(8L, 1L))
   expect_equal(p, predict(model, d$x[1:8, ], verbose = 0), tolerance = 1e-6)
+})
+
+test_that("compile(), fit(), evaluate() and predict() take a trailing comma", {
+  model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse", metrics = list("mae"), )
+  d <- toy_data(p = 4)
+  h <- model %>% fit(d$x, d$y, epochs = 1, verbose = 0, )
+  expect_length(h$metrics$loss, 1L)
+  expect_named(evaluate(model, d$x, d$y, verbose = 0, ), c("loss", "mae"))
+  expect_identical(dim(predict(model, d$x, verbose = 0, )), c(40L, 1L))
 })

@@ -91,6 +91,7 @@ def fit(
     sample_weight=None,
     initial_epoch=0,
     steps_per_epoch=None,
+    validation_steps=None,
     validation_batch_size=None,
     validation_freq=1,
 ):
@@ -150,7 +151,8 @@ def fit(
     feed.seed = shuffle_seed
     try:
         return _train(model, feed, callback_list, backups, epochs, initial_epoch,
-                      validation_batch_size or feed.batch_size, validation_freq)
+                      validation_batch_size or feed.batch_size, validation_freq,
+                      validation_steps)
     except BaseException:
         for cb in backups:
             cb.abort()
@@ -173,7 +175,7 @@ def _build(model, batch):
 
 
 def _train(model, feed, callbacks, backups, epochs, initial_epoch,
-           validation_batch_size, validation_freq):
+           validation_batch_size, validation_freq, validation_steps=None):
     model.stop_training = False
     model.make_train_function()
     callbacks.on_train_begin()
@@ -220,7 +222,8 @@ def _train(model, feed, callbacks, backups, epochs, initial_epoch,
             vx, vy, vw = feed.validation
             val_logs = model.evaluate(
                 x=vx, y=vy, sample_weight=vw, batch_size=validation_batch_size,
-                callbacks=callbacks, return_dict=True, verbose=0,
+                steps=validation_steps, callbacks=callbacks, return_dict=True,
+                verbose=0,
             )
             epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
@@ -376,6 +379,8 @@ class _StreamFeed:
 
 
 def _as_batch(batch):
+    # As Keras' own data adapters: an element that is not a tuple (a dataset
+    # of inputs only) reaches train_step() as it is, not wrapped in a tuple.
     if isinstance(batch, (list, tuple)):
         return tuple(batch)
-    return (batch,)
+    return batch
