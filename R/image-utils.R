@@ -45,7 +45,7 @@ image_from_array <- function(x, data_format = NULL, scale = TRUE, dtype = NULL) 
 #'
 #' @param path A file path (`~` is expanded).
 #' @param color_mode Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_size Passed to Keras as it is (`NULL` becomes `None`).
+#' @param target_size A whole number or a vector of them (sent as an int or a tuple).
 #' @param interpolation Passed to Keras as it is (`NULL` becomes `None`).
 #' @param keep_aspect_ratio Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.load_img` returns, converted to R where reticulate converts it.
@@ -54,7 +54,9 @@ image_from_array <- function(x, data_format = NULL, scale = TRUE, dtype = NULL) 
 #' @export
 image_load <- function(path, color_mode = "rgb", target_size = NULL,
     interpolation = "nearest", keep_aspect_ratio = FALSE) {
-  keras_call("utils.load_img", list(path = as_path))
+  keras_call("utils.load_img", list(
+    path = as_path, target_size = as_integer_tuple
+  ))
 }
 
 #' smart_resize (image utility)

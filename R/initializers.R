@@ -20,16 +20,20 @@ initializer_constant <- function(value = 0) {
 #' Wraps `keras.initializers.GlorotNormal` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.GlorotNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$GlorotNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_glorot_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.GlorotNormal", list(seed = as_integer))
+  keras_call("initializers.GlorotNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' GlorotUniform (initializer)
@@ -37,16 +41,20 @@ initializer_glorot_normal <- function(seed = NULL, input_axes = NULL,
 #' Wraps `keras.initializers.GlorotUniform` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.GlorotUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$GlorotUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_glorot_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.GlorotUniform", list(seed = as_integer))
+  keras_call("initializers.GlorotUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' HeNormal (initializer)
@@ -54,16 +62,20 @@ initializer_glorot_uniform <- function(seed = NULL, input_axes = NULL,
 #' Wraps `keras.initializers.HeNormal` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.HeNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$HeNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_he_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.HeNormal", list(seed = as_integer))
+  keras_call("initializers.HeNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' HeUniform (initializer)
@@ -71,16 +83,20 @@ initializer_he_normal <- function(seed = NULL, input_axes = NULL,
 #' Wraps `keras.initializers.HeUniform` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.HeUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$HeUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_he_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.HeUniform", list(seed = as_integer))
+  keras_call("initializers.HeUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Identity (initializer)
@@ -102,16 +118,20 @@ initializer_identity <- function(gain = 1) {
 #' Wraps `keras.initializers.LecunNormal` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.LecunNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$LecunNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_lecun_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.LecunNormal", list(seed = as_integer))
+  keras_call("initializers.LecunNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' LecunUniform (initializer)
@@ -119,16 +139,20 @@ initializer_lecun_normal <- function(seed = NULL, input_axes = NULL,
 #' Wraps `keras.initializers.LecunUniform` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.LecunUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$LecunUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_lecun_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.LecunUniform", list(seed = as_integer))
+  keras_call("initializers.LecunUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Ones (initializer)
@@ -232,12 +256,14 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 #' Wraps `keras.initializers.VarianceScaling` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Axes are 1-based, as in R; negative axes count from the end.
+#'
 #' @param scale Passed to Keras as it is (`NULL` becomes `None`).
 #' @param mode Mode (see Keras' documentation for the accepted values).
 #' @param distribution Passed to Keras as it is (`NULL` becomes `None`).
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.VarianceScaling`. `reticulate::py_help(reticulate::import("keras")$initializers$VarianceScaling)` shows Keras' own documentation at run time.
@@ -245,7 +271,9 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
     distribution = "truncated_normal", seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.VarianceScaling", list(seed = as_integer))
+  keras_call("initializers.VarianceScaling", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Zeros (initializer)

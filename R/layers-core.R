@@ -149,7 +149,7 @@ layer_identity <- function(object, ...) {
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param function Passed to Keras as it is (`NULL` becomes `None`).
+#' @param f Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param mask Passed to Keras as it is (`NULL` becomes `None`).
 #' @param arguments Passed to Keras as it is (`NULL` becomes `None`).
@@ -158,9 +158,11 @@ layer_identity <- function(object, ...) {
 #' @family core layers
 #' @seealso `keras.layers.Lambda`. `reticulate::py_help(reticulate::import("keras")$layers$Lambda)` shows Keras' own documentation at run time.
 #' @export
-layer_lambda <- function(object, `function`, output_shape = NULL, mask = NULL,
+layer_lambda <- function(object, f, output_shape = NULL, mask = NULL,
     arguments = NULL, ...) {
-  keras_layer("layers.Lambda", list(output_shape = as_shape))
+  keras_layer("layers.Lambda", list(
+    output_shape = as_shape
+  ), rename = c(f = "function"))
 }
 
 #' Masking (core layer)

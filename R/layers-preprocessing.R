@@ -283,7 +283,7 @@ layer_hashed_crossing <- function(object, num_bins, output_mode = "int",
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
 #' @param num_bins A whole number (sent as an integer).
 #' @param mask_value Passed to Keras as it is (`NULL` becomes `None`).
-#' @param salt Passed to Keras as it is (`NULL` becomes `None`).
+#' @param salt A whole number (sent as an integer).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).
 #' @param sparse Passed to Keras as it is (`NULL` becomes `None`).
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
@@ -293,7 +293,7 @@ layer_hashed_crossing <- function(object, num_bins, output_mode = "int",
 #' @export
 layer_hashing <- function(object, num_bins, mask_value = NULL, salt = NULL,
     output_mode = "int", sparse = FALSE, ...) {
-  keras_layer("layers.Hashing", list(num_bins = as_integer))
+  keras_layer("layers.Hashing", list(num_bins = as_integer, salt = as_integer))
 }
 
 #' IntegerLookup (preprocessing layer)
@@ -348,7 +348,7 @@ layer_integer_lookup <- function(object, max_tokens = NULL,
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param max_number Passed to Keras as it is (`NULL` becomes `None`).
+#' @param max_number A whole number (sent as an integer).
 #' @param fill_value Whole numbers are sent as integers.
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
 #' @returns The model (invisibly), the layer's output, or the layer, depending on `object`.
@@ -358,7 +358,7 @@ layer_integer_lookup <- function(object, max_tokens = NULL,
 layer_max_num_bounding_boxes <- function(object, max_number, fill_value = -1L,
     ...) {
   keras_layer("layers.MaxNumBoundingBoxes", list(
-    fill_value = as_integer_if_whole
+    max_number = as_integer, fill_value = as_integer_if_whole
   ))
 }
 

@@ -101,14 +101,14 @@ layer_flatten <- function(object, data_format = NULL, ...) {
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param dims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param dims A whole number or a vector of them (sent as an int or a tuple).
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
 #' @returns The model (invisibly), the layer's output, or the layer, depending on `object`.
 #' @family reshaping layers
 #' @seealso `keras.layers.Permute`. `reticulate::py_help(reticulate::import("keras")$layers$Permute)` shows Keras' own documentation at run time.
 #' @export
 layer_permute <- function(object, dims, ...) {
-  keras_layer("layers.Permute")
+  keras_layer("layers.Permute", list(dims = as_integer_tuple))
 }
 
 #' RepeatVector (reshaping layer)

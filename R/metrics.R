@@ -28,7 +28,7 @@ metric_accuracy <- function(name = "accuracy", dtype = NULL) {
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param multi_label Passed to Keras as it is (`NULL` becomes `None`).
-#' @param num_labels Passed to Keras as it is (`NULL` becomes `None`).
+#' @param num_labels A whole number (sent as an integer).
 #' @param label_weights Passed to Keras as it is (`NULL` becomes `None`).
 #' @param from_logits Whether `y_pred` holds logits rather than probabilities.
 #' @returns A metric object, or a tensor of values when `y_true` and `y_pred` are given.
@@ -39,7 +39,9 @@ metric_auc <- function(num_thresholds = 200L, curve = "ROC",
     summation_method = "interpolation", name = NULL, dtype = NULL,
     thresholds = NULL, multi_label = FALSE, num_labels = NULL,
     label_weights = NULL, from_logits = FALSE) {
-  keras_call("metrics.AUC", list(num_thresholds = as_integer))
+  keras_call("metrics.AUC", list(
+    num_thresholds = as_integer, num_labels = as_integer
+  ))
 }
 
 #' BinaryAccuracy (metric)
@@ -885,7 +887,7 @@ metric_sparse_categorical_accuracy <- function(y_true, y_pred,
 #' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @param from_logits Whether `y_pred` holds logits rather than probabilities.
-#' @param ignore_class Passed to Keras as it is (`NULL` becomes `None`).
+#' @param ignore_class A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -897,7 +899,7 @@ metric_sparse_categorical_crossentropy <- function(y_true, y_pred,
     from_logits = FALSE, ignore_class = NULL, axis = -1L,
     name = "sparse_categorical_crossentropy", dtype = NULL) {
   keras_loss("metrics.SparseCategoricalCrossentropy", "metrics.sparse_categorical_crossentropy", list(
-    axis = as_axis
+    ignore_class = as_integer, axis = as_axis
   ))
 }
 

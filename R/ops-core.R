@@ -201,16 +201,14 @@ op_saturate_cast <- function(x, dtype) {
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @param length A whole number (sent as an integer).
 #' @param reverse Passed to Keras as it is (`NULL` becomes `None`).
-#' @param unroll Whole numbers are sent as integers.
+#' @param unroll A whole number (sent as an integer).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family core ops
 #' @seealso `keras.ops.scan`. `reticulate::py_help(reticulate::import("keras")$ops$scan)` shows Keras' own documentation at run time.
 #' @export
 op_scan <- function(f, init, xs = NULL, length = NULL, reverse = FALSE,
     unroll = 1L) {
-  keras_call("ops.scan", list(
-    length = as_integer, unroll = as_integer_if_whole
-  ))
+  keras_call("ops.scan", list(length = as_integer, unroll = as_integer))
 }
 
 #' scatter (core operation)
@@ -363,11 +361,11 @@ op_vectorized_map <- function(`function`, elements) {
 #' @param cond Passed to Keras as it is (`NULL` becomes `None`).
 #' @param body Passed to Keras as it is (`NULL` becomes `None`).
 #' @param loop_vars Passed to Keras as it is (`NULL` becomes `None`).
-#' @param maximum_iterations Passed to Keras as it is (`NULL` becomes `None`).
+#' @param maximum_iterations A whole number (sent as an integer).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family core ops
 #' @seealso `keras.ops.while_loop`. `reticulate::py_help(reticulate::import("keras")$ops$while_loop)` shows Keras' own documentation at run time.
 #' @export
 op_while_loop <- function(cond, body, loop_vars, maximum_iterations = NULL) {
-  keras_call("ops.while_loop")
+  keras_call("ops.while_loop", list(maximum_iterations = as_integer))
 }

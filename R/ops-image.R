@@ -30,12 +30,12 @@ op_image_affine_transform <- function(images, transform,
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
-#' @param top_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param left_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param bottom_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param right_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_height Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_width Passed to Keras as it is (`NULL` becomes `None`).
+#' @param top_cropping A whole number (sent as an integer).
+#' @param left_cropping A whole number (sent as an integer).
+#' @param bottom_cropping A whole number (sent as an integer).
+#' @param right_cropping A whole number (sent as an integer).
+#' @param target_height A whole number (sent as an integer).
+#' @param target_width A whole number (sent as an integer).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family image ops
@@ -44,7 +44,11 @@ op_image_affine_transform <- function(images, transform,
 op_image_crop <- function(images, top_cropping = NULL, left_cropping = NULL,
     bottom_cropping = NULL, right_cropping = NULL, target_height = NULL,
     target_width = NULL, data_format = NULL) {
-  keras_call("ops.image.crop_images")
+  keras_call("ops.image.crop_images", list(
+    top_cropping = as_integer, left_cropping = as_integer,
+    bottom_cropping = as_integer, right_cropping = as_integer,
+    target_height = as_integer, target_width = as_integer
+  ))
 }
 
 #' elastic_transform (image operation)
@@ -176,12 +180,12 @@ op_image_map_coordinates <- function(inputs, coordinates, order,
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
-#' @param top_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param left_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param bottom_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param right_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_height Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_width Passed to Keras as it is (`NULL` becomes `None`).
+#' @param top_padding A whole number (sent as an integer).
+#' @param left_padding A whole number (sent as an integer).
+#' @param bottom_padding A whole number (sent as an integer).
+#' @param right_padding A whole number (sent as an integer).
+#' @param target_height A whole number (sent as an integer).
+#' @param target_width A whole number (sent as an integer).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family image ops
@@ -190,7 +194,11 @@ op_image_map_coordinates <- function(inputs, coordinates, order,
 op_image_pad <- function(images, top_padding = NULL, left_padding = NULL,
     bottom_padding = NULL, right_padding = NULL, target_height = NULL,
     target_width = NULL, data_format = NULL) {
-  keras_call("ops.image.pad_images")
+  keras_call("ops.image.pad_images", list(
+    top_padding = as_integer, left_padding = as_integer,
+    bottom_padding = as_integer, right_padding = as_integer,
+    target_height = as_integer, target_width = as_integer
+  ))
 }
 
 #' perspective_transform (image operation)

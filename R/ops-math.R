@@ -334,15 +334,19 @@ op_stft <- function(x, sequence_length, sequence_stride, fft_length,
 #' Wraps `keras.ops.top_k` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
 #' @param sorted Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family math ops
 #' @seealso `keras.ops.top_k`. `reticulate::py_help(reticulate::import("keras")$ops$top_k)` shows Keras' own documentation at run time.
 #' @export
-op_top_k <- function(x, k, sorted = TRUE) {
-  keras_call("ops.top_k", list(k = as_integer))
+op_top_k <- function(x, k, sorted = TRUE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.top_k", list(k = as_integer), index_result = 2L)
 }
 
 #' view_as_complex (math operation)

@@ -529,7 +529,7 @@ op_moments <- function(x, axes, keepdims = FALSE, synchronized = FALSE) {
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
-#' @param inputs Input tensor(s).
+#' @param inputs Input tensor(s). A whole number (sent as an integer).
 #' @param num_classes A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -541,7 +541,9 @@ op_moments <- function(x, axes, keepdims = FALSE, synchronized = FALSE) {
 #' @export
 op_multi_hot <- function(inputs, num_classes = NULL, axis = -1L, dtype = NULL,
     sparse = FALSE, ...) {
-  keras_call("ops.multi_hot", list(num_classes = as_integer, axis = as_axis))
+  keras_call("ops.multi_hot", list(
+    inputs = as_integer, num_classes = as_integer, axis = as_axis
+  ))
 }
 
 #' normalize (neural network operation)
@@ -568,6 +570,9 @@ op_normalize <- function(x, axis = -1L, order = 2L, epsilon = NULL) {
 #' Wraps `keras.ops.one_hot` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number. A whole number (sent as an integer).
@@ -575,14 +580,16 @@ op_normalize <- function(x, axis = -1L, order = 2L, epsilon = NULL) {
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param sparse Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family nn ops
 #' @seealso `keras.ops.one_hot`. `reticulate::py_help(reticulate::import("keras")$ops$one_hot)` shows Keras' own documentation at run time.
 #' @export
-op_one_hot <- function(x, num_classes, axis = -1L, dtype = NULL, sparse = FALSE) {
-  keras_call("ops.one_hot", list(
+op_one_hot <- function(x, num_classes, axis = -1L, dtype = NULL, sparse = FALSE,
+    zero_indexed = FALSE) {
+  keras_call_indexed("ops.one_hot", list(
     x = as_integer, num_classes = as_integer, axis = as_axis
-  ))
+  ), index_args = c("x"))
 }
 
 #' polar (neural network operation)

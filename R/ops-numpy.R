@@ -290,17 +290,21 @@ op_arctanh <- function(x) {
 #' Wraps `keras.ops.argmax` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param keepdims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argmax`. `reticulate::py_help(reticulate::import("keras")$ops$argmax)` shows Keras' own documentation at run time.
 #' @export
-op_argmax <- function(x, axis = NULL, keepdims = FALSE) {
-  keras_call("ops.argmax", list(axis = as_axis))
+op_argmax <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argmax", list(axis = as_axis), index_result = TRUE)
 }
 
 #' argmin (NumPy-style operation)
@@ -308,17 +312,21 @@ op_argmax <- function(x, axis = NULL, keepdims = FALSE) {
 #' Wraps `keras.ops.argmin` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param keepdims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argmin`. `reticulate::py_help(reticulate::import("keras")$ops$argmin)` shows Keras' own documentation at run time.
 #' @export
-op_argmin <- function(x, axis = NULL, keepdims = FALSE) {
-  keras_call("ops.argmin", list(axis = as_axis))
+op_argmin <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argmin", list(axis = as_axis), index_result = TRUE)
 }
 
 #' argpartition (NumPy-style operation)
@@ -326,17 +334,23 @@ op_argmin <- function(x, axis = NULL, keepdims = FALSE) {
 #' Wraps `keras.ops.argpartition` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param kth Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argpartition`. `reticulate::py_help(reticulate::import("keras")$ops$argpartition)` shows Keras' own documentation at run time.
 #' @export
-op_argpartition <- function(x, kth, axis = -1L) {
-  keras_call("ops.argpartition", list(axis = as_axis))
+op_argpartition <- function(x, kth, axis = -1L, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argpartition", list(
+    axis = as_axis
+  ), index_args = c("kth"), index_result = TRUE)
 }
 
 #' argsort (NumPy-style operation)
@@ -344,16 +358,20 @@ op_argpartition <- function(x, kth, axis = -1L) {
 #' Wraps `keras.ops.argsort` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argsort`. `reticulate::py_help(reticulate::import("keras")$ops$argsort)` shows Keras' own documentation at run time.
 #' @export
-op_argsort <- function(x, axis = -1L) {
-  keras_call("ops.argsort", list(axis = as_axis))
+op_argsort <- function(x, axis = -1L, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argsort", list(axis = as_axis), index_result = TRUE)
 }
 
 #' array (NumPy-style operation)
@@ -898,14 +916,18 @@ op_diff <- function(a, n = 1L, axis = -1L) {
 #' Wraps `keras.ops.digitize` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' @param x Input: a tensor, or an R array or number.
 #' @param bins Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.digitize`. `reticulate::py_help(reticulate::import("keras")$ops$digitize)` shows Keras' own documentation at run time.
 #' @export
-op_digitize <- function(x, bins) {
-  keras_call("ops.digitize")
+op_digitize <- function(x, bins, zero_indexed = FALSE) {
+  keras_call_indexed("ops.digitize", list(), index_result = TRUE)
 }
 
 #' divide (NumPy-style operation)
@@ -2747,14 +2769,14 @@ op_right_shift <- function(x, y) {
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
-#' @param shift Passed to Keras as it is (`NULL` becomes `None`).
+#' @param shift A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.roll`. `reticulate::py_help(reticulate::import("keras")$ops$roll)` shows Keras' own documentation at run time.
 #' @export
 op_roll <- function(x, shift, axis = NULL) {
-  keras_call("ops.roll", list(axis = as_axis))
+  keras_call("ops.roll", list(shift = as_integer, axis = as_axis))
 }
 
 #' rot90 (NumPy-style operation)
@@ -2795,15 +2817,20 @@ op_round <- function(x, decimals = 0L) {
 #' Wraps `keras.ops.searchsorted` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' @param sorted_sequence Passed to Keras as it is (`NULL` becomes `None`).
 #' @param values Passed to Keras as it is (`NULL` becomes `None`).
 #' @param side Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.searchsorted`. `reticulate::py_help(reticulate::import("keras")$ops$searchsorted)` shows Keras' own documentation at run time.
 #' @export
-op_searchsorted <- function(sorted_sequence, values, side = "left") {
-  keras_call("ops.searchsorted")
+op_searchsorted <- function(sorted_sequence, values, side = "left",
+    zero_indexed = FALSE) {
+  keras_call_indexed("ops.searchsorted", list(), index_result = TRUE)
 }
 
 #' select (NumPy-style operation)
@@ -3093,17 +3120,23 @@ op_swapaxes <- function(x, axis1, axis2) {
 #' Wraps `keras.ops.take` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.take`. `reticulate::py_help(reticulate::import("keras")$ops$take)` shows Keras' own documentation at run time.
 #' @export
-op_take <- function(x, indices, axis = NULL) {
-  keras_call("ops.take", list(axis = as_axis))
+op_take <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("ops.take", list(
+    axis = as_axis
+  ), index_args = c("indices"))
 }
 
 #' take_along_axis (NumPy-style operation)
@@ -3111,17 +3144,23 @@ op_take <- function(x, indices, axis = NULL) {
 #' Wraps `keras.ops.take_along_axis` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.take_along_axis`. `reticulate::py_help(reticulate::import("keras")$ops$take_along_axis)` shows Keras' own documentation at run time.
 #' @export
-op_take_along_axis <- function(x, indices, axis = NULL) {
-  keras_call("ops.take_along_axis", list(axis = as_axis))
+op_take_along_axis <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("ops.take_along_axis", list(
+    axis = as_axis
+  ), index_args = c("indices"))
 }
 
 #' tan (NumPy-style operation)

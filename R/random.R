@@ -43,19 +43,23 @@ random_binomial <- function(shape, counts, probabilities, dtype = NULL,
 #' Wraps `keras.random.categorical` from Keras 3.15.1. Only the arguments you give are
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
+#'
 #' @param logits Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_samples A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor (or a seed generator).
 #' @family random
 #' @seealso `keras.random.categorical`. `reticulate::py_help(reticulate::import("keras")$random$categorical)` shows Keras' own documentation at run time.
 #' @export
 random_categorical <- function(logits, num_samples, dtype = "int32",
-    seed = NULL) {
-  keras_call("random.categorical", list(
+    seed = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("random.categorical", list(
     num_samples = as_integer, seed = as_integer
-  ))
+  ), index_result = TRUE)
 }
 
 #' dropout (random number generator)
@@ -98,8 +102,8 @@ random_gamma <- function(shape, alpha, dtype = NULL, seed = NULL) {
 #' passed on, so Keras' defaults (shown in the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
-#' @param minval Passed to Keras as it is (`NULL` becomes `None`).
-#' @param maxval Passed to Keras as it is (`NULL` becomes `None`).
+#' @param minval A whole number (sent as an integer).
+#' @param maxval A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
 #' @returns A tensor (or a seed generator).
@@ -107,7 +111,10 @@ random_gamma <- function(shape, alpha, dtype = NULL, seed = NULL) {
 #' @seealso `keras.random.randint`. `reticulate::py_help(reticulate::import("keras")$random$randint)` shows Keras' own documentation at run time.
 #' @export
 random_integer <- function(shape, minval, maxval, dtype = "int32", seed = NULL) {
-  keras_call("random.randint", list(shape = as_shape, seed = as_integer))
+  keras_call("random.randint", list(
+    shape = as_shape, minval = as_integer, maxval = as_integer,
+    seed = as_integer
+  ))
 }
 
 #' normal (random number generator)
