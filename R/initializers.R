@@ -3,8 +3,9 @@
 
 #' Constant (initializer)
 #'
-#' Wraps `keras.initializers.Constant` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Constant` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param value Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns An initializer.
@@ -17,8 +18,9 @@ initializer_constant <- function(value = 0) {
 
 #' GlorotNormal (initializer)
 #'
-#' Wraps `keras.initializers.GlorotNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.GlorotNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -38,8 +40,9 @@ initializer_glorot_normal <- function(seed = NULL, input_axes = NULL,
 
 #' GlorotUniform (initializer)
 #'
-#' Wraps `keras.initializers.GlorotUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.GlorotUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -59,8 +62,9 @@ initializer_glorot_uniform <- function(seed = NULL, input_axes = NULL,
 
 #' HeNormal (initializer)
 #'
-#' Wraps `keras.initializers.HeNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.HeNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -80,8 +84,9 @@ initializer_he_normal <- function(seed = NULL, input_axes = NULL,
 
 #' HeUniform (initializer)
 #'
-#' Wraps `keras.initializers.HeUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.HeUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -101,8 +106,9 @@ initializer_he_uniform <- function(seed = NULL, input_axes = NULL,
 
 #' Identity (initializer)
 #'
-#' Wraps `keras.initializers.Identity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Identity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param gain Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns An initializer.
@@ -115,8 +121,9 @@ initializer_identity <- function(gain = 1) {
 
 #' LecunNormal (initializer)
 #'
-#' Wraps `keras.initializers.LecunNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.LecunNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -136,8 +143,9 @@ initializer_lecun_normal <- function(seed = NULL, input_axes = NULL,
 
 #' LecunUniform (initializer)
 #'
-#' Wraps `keras.initializers.LecunUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.LecunUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -157,8 +165,7 @@ initializer_lecun_uniform <- function(seed = NULL, input_axes = NULL,
 
 #' Ones (initializer)
 #'
-#' Wraps `keras.initializers.Ones` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Ones` from Keras 3.15.1.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @returns An initializer.
@@ -171,8 +178,9 @@ initializer_ones <- function(...) {
 
 #' Orthogonal (initializer)
 #'
-#' Wraps `keras.initializers.Orthogonal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Orthogonal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param gain Passed to Keras as it is (`NULL` becomes `None`).
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
@@ -186,8 +194,9 @@ initializer_orthogonal <- function(gain = 1, seed = NULL) {
 
 #' RandomNormal (initializer)
 #'
-#' Wraps `keras.initializers.RandomNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.RandomNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
 #' @param stddev Passed to Keras as it is (`NULL` becomes `None`).
@@ -202,8 +211,9 @@ initializer_random_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 
 #' RandomUniform (initializer)
 #'
-#' Wraps `keras.initializers.RandomUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.RandomUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param minval Passed to Keras as it is (`NULL` becomes `None`).
 #' @param maxval Passed to Keras as it is (`NULL` becomes `None`).
@@ -219,8 +229,9 @@ initializer_random_uniform <- function(minval = -0.05, maxval = 0.05,
 
 #' STFT (initializer)
 #'
-#' Wraps `keras.initializers.STFT` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.STFT` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param side Passed to Keras as it is (`NULL` becomes `None`).
 #' @param window Passed to Keras as it is (`NULL` becomes `None`).
@@ -237,8 +248,9 @@ initializer_stft <- function(side = "real", window = "hann",
 
 #' TruncatedNormal (initializer)
 #'
-#' Wraps `keras.initializers.TruncatedNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.TruncatedNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
 #' @param stddev Passed to Keras as it is (`NULL` becomes `None`).
@@ -253,8 +265,9 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 
 #' VarianceScaling (initializer)
 #'
-#' Wraps `keras.initializers.VarianceScaling` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.VarianceScaling` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -278,8 +291,7 @@ initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
 
 #' Zeros (initializer)
 #'
-#' Wraps `keras.initializers.Zeros` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Zeros` from Keras 3.15.1.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @returns An initializer.

@@ -3,8 +3,9 @@
 
 #' AdditiveAttention (attention layer)
 #'
-#' Wraps `keras.layers.AdditiveAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdditiveAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -25,8 +26,9 @@ layer_additive_attention <- function(object, use_scale = TRUE, dropout = 0, ...)
 
 #' Attention (attention layer)
 #'
-#' Wraps `keras.layers.Attention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Attention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -50,8 +52,9 @@ layer_attention <- function(object, use_scale = FALSE, score_mode = "dot",
 
 #' GroupQueryAttention (attention layer)
 #'
-#' Wraps `keras.layers.GroupQueryAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GroupQueryAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -96,8 +99,9 @@ layer_group_query_attention <- function(object, head_dim, num_query_heads,
 
 #' MultiHeadAttention (attention layer)
 #'
-#' Wraps `keras.layers.MultiHeadAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MultiHeadAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

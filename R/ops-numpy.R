@@ -3,8 +3,9 @@
 
 #' abs (NumPy-style operation)
 #'
-#' Wraps `keras.ops.abs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.abs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -17,8 +18,9 @@ op_abs <- function(x) {
 
 #' absolute (NumPy-style operation)
 #'
-#' Wraps `keras.ops.absolute` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.absolute` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -31,8 +33,9 @@ op_absolute <- function(x) {
 
 #' add (NumPy-style operation)
 #'
-#' Wraps `keras.ops.add` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.add` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -46,8 +49,9 @@ op_add <- function(x1, x2) {
 
 #' all (NumPy-style operation)
 #'
-#' Wraps `keras.ops.all` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.all` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -64,8 +68,9 @@ op_all <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' allclose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.allclose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.allclose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -82,8 +87,9 @@ op_allclose <- function(x1, x2, rtol = 1e-05, atol = 1e-08, equal_nan = FALSE) {
 
 #' amax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.amax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.amax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -100,8 +106,9 @@ op_amax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' amin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.amin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.amin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -118,8 +125,9 @@ op_amin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' angle (NumPy-style operation)
 #'
-#' Wraps `keras.ops.angle` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.angle` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -132,8 +140,9 @@ op_angle <- function(x) {
 
 #' any (NumPy-style operation)
 #'
-#' Wraps `keras.ops.any` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.any` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -150,8 +159,9 @@ op_any <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' append (NumPy-style operation)
 #'
-#' Wraps `keras.ops.append` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.append` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -168,8 +178,9 @@ op_append <- function(x1, x2, axis = NULL) {
 
 #' arange (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arange` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arange` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param start Whole numbers are sent as integers.
 #' @param stop Whole numbers are sent as integers.
@@ -188,8 +199,9 @@ op_arange <- function(start, stop = NULL, step = NULL, dtype = NULL) {
 
 #' arccos (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arccos` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arccos` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -202,8 +214,9 @@ op_arccos <- function(x) {
 
 #' arccosh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arccosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arccosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -216,8 +229,9 @@ op_arccosh <- function(x) {
 
 #' arcsin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arcsin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arcsin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -230,8 +244,9 @@ op_arcsin <- function(x) {
 
 #' arcsinh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arcsinh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arcsinh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -244,8 +259,9 @@ op_arcsinh <- function(x) {
 
 #' arctan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -258,8 +274,9 @@ op_arctan <- function(x) {
 
 #' arctan2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctan2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctan2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -273,8 +290,9 @@ op_arctan2 <- function(x1, x2) {
 
 #' arctanh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -287,8 +305,9 @@ op_arctanh <- function(x) {
 
 #' argmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -309,8 +328,9 @@ op_argmax <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
 
 #' argmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -331,8 +351,9 @@ op_argmin <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
 
 #' argpartition (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argpartition` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argpartition` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -355,8 +376,9 @@ op_argpartition <- function(x, kth, axis = -1L, zero_indexed = FALSE) {
 
 #' argsort (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argsort` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argsort` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -376,8 +398,9 @@ op_argsort <- function(x, axis = -1L, zero_indexed = FALSE) {
 
 #' array (NumPy-style operation)
 #'
-#' Wraps `keras.ops.array` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.array` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -391,8 +414,9 @@ op_array <- function(x, dtype = NULL) {
 
 #' array_split (NumPy-style operation)
 #'
-#' Wraps `keras.ops.array_split` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.array_split` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -411,8 +435,9 @@ op_array_split <- function(x, indices_or_sections, axis = 1L) {
 
 #' average (NumPy-style operation)
 #'
-#' Wraps `keras.ops.average` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.average` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -429,8 +454,9 @@ op_average <- function(x, axis = NULL, weights = NULL) {
 
 #' bartlett (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bartlett` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bartlett` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -443,8 +469,9 @@ op_bartlett <- function(x) {
 
 #' bincount (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bincount` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bincount` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param weights `"imagenet"`, `NULL` (random initialisation) or a path to a weights file.
@@ -460,8 +487,9 @@ op_bincount <- function(x, weights = NULL, minlength = 0L, sparse = FALSE) {
 
 #' bitwise_and (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_and` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_and` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -475,8 +503,9 @@ op_bitwise_and <- function(x, y) {
 
 #' bitwise_invert (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_invert` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_invert` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -489,8 +518,9 @@ op_bitwise_invert <- function(x) {
 
 #' bitwise_left_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_left_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_left_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -504,8 +534,9 @@ op_bitwise_left_shift <- function(x, y) {
 
 #' bitwise_not (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_not` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_not` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -518,8 +549,9 @@ op_bitwise_not <- function(x) {
 
 #' bitwise_or (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_or` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_or` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -533,8 +565,9 @@ op_bitwise_or <- function(x, y) {
 
 #' bitwise_right_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_right_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_right_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -548,8 +581,9 @@ op_bitwise_right_shift <- function(x, y) {
 
 #' bitwise_xor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_xor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_xor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -563,8 +597,9 @@ op_bitwise_xor <- function(x, y) {
 
 #' blackman (NumPy-style operation)
 #'
-#' Wraps `keras.ops.blackman` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.blackman` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -577,8 +612,9 @@ op_blackman <- function(x) {
 
 #' broadcast_to (NumPy-style operation)
 #'
-#' Wraps `keras.ops.broadcast_to` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.broadcast_to` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -592,8 +628,9 @@ op_broadcast_to <- function(x, shape) {
 
 #' cbrt (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cbrt` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cbrt` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -606,8 +643,9 @@ op_cbrt <- function(x) {
 
 #' ceil (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ceil` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ceil` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -620,8 +658,9 @@ op_ceil <- function(x) {
 
 #' clip (NumPy-style operation)
 #'
-#' Wraps `keras.ops.clip` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.clip` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param x_min Passed to Keras as it is (`NULL` becomes `None`).
@@ -636,8 +675,9 @@ op_clip <- function(x, x_min, x_max) {
 
 #' concatenate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.concatenate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.concatenate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -653,8 +693,9 @@ op_concatenate <- function(xs, axis = 1L) {
 
 #' conj (NumPy-style operation)
 #'
-#' Wraps `keras.ops.conj` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conj` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -667,8 +708,9 @@ op_conj <- function(x) {
 
 #' conjugate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.conjugate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conjugate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -681,8 +723,9 @@ op_conjugate <- function(x) {
 
 #' copy (NumPy-style operation)
 #'
-#' Wraps `keras.ops.copy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.copy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -695,8 +738,9 @@ op_copy <- function(x) {
 
 #' corrcoef (NumPy-style operation)
 #'
-#' Wraps `keras.ops.corrcoef` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.corrcoef` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -709,8 +753,9 @@ op_corrcoef <- function(x) {
 
 #' correlate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.correlate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.correlate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -725,8 +770,9 @@ op_correlate <- function(x1, x2, mode = "valid") {
 
 #' cos (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cos` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cos` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -739,8 +785,9 @@ op_cos <- function(x) {
 
 #' cosh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -753,8 +800,9 @@ op_cosh <- function(x) {
 
 #' count_nonzero (NumPy-style operation)
 #'
-#' Wraps `keras.ops.count_nonzero` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.count_nonzero` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -770,8 +818,9 @@ op_count_nonzero <- function(x, axis = NULL) {
 
 #' cross (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cross` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cross` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -794,8 +843,9 @@ op_cross <- function(x1, x2, axisa = -1L, axisb = -1L, axisc = -1L, axis = NULL)
 
 #' cumprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cumprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cumprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -812,8 +862,9 @@ op_cumprod <- function(x, axis = NULL, dtype = NULL) {
 
 #' cumsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cumsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cumsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -830,8 +881,9 @@ op_cumsum <- function(x, axis = NULL, dtype = NULL) {
 
 #' deg2rad (NumPy-style operation)
 #'
-#' Wraps `keras.ops.deg2rad` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.deg2rad` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -844,8 +896,9 @@ op_deg2rad <- function(x) {
 
 #' diag (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diag` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diag` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -859,8 +912,9 @@ op_diag <- function(x, k = 0L) {
 
 #' diagflat (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diagflat` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diagflat` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -874,8 +928,9 @@ op_diagflat <- function(x, k = 0L) {
 
 #' diagonal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diagonal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diagonal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -895,8 +950,9 @@ op_diagonal <- function(x, offset = 0L, axis1 = 1L, axis2 = 2L) {
 
 #' diff (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diff` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diff` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -913,8 +969,9 @@ op_diff <- function(a, n = 1L, axis = -1L) {
 
 #' digitize (NumPy-style operation)
 #'
-#' Wraps `keras.ops.digitize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.digitize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -932,8 +989,9 @@ op_digitize <- function(x, bins, zero_indexed = FALSE) {
 
 #' divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -947,8 +1005,9 @@ op_divide <- function(x1, x2) {
 
 #' divide_no_nan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.divide_no_nan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.divide_no_nan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -962,8 +1021,9 @@ op_divide_no_nan <- function(x1, x2) {
 
 #' dot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -977,8 +1037,9 @@ op_dot <- function(x1, x2) {
 
 #' dsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -992,8 +1053,9 @@ op_dsplit <- function(x, indices_or_sections) {
 
 #' dstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1006,8 +1068,9 @@ op_dstack <- function(xs) {
 
 #' einsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.einsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.einsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param subscripts Passed to Keras as it is (`NULL` becomes `None`).
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
@@ -1021,8 +1084,9 @@ op_einsum <- function(subscripts, ...) {
 
 #' empty (NumPy-style operation)
 #'
-#' Wraps `keras.ops.empty` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.empty` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1036,8 +1100,9 @@ op_empty <- function(shape, dtype = NULL) {
 
 #' empty_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.empty_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.empty_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1051,8 +1116,9 @@ op_empty_like <- function(x, dtype = NULL) {
 
 #' equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1066,8 +1132,9 @@ op_equal <- function(x1, x2) {
 
 #' exp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.exp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.exp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1080,8 +1147,9 @@ op_exp <- function(x) {
 
 #' exp2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.exp2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.exp2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1094,8 +1162,9 @@ op_exp2 <- function(x) {
 
 #' expand_dims (NumPy-style operation)
 #'
-#' Wraps `keras.ops.expand_dims` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.expand_dims` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1111,8 +1180,9 @@ op_expand_dims <- function(x, axis) {
 
 #' expm1 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.expm1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.expm1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1125,8 +1195,9 @@ op_expm1 <- function(x) {
 
 #' eye (NumPy-style operation)
 #'
-#' Wraps `keras.ops.eye` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.eye` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param N A whole number (sent as an integer).
 #' @param M A whole number (sent as an integer).
@@ -1142,8 +1213,9 @@ op_eye <- function(N, M = NULL, k = 0L, dtype = NULL) {
 
 #' fabs (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fabs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fabs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1156,8 +1228,9 @@ op_fabs <- function(x) {
 
 #' flip (NumPy-style operation)
 #'
-#' Wraps `keras.ops.flip` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.flip` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1173,8 +1246,9 @@ op_flip <- function(x, axis = NULL) {
 
 #' fliplr (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fliplr` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fliplr` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1187,8 +1261,9 @@ op_fliplr <- function(x) {
 
 #' flipud (NumPy-style operation)
 #'
-#' Wraps `keras.ops.flipud` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.flipud` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1201,8 +1276,9 @@ op_flipud <- function(x) {
 
 #' floor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.floor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.floor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1215,8 +1291,9 @@ op_floor <- function(x) {
 
 #' floor_divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.floor_divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.floor_divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1230,8 +1307,9 @@ op_floor_divide <- function(x1, x2) {
 
 #' fmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1245,8 +1323,9 @@ op_fmax <- function(x1, x2) {
 
 #' fmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1260,8 +1339,9 @@ op_fmin <- function(x1, x2) {
 
 #' fmod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1275,8 +1355,9 @@ op_fmod <- function(x1, x2) {
 
 #' full (NumPy-style operation)
 #'
-#' Wraps `keras.ops.full` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.full` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param fill_value Passed to Keras as it is (`NULL` becomes `None`).
@@ -1291,8 +1372,9 @@ op_full <- function(shape, fill_value, dtype = NULL) {
 
 #' full_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.full_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.full_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param fill_value Passed to Keras as it is (`NULL` becomes `None`).
@@ -1307,8 +1389,9 @@ op_full_like <- function(x, fill_value, dtype = NULL) {
 
 #' gcd (NumPy-style operation)
 #'
-#' Wraps `keras.ops.gcd` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.gcd` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1322,8 +1405,9 @@ op_gcd <- function(x1, x2) {
 
 #' geomspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.geomspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.geomspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1344,8 +1428,9 @@ op_geomspace <- function(start, stop, num = 50L, endpoint = TRUE, dtype = NULL,
 
 #' get_item (NumPy-style operation)
 #'
-#' Wraps `keras.ops.get_item` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.get_item` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param key Passed to Keras as it is (`NULL` becomes `None`).
@@ -1359,8 +1444,9 @@ op_get_item <- function(x, key) {
 
 #' greater (NumPy-style operation)
 #'
-#' Wraps `keras.ops.greater` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.greater` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1374,8 +1460,9 @@ op_greater <- function(x1, x2) {
 
 #' greater_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.greater_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.greater_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1389,8 +1476,9 @@ op_greater_equal <- function(x1, x2) {
 
 #' hamming (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hamming` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hamming` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1403,8 +1491,9 @@ op_hamming <- function(x) {
 
 #' hanning (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hanning` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hanning` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1417,8 +1506,9 @@ op_hanning <- function(x) {
 
 #' heaviside (NumPy-style operation)
 #'
-#' Wraps `keras.ops.heaviside` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.heaviside` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1432,8 +1522,9 @@ op_heaviside <- function(x1, x2) {
 
 #' histogram (NumPy-style operation)
 #'
-#' Wraps `keras.ops.histogram` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.histogram` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param bins A whole number (sent as an integer).
@@ -1448,8 +1539,9 @@ op_histogram <- function(x, bins = 10L, range = NULL) {
 
 #' hsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -1463,8 +1555,9 @@ op_hsplit <- function(x, indices_or_sections) {
 
 #' hstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1477,8 +1570,9 @@ op_hstack <- function(xs) {
 
 #' hypot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hypot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hypot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1492,8 +1586,9 @@ op_hypot <- function(x1, x2) {
 
 #' i0 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.i0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.i0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1506,8 +1601,9 @@ op_i0 <- function(x) {
 
 #' identity (NumPy-style operation)
 #'
-#' Wraps `keras.ops.identity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.identity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param n A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1521,8 +1617,9 @@ op_identity <- function(n, dtype = NULL) {
 
 #' imag (NumPy-style operation)
 #'
-#' Wraps `keras.ops.imag` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.imag` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1535,8 +1632,9 @@ op_imag <- function(x) {
 
 #' inner (NumPy-style operation)
 #'
-#' Wraps `keras.ops.inner` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.inner` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1550,8 +1648,9 @@ op_inner <- function(x1, x2) {
 
 #' isclose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isclose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isclose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1568,8 +1667,9 @@ op_isclose <- function(x1, x2, rtol = 1e-05, atol = 1e-08, equal_nan = FALSE) {
 
 #' isfinite (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isfinite` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isfinite` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1582,8 +1682,9 @@ op_isfinite <- function(x) {
 
 #' isin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1599,8 +1700,9 @@ op_isin <- function(x1, x2, assume_unique = FALSE, invert = FALSE) {
 
 #' isinf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isinf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isinf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1613,8 +1715,9 @@ op_isinf <- function(x) {
 
 #' isnan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isnan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isnan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1627,8 +1730,9 @@ op_isnan <- function(x) {
 
 #' isneginf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isneginf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isneginf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1641,8 +1745,9 @@ op_isneginf <- function(x) {
 
 #' isposinf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isposinf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isposinf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1655,8 +1760,9 @@ op_isposinf <- function(x) {
 
 #' isreal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isreal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isreal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1669,8 +1775,9 @@ op_isreal <- function(x) {
 
 #' kaiser (NumPy-style operation)
 #'
-#' Wraps `keras.ops.kaiser` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.kaiser` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param beta Passed to Keras as it is (`NULL` becomes `None`).
@@ -1684,8 +1791,9 @@ op_kaiser <- function(x, beta) {
 
 #' kron (NumPy-style operation)
 #'
-#' Wraps `keras.ops.kron` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.kron` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1699,8 +1807,9 @@ op_kron <- function(x1, x2) {
 
 #' lcm (NumPy-style operation)
 #'
-#' Wraps `keras.ops.lcm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.lcm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1714,8 +1823,9 @@ op_lcm <- function(x1, x2) {
 
 #' ldexp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ldexp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ldexp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number. A whole number (sent as an integer).
@@ -1729,8 +1839,9 @@ op_ldexp <- function(x1, x2) {
 
 #' left_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.left_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.left_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -1744,8 +1855,9 @@ op_left_shift <- function(x, y) {
 
 #' less (NumPy-style operation)
 #'
-#' Wraps `keras.ops.less` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.less` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1759,8 +1871,9 @@ op_less <- function(x1, x2) {
 
 #' less_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.less_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.less_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1774,8 +1887,9 @@ op_less_equal <- function(x1, x2) {
 
 #' linspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.linspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.linspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1797,8 +1911,9 @@ op_linspace <- function(start, stop, num = 50L, endpoint = TRUE,
 
 #' log (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1811,8 +1926,9 @@ op_log <- function(x) {
 
 #' log10 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log10` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log10` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1825,8 +1941,9 @@ op_log10 <- function(x) {
 
 #' log1p (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log1p` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log1p` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1839,8 +1956,9 @@ op_log1p <- function(x) {
 
 #' log2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1853,8 +1971,9 @@ op_log2 <- function(x) {
 
 #' logaddexp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logaddexp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logaddexp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1868,8 +1987,9 @@ op_logaddexp <- function(x1, x2) {
 
 #' logaddexp2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logaddexp2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logaddexp2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1883,8 +2003,9 @@ op_logaddexp2 <- function(x1, x2) {
 
 #' logical_and (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_and` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_and` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1898,8 +2019,9 @@ op_logical_and <- function(x1, x2) {
 
 #' logical_not (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_not` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_not` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1912,8 +2034,9 @@ op_logical_not <- function(x) {
 
 #' logical_or (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_or` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_or` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1927,8 +2050,9 @@ op_logical_or <- function(x1, x2) {
 
 #' logical_xor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_xor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_xor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1942,8 +2066,9 @@ op_logical_xor <- function(x1, x2) {
 
 #' logspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1967,8 +2092,9 @@ op_logspace <- function(start, stop, num = 50L, endpoint = TRUE, base = 10L,
 
 #' matmul (NumPy-style operation)
 #'
-#' Wraps `keras.ops.matmul` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.matmul` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1982,8 +2108,9 @@ op_matmul <- function(x1, x2) {
 
 #' max (NumPy-style operation)
 #'
-#' Wraps `keras.ops.max` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.max` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2001,8 +2128,9 @@ op_max <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
 
 #' maximum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.maximum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.maximum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2020,8 +2148,9 @@ op_pmax <- op_maximum
 
 #' mean (NumPy-style operation)
 #'
-#' Wraps `keras.ops.mean` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.mean` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2038,8 +2167,9 @@ op_mean <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' median (NumPy-style operation)
 #'
-#' Wraps `keras.ops.median` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.median` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2056,8 +2186,9 @@ op_median <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' meshgrid (NumPy-style operation)
 #'
-#' Wraps `keras.ops.meshgrid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.meshgrid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @param indexing Passed to Keras as it is (`NULL` becomes `None`).
@@ -2071,8 +2202,9 @@ op_meshgrid <- function(..., indexing = "xy") {
 
 #' min (NumPy-style operation)
 #'
-#' Wraps `keras.ops.min` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.min` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2090,8 +2222,9 @@ op_min <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
 
 #' minimum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.minimum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.minimum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2109,8 +2242,9 @@ op_pmin <- op_minimum
 
 #' mod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.mod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.mod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2124,8 +2258,9 @@ op_mod <- function(x1, x2) {
 
 #' moveaxis (NumPy-style operation)
 #'
-#' Wraps `keras.ops.moveaxis` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.moveaxis` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2142,8 +2277,9 @@ op_moveaxis <- function(x, source, destination) {
 
 #' multiply (NumPy-style operation)
 #'
-#' Wraps `keras.ops.multiply` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.multiply` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2157,8 +2293,9 @@ op_multiply <- function(x1, x2) {
 
 #' nan_to_num (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nan_to_num` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nan_to_num` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param nan Passed to Keras as it is (`NULL` becomes `None`).
@@ -2174,8 +2311,9 @@ op_nan_to_num <- function(x, nan = 0, posinf = NULL, neginf = NULL) {
 
 #' nanargmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanargmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanargmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2192,8 +2330,9 @@ op_nanargmax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanargmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanargmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanargmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2210,8 +2349,9 @@ op_nanargmin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nancumprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nancumprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nancumprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2228,8 +2368,9 @@ op_nancumprod <- function(x, axis = NULL, dtype = NULL) {
 
 #' nancumsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nancumsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nancumsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2246,8 +2387,9 @@ op_nancumsum <- function(x, axis = NULL, dtype = NULL) {
 
 #' nanmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2264,8 +2406,9 @@ op_nanmax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmean (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmean` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmean` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2282,8 +2425,9 @@ op_nanmean <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmedian (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmedian` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmedian` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2300,8 +2444,9 @@ op_nanmedian <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2318,8 +2463,9 @@ op_nanmin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanpercentile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanpercentile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanpercentile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2339,8 +2485,9 @@ op_nanpercentile <- function(x, q, axis = NULL, method = "linear",
 
 #' nanprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2357,8 +2504,9 @@ op_nanprod <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanquantile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanquantile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanquantile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2378,8 +2526,9 @@ op_nanquantile <- function(x, q, axis = NULL, method = "linear",
 
 #' nanstd (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanstd` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanstd` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2396,8 +2545,9 @@ op_nanstd <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nansum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nansum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nansum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2414,8 +2564,9 @@ op_nansum <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanvar (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanvar` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanvar` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2432,8 +2583,9 @@ op_nanvar <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' ndim (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ndim` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ndim` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2446,8 +2598,9 @@ op_ndim <- function(x) {
 
 #' negative (NumPy-style operation)
 #'
-#' Wraps `keras.ops.negative` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.negative` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2460,8 +2613,9 @@ op_negative <- function(x) {
 
 #' nextafter (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nextafter` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nextafter` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2475,8 +2629,9 @@ op_nextafter <- function(x1, x2) {
 
 #' nonzero (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nonzero` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nonzero` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2489,8 +2644,9 @@ op_nonzero <- function(x) {
 
 #' not_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.not_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.not_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2504,8 +2660,9 @@ op_not_equal <- function(x1, x2) {
 
 #' ones (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ones` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ones` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -2519,8 +2676,9 @@ op_ones <- function(shape, dtype = NULL) {
 
 #' ones_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ones_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ones_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -2534,8 +2692,9 @@ op_ones_like <- function(x, dtype = NULL) {
 
 #' outer (NumPy-style operation)
 #'
-#' Wraps `keras.ops.outer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.outer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2549,8 +2708,9 @@ op_outer <- function(x1, x2) {
 
 #' pad (NumPy-style operation)
 #'
-#' Wraps `keras.ops.pad` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.pad` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param pad_width A whole number or a vector of them (sent as an int or a tuple).
@@ -2566,8 +2726,9 @@ op_pad <- function(x, pad_width, mode = "constant", constant_values = NULL) {
 
 #' percentile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.percentile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.percentile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2587,8 +2748,9 @@ op_percentile <- function(x, q, axis = NULL, method = "linear",
 
 #' power (NumPy-style operation)
 #'
-#' Wraps `keras.ops.power` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.power` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2602,8 +2764,9 @@ op_power <- function(x1, x2) {
 
 #' prod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.prod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.prod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2621,8 +2784,9 @@ op_prod <- function(x, axis = NULL, keepdims = FALSE, dtype = NULL) {
 
 #' ptp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ptp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ptp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2639,8 +2803,9 @@ op_ptp <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' quantile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.quantile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.quantile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2659,8 +2824,9 @@ op_quantile <- function(x, q, axis = NULL, method = "linear", keepdims = FALSE) 
 
 #' rad2deg (NumPy-style operation)
 #'
-#' Wraps `keras.ops.rad2deg` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rad2deg` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2673,8 +2839,9 @@ op_rad2deg <- function(x) {
 
 #' ravel (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ravel` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ravel` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2687,8 +2854,9 @@ op_ravel <- function(x) {
 
 #' real (NumPy-style operation)
 #'
-#' Wraps `keras.ops.real` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.real` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2701,8 +2869,9 @@ op_real <- function(x) {
 
 #' reciprocal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.reciprocal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.reciprocal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2715,8 +2884,9 @@ op_reciprocal <- function(x) {
 
 #' repeat (NumPy-style operation)
 #'
-#' Wraps `keras.ops.repeat` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.repeat` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2733,8 +2903,9 @@ op_repeat <- function(x, repeats, axis = NULL) {
 
 #' reshape (NumPy-style operation)
 #'
-#' Wraps `keras.ops.reshape` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.reshape` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param newshape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -2748,8 +2919,9 @@ op_reshape <- function(x, newshape) {
 
 #' right_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.right_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.right_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -2763,8 +2935,9 @@ op_right_shift <- function(x, y) {
 
 #' roll (NumPy-style operation)
 #'
-#' Wraps `keras.ops.roll` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.roll` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2781,8 +2954,9 @@ op_roll <- function(x, shift, axis = NULL) {
 
 #' rot90 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.rot90` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rot90` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2799,8 +2973,9 @@ op_rot90 <- function(array, k = 1L, axes = list(1L, 2L)) {
 
 #' round (NumPy-style operation)
 #'
-#' Wraps `keras.ops.round` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.round` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param decimals Whole numbers are sent as integers.
@@ -2814,8 +2989,9 @@ op_round <- function(x, decimals = 0L) {
 
 #' searchsorted (NumPy-style operation)
 #'
-#' Wraps `keras.ops.searchsorted` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.searchsorted` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -2835,8 +3011,9 @@ op_searchsorted <- function(sorted_sequence, values, side = "left",
 
 #' select (NumPy-style operation)
 #'
-#' Wraps `keras.ops.select` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.select` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param condlist Passed to Keras as it is (`NULL` becomes `None`).
 #' @param choicelist Passed to Keras as it is (`NULL` becomes `None`).
@@ -2851,8 +3028,9 @@ op_select <- function(condlist, choicelist, default = 0L) {
 
 #' sign (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sign` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sign` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2865,8 +3043,9 @@ op_sign <- function(x) {
 
 #' signbit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.signbit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.signbit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2879,8 +3058,9 @@ op_signbit <- function(x) {
 
 #' sin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2893,8 +3073,9 @@ op_sin <- function(x) {
 
 #' sinc (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sinc` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sinc` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2907,8 +3088,9 @@ op_sinc <- function(x) {
 
 #' sinh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sinh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sinh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2921,8 +3103,9 @@ op_sinh <- function(x) {
 
 #' size (NumPy-style operation)
 #'
-#' Wraps `keras.ops.size` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.size` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2935,8 +3118,9 @@ op_size <- function(x) {
 
 #' slogdet (NumPy-style operation)
 #'
-#' Wraps `keras.ops.slogdet` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.slogdet` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2949,8 +3133,9 @@ op_slogdet <- function(x) {
 
 #' sort (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sort` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sort` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2966,8 +3151,9 @@ op_sort <- function(x, axis = -1L) {
 
 #' split (NumPy-style operation)
 #'
-#' Wraps `keras.ops.split` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.split` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2986,8 +3172,9 @@ op_split <- function(x, indices_or_sections, axis = 1L) {
 
 #' sqrt (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sqrt` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sqrt` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3000,8 +3187,9 @@ op_sqrt <- function(x) {
 
 #' square (NumPy-style operation)
 #'
-#' Wraps `keras.ops.square` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.square` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3014,8 +3202,9 @@ op_square <- function(x) {
 
 #' squeeze (NumPy-style operation)
 #'
-#' Wraps `keras.ops.squeeze` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.squeeze` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3031,8 +3220,9 @@ op_squeeze <- function(x, axis = NULL) {
 
 #' stack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.stack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.stack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3048,8 +3238,9 @@ op_stack <- function(x, axis = 1L) {
 
 #' std (NumPy-style operation)
 #'
-#' Wraps `keras.ops.std` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.std` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3066,8 +3257,9 @@ op_std <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' subtract (NumPy-style operation)
 #'
-#' Wraps `keras.ops.subtract` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.subtract` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3081,8 +3273,9 @@ op_subtract <- function(x1, x2) {
 
 #' sum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3099,8 +3292,9 @@ op_sum <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' swapaxes (NumPy-style operation)
 #'
-#' Wraps `keras.ops.swapaxes` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.swapaxes` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3117,8 +3311,9 @@ op_swapaxes <- function(x, axis1, axis2) {
 
 #' take (NumPy-style operation)
 #'
-#' Wraps `keras.ops.take` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.take` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -3141,8 +3336,9 @@ op_take <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
 
 #' take_along_axis (NumPy-style operation)
 #'
-#' Wraps `keras.ops.take_along_axis` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.take_along_axis` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
@@ -3165,8 +3361,9 @@ op_take_along_axis <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
 
 #' tan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3179,8 +3376,9 @@ op_tan <- function(x) {
 
 #' tanh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3193,8 +3391,9 @@ op_tanh <- function(x) {
 
 #' tensordot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tensordot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tensordot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3209,8 +3408,9 @@ op_tensordot <- function(x1, x2, axes = 2L) {
 
 #' tile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param repeats A whole number (sent as an integer).
@@ -3224,8 +3424,9 @@ op_tile <- function(x, repeats) {
 
 #' trace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3245,8 +3446,9 @@ op_trace <- function(x, offset = 0L, axis1 = 1L, axis2 = 2L) {
 
 #' transpose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.transpose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.transpose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3262,8 +3464,9 @@ op_transpose <- function(x, axes = NULL) {
 
 #' trapezoid (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trapezoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trapezoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3281,8 +3484,9 @@ op_trapezoid <- function(y, x = NULL, dx = 1, axis = -1L) {
 
 #' tri (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tri` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tri` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param N A whole number (sent as an integer).
 #' @param M A whole number (sent as an integer).
@@ -3298,8 +3502,9 @@ op_tri <- function(N, M = NULL, k = 0L, dtype = NULL) {
 
 #' tril (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tril` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tril` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -3313,8 +3518,9 @@ op_tril <- function(x, k = 0L) {
 
 #' triu (NumPy-style operation)
 #'
-#' Wraps `keras.ops.triu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.triu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -3328,8 +3534,9 @@ op_triu <- function(x, k = 0L) {
 
 #' true_divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.true_divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.true_divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3343,8 +3550,9 @@ op_true_divide <- function(x1, x2) {
 
 #' trunc (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trunc` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trunc` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3357,8 +3565,9 @@ op_trunc <- function(x) {
 
 #' unique (NumPy-style operation)
 #'
-#' Wraps `keras.ops.unique` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unique` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3382,8 +3591,9 @@ op_unique <- function(x, sorted = TRUE, return_index = FALSE,
 
 #' unravel_index (NumPy-style operation)
 #'
-#' Wraps `keras.ops.unravel_index` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unravel_index` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param indices A whole number (sent as an integer).
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -3397,8 +3607,9 @@ op_unravel_index <- function(indices, shape) {
 
 #' vander (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vander` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vander` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param N A whole number (sent as an integer).
@@ -3413,8 +3624,9 @@ op_vander <- function(x, N = NULL, increasing = FALSE) {
 
 #' var (NumPy-style operation)
 #'
-#' Wraps `keras.ops.var` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.var` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3431,8 +3643,9 @@ op_var <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' vdot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vdot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vdot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3446,8 +3659,9 @@ op_vdot <- function(x1, x2) {
 
 #' vectorize (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vectorize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vectorize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param pyfunc Passed to Keras as it is (`NULL` becomes `None`).
 #' @param excluded Passed to Keras as it is (`NULL` becomes `None`).
@@ -3462,8 +3676,9 @@ op_vectorize <- function(pyfunc, excluded = NULL, signature = NULL) {
 
 #' view (NumPy-style operation)
 #'
-#' Wraps `keras.ops.view` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.view` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -3477,8 +3692,9 @@ op_view <- function(x, dtype = NULL) {
 
 #' vsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -3492,8 +3708,9 @@ op_vsplit <- function(x, indices_or_sections) {
 
 #' vstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3506,8 +3723,9 @@ op_vstack <- function(xs) {
 
 #' where (NumPy-style operation)
 #'
-#' Wraps `keras.ops.where` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.where` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param condition Passed to Keras as it is (`NULL` becomes `None`).
 #' @param x1 First input: a tensor, or an R array or number.
@@ -3522,8 +3740,9 @@ op_where <- function(condition, x1 = NULL, x2 = NULL) {
 
 #' zeros (NumPy-style operation)
 #'
-#' Wraps `keras.ops.zeros` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.zeros` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -3537,8 +3756,9 @@ op_zeros <- function(shape, dtype = NULL) {
 
 #' zeros_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.zeros_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.zeros_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.

@@ -378,7 +378,7 @@ def converter_for(ep, name, default, doc_hint):
         return "as_integer_tuple"
     if is_int(default):
         return "as_integer_if_whole"
-    if name in rules.DATA_ARGS.get(ep.kind, ()):
+    if name in rules.DATA_ARGS:
         return "as_py_array"
     return None
 

@@ -220,7 +220,7 @@ INT_ARGS = {
     "left_padding", "bottom_padding", "right_padding", "target_height", "target_width",
     "height", "width",
 }
-DATA_ARGS = {}
+DATA_ARGS = {"y_true", "y_pred"}
 
 # Python argument names that keras3 spells differently in R (`function` is
 # reserved in R): python path:argument -> R name.
@@ -282,8 +282,10 @@ def title(ep):
 
 
 def description(ep, version):
-    lines = [f"Wraps `keras.{ep.path}` from Keras {version}. Only the arguments you give are",
-             "passed on, so Keras' defaults (shown in the usage) apply to the others."]
+    lines = [f"Wraps `keras.{ep.path}` from Keras {version}."]
+    if any(a.kind == "param" for a in ep.args):
+        lines += ["Only the arguments you give are passed on, so Keras' defaults (shown in",
+                  "the usage) apply to the others."]
     if ep.kind == "layer":
         lines += ["", "With a Sequential model as `object`, the layer is added to the model and",
                   "the model is returned invisibly; with a tensor or a list of tensors, the",
@@ -340,8 +342,7 @@ PARAM_DOCS = {
     "from_logits": "Whether `y_pred` holds logits rather than probabilities.",
     "reduction": "How per-sample values are reduced (e.g. `\"sum_over_batch_size\"`).",
     "learning_rate": "Learning rate: a number or a `learning_rate_schedule_*()` object.",
-    "y_true": "True values (an R array or a tensor). Omit `y_true` and `y_pred` for the "
-              "object form.",
+    "y_true": "True values (an R array or a tensor).",
     "y_pred": "Predicted values (an R array or a tensor).",
     "x": "Input: a tensor, or an R array or number.",
     "x1": "First input: a tensor, or an R array or number.",
@@ -382,8 +383,10 @@ def param_doc(ep, arg):
         "as_py_array": "An R array or vector, or a tensor.",
     }
     note = notes.get(conv, "")
-    if arg.name in ("seed", "padding", "verbose", "rate"):
+    if arg.name in ("seed", "padding", "verbose", "rate") or arg.name in DATA_ARGS:
         note = ""
+    if arg.name == "y_true" and ep.kind == "loss":
+        note = "Omit `y_true` and `y_pred` for the object form."
     text = f"{text} {note}".strip()
     return text or "Passed to Keras as it is (`NULL` becomes `None`)."
 
