@@ -7,8 +7,10 @@
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -39,8 +41,10 @@ application_convnext_base <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -71,8 +75,10 @@ application_convnext_large <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -103,8 +109,10 @@ application_convnext_small <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -135,8 +143,10 @@ application_convnext_tiny <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -167,8 +177,10 @@ application_convnext_xlarge <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -197,8 +209,10 @@ application_densenet121 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -227,8 +241,10 @@ application_densenet169 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -257,8 +273,10 @@ application_densenet201 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -288,8 +306,10 @@ application_efficientnet_b0 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -319,8 +339,10 @@ application_efficientnet_b1 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -350,8 +372,10 @@ application_efficientnet_b2 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -381,8 +405,10 @@ application_efficientnet_b3 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -412,8 +438,10 @@ application_efficientnet_b4 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -443,8 +471,10 @@ application_efficientnet_b5 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -474,8 +504,10 @@ application_efficientnet_b6 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -505,8 +537,10 @@ application_efficientnet_b7 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -537,8 +571,10 @@ application_efficientnet_v2b0 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -569,8 +605,10 @@ application_efficientnet_v2b1 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -601,8 +639,10 @@ application_efficientnet_v2b2 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -633,8 +673,10 @@ application_efficientnet_v2b3 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -665,8 +707,10 @@ application_efficientnet_v2l <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -697,8 +741,10 @@ application_efficientnet_v2m <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -729,8 +775,10 @@ application_efficientnet_v2s <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -760,8 +808,10 @@ application_inception_resnet_v2 <- function(include_top = TRUE,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -790,8 +840,10 @@ application_inception_v3 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -824,8 +876,10 @@ application_mobilenet <- function(input_shape = NULL, alpha = 1,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -856,8 +910,10 @@ application_mobilenet_v2 <- function(input_shape = NULL, alpha = 1,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -892,8 +948,10 @@ application_mobilenet_v3_large <- function(input_shape = NULL, alpha = 1,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -928,8 +986,10 @@ application_mobilenet_v3_small <- function(input_shape = NULL, alpha = 1,
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -962,8 +1022,10 @@ application_nasnetlarge <- application_nasnet_large
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -996,8 +1058,10 @@ application_nasnetmobile <- application_nasnet_mobile
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1026,8 +1090,10 @@ application_resnet101 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1056,8 +1122,10 @@ application_resnet101_v2 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1086,8 +1154,10 @@ application_resnet152 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1116,8 +1186,10 @@ application_resnet152_v2 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1146,8 +1218,10 @@ application_resnet50 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1176,8 +1250,10 @@ application_resnet50_v2 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1206,8 +1282,10 @@ application_vgg16 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1236,8 +1314,10 @@ application_vgg19 <- function(include_top = TRUE, weights = "imagenet",
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.

@@ -266,12 +266,12 @@ op_scatter_update <- function(inputs, indices, updates, reduction = NULL) {
 #' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
-#' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
+#' @returns A [shape()].
 #' @family core ops
 #' @seealso `keras.ops.shape`. `reticulate::py_help(reticulate::import("keras")$ops$shape)` shows Keras' own documentation at run time.
 #' @export
 op_shape <- function(x) {
-  keras_call("ops.shape")
+  keras_call_shape("ops.shape")
 }
 
 #' slice (core operation)

@@ -98,7 +98,8 @@ keras_loss <- function(class_path, fn_path, converters = list()) {
 keras_application <- function(path, module, converters = list()) {
   args <- capture_args(converters, envir = parent.frame(),
                        fn = sys.function(sys.parent()))
-  model <- py_call_args(keras_object(path), args)
+  # weights = "imagenet" downloads the weights on first use
+  model <- with_download_errors(py_call_args(keras_object(path), args))
   attr(model, "keras_application_module") <- module
   model
 }
@@ -157,7 +158,7 @@ keras_call_decode_predictions <- function(path, converters = list()) {
   args <- capture_args(converters, envir = parent.frame(),
                        fn = sys.function(sys.parent()))
   args$preds <- as_py_array(args$preds)
-  decoded_predictions(py_call_args(keras_object(path), args))
+  decoded_predictions(with_download_errors(py_call_args(keras_object(path), args)))
 }
 
 decoded_predictions <- function(out) {
@@ -198,4 +199,13 @@ keras_call_indexed <- function(path, converters = list(), positional = character
   if (isTRUE(index_result)) return(one_up(out))
   out[[index_result]] <- one_up(out[[index_result]])
   out
+}
+
+#' op_shape(): the tensor's shape as a shape() (dynamic dimensions stay tensors)
+#' @noRd
+keras_call_shape <- function(path, converters = list()) {
+  args <- capture_args(converters, envir = parent.frame(),
+                       fn = sys.function(sys.parent()))
+  out <- py_call_args(keras_object(path), args)
+  new_shape(lapply(as.list(out), function(d) d))
 }

@@ -157,7 +157,8 @@ def collect_ops():
         group = submodule_of(obj, "keras.src.ops") or "core"
         family, file = rules.OP_FAMILIES.get(group, rules.OP_FAMILIES["core"])
         eps.append(Endpoint("ops." + name, obj, "op_" + name, "call", family, file,
-                            aliases=["op_" + a for a in aliases]))
+                            aliases=["op_" + a for a in aliases],
+                            helper=rules.HELPERS.get("ops." + name)))
     top = {id(getattr(mod, n)) for n in funcs}
     img = keras.ops.image
     for name in public_names(img):

@@ -191,6 +191,7 @@ INDEXED = {
 HELPERS = {
     "utils.set_random_seed": "keras_call_set_seed",
     "utils.get_file": "keras_call_download",
+    "ops.shape": "keras_call_shape",
     "applications.imagenet_utils.decode_predictions": "keras_call_decode_predictions",
 }
 
@@ -300,8 +301,10 @@ def description(ep, version):
                   f"(`keras.{ep.path}`) for `compile()`; with both, it computes the values",
                   f"with `keras.{ep.fn_path}`."]
     elif ep.kind == "application":
-        lines += ["", "Use `weights = NULL` for a randomly initialised model. The model",
-                  "remembers its module, for [application_preprocess_inputs()] and",
+        lines += ["", "Use `weights = NULL` for a randomly initialised model; pretrained weights",
+                  "are downloaded on first use (where that fails, the error, of class",
+                  "`kerasbackup_download_error`, names the URL). The model remembers its",
+                  "module, for [application_preprocess_inputs()] and",
                   "[application_decode_predictions()]."]
     elif ep.kind == "dataset":
         lines += ["", "The data is downloaded on first use and cached. Where it cannot be",
@@ -429,6 +432,8 @@ def returns(ep):
         return RETURNS[ep.kind]
     if ep.family in FAMILY_RETURNS:
         return FAMILY_RETURNS[ep.family]
+    if ep.helper == "keras_call_shape":
+        return "A [shape()]."
     if ep.family.endswith(" ops"):
         return "A tensor, or what the operation returns (a list of tensors, a shape, ...)."
     return f"What `keras.{ep.path}` returns, converted to R where reticulate converts it."

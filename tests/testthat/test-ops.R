@@ -86,3 +86,8 @@ test_that("nn, linalg, math and image ops are there", {
   expect_identical(shape(op_image_crop(img, 0, 0, 4, 4)), shape(1, 4, 4, 3))
   expect_identical(shape(op_image_rgb_to_grayscale(img)), shape(1, 8, 8, 1))
 })
+
+test_that("op_shape() returns a shape()", {
+  require_python()
+  expect_identical(op_shape(op_ones(c(2, 3))), shape(2, 3))
+})
