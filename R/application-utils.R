@@ -33,9 +33,9 @@ application_preprocess_inputs <- function(model, x, ..., data_format = NULL) {
 #' @export
 application_decode_predictions <- function(model, preds, top = 5L, ...) {
   fn <- application_module(model)$decode_predictions
-  decoded_predictions(with_py_errors(
+  decoded_predictions(with_download_errors(with_py_errors(
     fn(as_py_array(preds), top = as_integer(top, "top"), ...)
-  ))
+  )))
 }
 
 application_module <- function(model) {

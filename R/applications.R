@@ -3,11 +3,14 @@
 
 #' ConvNeXtBase (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtBase` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtBase` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -34,11 +37,14 @@ application_convnext_base <- function(include_top = TRUE,
 
 #' ConvNeXtLarge (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -65,11 +71,14 @@ application_convnext_large <- function(include_top = TRUE,
 
 #' ConvNeXtSmall (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtSmall` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtSmall` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -96,11 +105,14 @@ application_convnext_small <- function(include_top = TRUE,
 
 #' ConvNeXtTiny (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtTiny` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtTiny` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -127,11 +139,14 @@ application_convnext_tiny <- function(include_top = TRUE,
 
 #' ConvNeXtXLarge (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtXLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtXLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -158,11 +173,14 @@ application_convnext_xlarge <- function(include_top = TRUE,
 
 #' DenseNet121 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet121` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet121` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -187,11 +205,14 @@ application_densenet121 <- function(include_top = TRUE, weights = "imagenet",
 
 #' DenseNet169 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet169` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet169` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -216,11 +237,14 @@ application_densenet169 <- function(include_top = TRUE, weights = "imagenet",
 
 #' DenseNet201 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet201` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet201` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -245,11 +269,14 @@ application_densenet201 <- function(include_top = TRUE, weights = "imagenet",
 
 #' EfficientNetB0 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -275,11 +302,14 @@ application_efficientnet_b0 <- function(include_top = TRUE,
 
 #' EfficientNetB1 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -305,11 +335,14 @@ application_efficientnet_b1 <- function(include_top = TRUE,
 
 #' EfficientNetB2 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -335,11 +368,14 @@ application_efficientnet_b2 <- function(include_top = TRUE,
 
 #' EfficientNetB3 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -365,11 +401,14 @@ application_efficientnet_b3 <- function(include_top = TRUE,
 
 #' EfficientNetB4 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB4` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB4` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -395,11 +434,14 @@ application_efficientnet_b4 <- function(include_top = TRUE,
 
 #' EfficientNetB5 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB5` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB5` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -425,11 +467,14 @@ application_efficientnet_b5 <- function(include_top = TRUE,
 
 #' EfficientNetB6 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB6` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB6` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -455,11 +500,14 @@ application_efficientnet_b6 <- function(include_top = TRUE,
 
 #' EfficientNetB7 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB7` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB7` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -485,11 +533,14 @@ application_efficientnet_b7 <- function(include_top = TRUE,
 
 #' EfficientNetV2B0 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -516,11 +567,14 @@ application_efficientnet_v2b0 <- function(include_top = TRUE,
 
 #' EfficientNetV2B1 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -547,11 +601,14 @@ application_efficientnet_v2b1 <- function(include_top = TRUE,
 
 #' EfficientNetV2B2 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -578,11 +635,14 @@ application_efficientnet_v2b2 <- function(include_top = TRUE,
 
 #' EfficientNetV2B3 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -609,11 +669,14 @@ application_efficientnet_v2b3 <- function(include_top = TRUE,
 
 #' EfficientNetV2L (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2L` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2L` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -640,11 +703,14 @@ application_efficientnet_v2l <- function(include_top = TRUE,
 
 #' EfficientNetV2M (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2M` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2M` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -671,11 +737,14 @@ application_efficientnet_v2m <- function(include_top = TRUE,
 
 #' EfficientNetV2S (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2S` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2S` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -702,11 +771,14 @@ application_efficientnet_v2s <- function(include_top = TRUE,
 
 #' InceptionResNetV2 (pretrained model)
 #'
-#' Wraps `keras.applications.InceptionResNetV2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.InceptionResNetV2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -732,11 +804,14 @@ application_inception_resnet_v2 <- function(include_top = TRUE,
 
 #' InceptionV3 (pretrained model)
 #'
-#' Wraps `keras.applications.InceptionV3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.InceptionV3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -761,11 +836,14 @@ application_inception_v3 <- function(include_top = TRUE, weights = "imagenet",
 
 #' MobileNet (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNet` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNet` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -794,11 +872,14 @@ application_mobilenet <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV2 (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -825,11 +906,14 @@ application_mobilenet_v2 <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV3Large (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV3Large` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV3Large` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -860,11 +944,14 @@ application_mobilenet_v3_large <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV3Small (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV3Small` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV3Small` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -895,11 +982,14 @@ application_mobilenet_v3_small <- function(input_shape = NULL, alpha = 1,
 
 #' NASNetLarge (pretrained model)
 #'
-#' Wraps `keras.applications.NASNetLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.NASNetLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -928,11 +1018,14 @@ application_nasnetlarge <- application_nasnet_large
 
 #' NASNetMobile (pretrained model)
 #'
-#' Wraps `keras.applications.NASNetMobile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.NASNetMobile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param input_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -961,11 +1054,14 @@ application_nasnetmobile <- application_nasnet_mobile
 
 #' ResNet101 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet101` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet101` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -990,11 +1086,14 @@ application_resnet101 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet101V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet101V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet101V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1019,11 +1118,14 @@ application_resnet101_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet152 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet152` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet152` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1048,11 +1150,14 @@ application_resnet152 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet152V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet152V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet152V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1077,11 +1182,14 @@ application_resnet152_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet50 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet50` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet50` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1106,11 +1214,14 @@ application_resnet50 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet50V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet50V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet50V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1135,11 +1246,14 @@ application_resnet50_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' VGG16 (pretrained model)
 #'
-#' Wraps `keras.applications.VGG16` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.VGG16` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1164,11 +1278,14 @@ application_vgg16 <- function(include_top = TRUE, weights = "imagenet",
 
 #' VGG19 (pretrained model)
 #'
-#' Wraps `keras.applications.VGG19` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.VGG19` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1193,11 +1310,14 @@ application_vgg19 <- function(include_top = TRUE, weights = "imagenet",
 
 #' Xception (pretrained model)
 #'
-#' Wraps `keras.applications.Xception` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.Xception` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' Use `weights = NULL` for a randomly initialised model. The model
-#' remembers its module, for [application_preprocess_inputs()] and
+#' Use `weights = NULL` for a randomly initialised model; pretrained weights
+#' are downloaded on first use (where that fails, the error, of class
+#' `kerasbackup_download_error`, names the URL). The model remembers its
+#' module, for [application_preprocess_inputs()] and
 #' [application_decode_predictions()].
 #'
 #' @param include_top Whether to include the fully connected classifier at the top.
@@ -1222,8 +1342,9 @@ application_xception <- function(include_top = TRUE, weights = "imagenet",
 
 #' decode_predictions (pretrained model)
 #'
-#' Wraps `keras.applications.imagenet_utils.decode_predictions` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.imagenet_utils.decode_predictions` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param preds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param top A whole number (sent as an integer).
@@ -1239,8 +1360,9 @@ imagenet_decode_predictions <- function(preds, top = 5L) {
 
 #' preprocess_input (pretrained model)
 #'
-#' Wraps `keras.applications.imagenet_utils.preprocess_input` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.imagenet_utils.preprocess_input` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].

@@ -17,6 +17,7 @@ keras_backends <- c("tensorflow", "jax", "torch", "numpy", "openvino")
 #' @param gpu `FALSE` hides the GPUs from the backend; `NA` or `TRUE` leaves
 #'   them visible.
 #' @returns The backend, invisibly.
+#' @family config
 #' @export
 #' @examples
 #' \dontrun{
@@ -38,7 +39,8 @@ use_backend <- function(backend, gpu = NA) {
       c("Keras is already imported with the {.val {current}} backend.",
         i = "Call {.code use_backend({.val {backend}})} in a new R session,
              before any Keras function."),
-      class = c("kerasbackup_backend_locked", "kerasbackup_error"),
+      class = c("kerasbackup_backend_locked", "kerasbackup_backend_error",
+                "kerasbackup_error"),
       backend = backend, current = current
     )
   }
@@ -50,7 +52,8 @@ use_backend <- function(backend, gpu = NA) {
       c("The {.val {backend}} backend needs the Python package {.pkg {module}},
          which is not installed in {.path {python_path()}}.",
         i = "Install it in that Python, or use {.code use_backend(\"tensorflow\")}."),
-      class = c("kerasbackup_backend_unavailable", "kerasbackup_error"),
+      class = c("kerasbackup_backend_unavailable", "kerasbackup_backend_error",
+                "kerasbackup_error"),
       backend = backend
     )
   }

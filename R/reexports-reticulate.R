@@ -1,49 +1,42 @@
-# reticulate functions that keras3 code calls without a prefix.
+# reticulate functions that keras3 code calls unqualified.
 
-#' @importFrom reticulate array_reshape
+#' @importFrom reticulate array_reshape np_array tuple py_help r_to_py py_to_r
+#'   import use_python use_virtualenv as_iterator iter_next iterate %as%
 #' @export
 reticulate::array_reshape
 
-#' @importFrom reticulate np_array
 #' @export
 reticulate::np_array
 
-#' @importFrom reticulate tuple
 #' @export
 reticulate::tuple
 
-#' @importFrom reticulate as_iterator
 #' @export
-reticulate::as_iterator
+reticulate::py_help
 
-#' @importFrom reticulate iter_next
-#' @export
-reticulate::iter_next
-
-#' @importFrom reticulate iterate
-#' @export
-reticulate::iterate
-
-#' @importFrom reticulate %as%
-#' @export
-reticulate::`%as%`
-
-#' @importFrom reticulate import
-#' @export
-reticulate::import
-
-#' @importFrom reticulate py_to_r
-#' @export
-reticulate::py_to_r
-
-#' @importFrom reticulate r_to_py
 #' @export
 reticulate::r_to_py
 
-#' @importFrom reticulate use_python
+#' @export
+reticulate::py_to_r
+
+#' @export
+reticulate::import
+
 #' @export
 reticulate::use_python
 
-#' @importFrom reticulate use_virtualenv
 #' @export
 reticulate::use_virtualenv
+
+#' @export
+reticulate::as_iterator
+
+#' @export
+reticulate::iter_next
+
+#' @export
+reticulate::iterate
+
+#' @export
+reticulate::`%as%`
