@@ -45,7 +45,7 @@
 #'     super$initialize(...)
 #'     self$factor <- factor
 #'   },
-#'   call = function(inputs) inputs * self$factor,
+#'   call = function(inputs) op_multiply(inputs, self$factor),
 #'   get_config = function() {
 #'     modifyList(super$get_config(), list(factor = self$factor))
 #'   }
