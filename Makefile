@@ -21,7 +21,7 @@ export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
 INSTALL_LIB := -l $(RLIB)
 endif
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage
 
 setup: r-deps python-env
 
@@ -80,3 +80,12 @@ bench: install
 
 clean:
 	rm -rf build
+
+# Regenerate the R wrappers from the pinned Keras, then their help pages.
+wrappers: python-env
+	$(VPY) tools/generate-wrappers.py
+	Rscript -e 'roxygen2::roxygenise()'
+
+# keras3's exported names that this package covers, per family.
+coverage:
+	Rscript tools/coverage.R

@@ -3,8 +3,9 @@
 
 #' celu (activation function)
 #'
-#' Wraps `keras.activations.celu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.celu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -18,8 +19,9 @@ activation_celu <- function(x, alpha = 1) {
 
 #' elu (activation function)
 #'
-#' Wraps `keras.activations.elu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.elu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -33,8 +35,9 @@ activation_elu <- function(x, alpha = 1) {
 
 #' exponential (activation function)
 #'
-#' Wraps `keras.activations.exponential` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.exponential` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -47,8 +50,9 @@ activation_exponential <- function(x) {
 
 #' gelu (activation function)
 #'
-#' Wraps `keras.activations.gelu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.gelu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param approximate Passed to Keras as it is (`NULL` becomes `None`).
@@ -62,8 +66,9 @@ activation_gelu <- function(x, approximate = FALSE) {
 
 #' glu (activation function)
 #'
-#' Wraps `keras.activations.glu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.glu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -79,8 +84,9 @@ activation_glu <- function(x, axis = -1L) {
 
 #' hard_shrink (activation function)
 #'
-#' Wraps `keras.activations.hard_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.hard_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -94,8 +100,9 @@ activation_hard_shrink <- function(x, threshold = 0.5) {
 
 #' hard_sigmoid (activation function)
 #'
-#' Wraps `keras.activations.hard_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.hard_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -108,8 +115,9 @@ activation_hard_sigmoid <- function(x) {
 
 #' hard_silu (activation function)
 #'
-#' Wraps `keras.activations.hard_silu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.hard_silu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -126,8 +134,9 @@ activation_hard_swish <- activation_hard_silu
 
 #' hard_tanh (activation function)
 #'
-#' Wraps `keras.activations.hard_tanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.hard_tanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -140,8 +149,9 @@ activation_hard_tanh <- function(x) {
 
 #' leaky_relu (activation function)
 #'
-#' Wraps `keras.activations.leaky_relu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.leaky_relu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param negative_slope Passed to Keras as it is (`NULL` becomes `None`).
@@ -155,8 +165,9 @@ activation_leaky_relu <- function(x, negative_slope = 0.2) {
 
 #' linear (activation function)
 #'
-#' Wraps `keras.activations.linear` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.linear` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -169,8 +180,9 @@ activation_linear <- function(x) {
 
 #' log_sigmoid (activation function)
 #'
-#' Wraps `keras.activations.log_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.log_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -183,8 +195,9 @@ activation_log_sigmoid <- function(x) {
 
 #' log_softmax (activation function)
 #'
-#' Wraps `keras.activations.log_softmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.log_softmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -200,8 +213,9 @@ activation_log_softmax <- function(x, axis = -1L) {
 
 #' mish (activation function)
 #'
-#' Wraps `keras.activations.mish` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.mish` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -214,8 +228,9 @@ activation_mish <- function(x) {
 
 #' relu (activation function)
 #'
-#' Wraps `keras.activations.relu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.relu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param negative_slope Passed to Keras as it is (`NULL` becomes `None`).
@@ -232,8 +247,9 @@ activation_relu <- function(x, negative_slope = 0, max_value = NULL,
 
 #' relu6 (activation function)
 #'
-#' Wraps `keras.activations.relu6` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.relu6` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -246,8 +262,9 @@ activation_relu6 <- function(x) {
 
 #' selu (activation function)
 #'
-#' Wraps `keras.activations.selu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.selu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -260,8 +277,9 @@ activation_selu <- function(x) {
 
 #' sigmoid (activation function)
 #'
-#' Wraps `keras.activations.sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -274,8 +292,9 @@ activation_sigmoid <- function(x) {
 
 #' silu (activation function)
 #'
-#' Wraps `keras.activations.silu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.silu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -292,8 +311,9 @@ activation_swish <- activation_silu
 
 #' soft_shrink (activation function)
 #'
-#' Wraps `keras.activations.soft_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.soft_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -307,8 +327,9 @@ activation_soft_shrink <- function(x, threshold = 0.5) {
 
 #' softmax (activation function)
 #'
-#' Wraps `keras.activations.softmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.softmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -324,8 +345,9 @@ activation_softmax <- function(x, axis = -1L) {
 
 #' softplus (activation function)
 #'
-#' Wraps `keras.activations.softplus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.softplus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -338,8 +360,9 @@ activation_softplus <- function(x) {
 
 #' softsign (activation function)
 #'
-#' Wraps `keras.activations.softsign` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.softsign` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -352,8 +375,9 @@ activation_softsign <- function(x) {
 
 #' sparse_plus (activation function)
 #'
-#' Wraps `keras.activations.sparse_plus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.sparse_plus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -366,8 +390,9 @@ activation_sparse_plus <- function(x) {
 
 #' sparse_sigmoid (activation function)
 #'
-#' Wraps `keras.activations.sparse_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.sparse_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -380,8 +405,9 @@ activation_sparse_sigmoid <- function(x) {
 
 #' sparsemax (activation function)
 #'
-#' Wraps `keras.activations.sparsemax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.sparsemax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -397,8 +423,9 @@ activation_sparsemax <- function(x, axis = -1L) {
 
 #' squareplus (activation function)
 #'
-#' Wraps `keras.activations.squareplus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.squareplus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param b Whole numbers are sent as integers.
@@ -412,8 +439,9 @@ activation_squareplus <- function(x, b = 4L) {
 
 #' tanh (activation function)
 #'
-#' Wraps `keras.activations.tanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.tanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -426,8 +454,9 @@ activation_tanh <- function(x) {
 
 #' tanh_shrink (activation function)
 #'
-#' Wraps `keras.activations.tanh_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.tanh_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor.
@@ -440,8 +469,9 @@ activation_tanh_shrink <- function(x) {
 
 #' threshold (activation function)
 #'
-#' Wraps `keras.activations.threshold` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.activations.threshold` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).

@@ -3,8 +3,9 @@
 
 #' ConvNeXtBase (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtBase` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtBase` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -34,8 +35,9 @@ application_convnext_base <- function(include_top = TRUE,
 
 #' ConvNeXtLarge (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -65,8 +67,9 @@ application_convnext_large <- function(include_top = TRUE,
 
 #' ConvNeXtSmall (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtSmall` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtSmall` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -96,8 +99,9 @@ application_convnext_small <- function(include_top = TRUE,
 
 #' ConvNeXtTiny (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtTiny` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtTiny` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -127,8 +131,9 @@ application_convnext_tiny <- function(include_top = TRUE,
 
 #' ConvNeXtXLarge (pretrained model)
 #'
-#' Wraps `keras.applications.ConvNeXtXLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ConvNeXtXLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -158,8 +163,9 @@ application_convnext_xlarge <- function(include_top = TRUE,
 
 #' DenseNet121 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet121` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet121` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -187,8 +193,9 @@ application_densenet121 <- function(include_top = TRUE, weights = "imagenet",
 
 #' DenseNet169 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet169` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet169` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -216,8 +223,9 @@ application_densenet169 <- function(include_top = TRUE, weights = "imagenet",
 
 #' DenseNet201 (pretrained model)
 #'
-#' Wraps `keras.applications.DenseNet201` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.DenseNet201` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -245,8 +253,9 @@ application_densenet201 <- function(include_top = TRUE, weights = "imagenet",
 
 #' EfficientNetB0 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -275,8 +284,9 @@ application_efficientnet_b0 <- function(include_top = TRUE,
 
 #' EfficientNetB1 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -305,8 +315,9 @@ application_efficientnet_b1 <- function(include_top = TRUE,
 
 #' EfficientNetB2 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -335,8 +346,9 @@ application_efficientnet_b2 <- function(include_top = TRUE,
 
 #' EfficientNetB3 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -365,8 +377,9 @@ application_efficientnet_b3 <- function(include_top = TRUE,
 
 #' EfficientNetB4 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB4` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB4` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -395,8 +408,9 @@ application_efficientnet_b4 <- function(include_top = TRUE,
 
 #' EfficientNetB5 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB5` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB5` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -425,8 +439,9 @@ application_efficientnet_b5 <- function(include_top = TRUE,
 
 #' EfficientNetB6 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB6` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB6` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -455,8 +470,9 @@ application_efficientnet_b6 <- function(include_top = TRUE,
 
 #' EfficientNetB7 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetB7` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetB7` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -485,8 +501,9 @@ application_efficientnet_b7 <- function(include_top = TRUE,
 
 #' EfficientNetV2B0 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -516,8 +533,9 @@ application_efficientnet_v2b0 <- function(include_top = TRUE,
 
 #' EfficientNetV2B1 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -547,8 +565,9 @@ application_efficientnet_v2b1 <- function(include_top = TRUE,
 
 #' EfficientNetV2B2 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -578,8 +597,9 @@ application_efficientnet_v2b2 <- function(include_top = TRUE,
 
 #' EfficientNetV2B3 (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2B3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2B3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -609,8 +629,9 @@ application_efficientnet_v2b3 <- function(include_top = TRUE,
 
 #' EfficientNetV2L (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2L` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2L` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -640,8 +661,9 @@ application_efficientnet_v2l <- function(include_top = TRUE,
 
 #' EfficientNetV2M (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2M` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2M` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -671,8 +693,9 @@ application_efficientnet_v2m <- function(include_top = TRUE,
 
 #' EfficientNetV2S (pretrained model)
 #'
-#' Wraps `keras.applications.EfficientNetV2S` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.EfficientNetV2S` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -702,8 +725,9 @@ application_efficientnet_v2s <- function(include_top = TRUE,
 
 #' InceptionResNetV2 (pretrained model)
 #'
-#' Wraps `keras.applications.InceptionResNetV2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.InceptionResNetV2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -732,8 +756,9 @@ application_inception_resnet_v2 <- function(include_top = TRUE,
 
 #' InceptionV3 (pretrained model)
 #'
-#' Wraps `keras.applications.InceptionV3` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.InceptionV3` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -761,8 +786,9 @@ application_inception_v3 <- function(include_top = TRUE, weights = "imagenet",
 
 #' MobileNet (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNet` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNet` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -794,8 +820,9 @@ application_mobilenet <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV2 (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -825,8 +852,9 @@ application_mobilenet_v2 <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV3Large (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV3Large` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV3Large` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -860,8 +888,9 @@ application_mobilenet_v3_large <- function(input_shape = NULL, alpha = 1,
 
 #' MobileNetV3Small (pretrained model)
 #'
-#' Wraps `keras.applications.MobileNetV3Small` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.MobileNetV3Small` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -895,8 +924,9 @@ application_mobilenet_v3_small <- function(input_shape = NULL, alpha = 1,
 
 #' NASNetLarge (pretrained model)
 #'
-#' Wraps `keras.applications.NASNetLarge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.NASNetLarge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -928,8 +958,9 @@ application_nasnetlarge <- application_nasnet_large
 
 #' NASNetMobile (pretrained model)
 #'
-#' Wraps `keras.applications.NASNetMobile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.NASNetMobile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -961,8 +992,9 @@ application_nasnetmobile <- application_nasnet_mobile
 
 #' ResNet101 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet101` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet101` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -990,8 +1022,9 @@ application_resnet101 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet101V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet101V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet101V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1019,8 +1052,9 @@ application_resnet101_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet152 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet152` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet152` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1048,8 +1082,9 @@ application_resnet152 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet152V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet152V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet152V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1077,8 +1112,9 @@ application_resnet152_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet50 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet50` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet50` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1106,8 +1142,9 @@ application_resnet50 <- function(include_top = TRUE, weights = "imagenet",
 
 #' ResNet50V2 (pretrained model)
 #'
-#' Wraps `keras.applications.ResNet50V2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.ResNet50V2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1135,8 +1172,9 @@ application_resnet50_v2 <- function(include_top = TRUE, weights = "imagenet",
 
 #' VGG16 (pretrained model)
 #'
-#' Wraps `keras.applications.VGG16` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.VGG16` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1164,8 +1202,9 @@ application_vgg16 <- function(include_top = TRUE, weights = "imagenet",
 
 #' VGG19 (pretrained model)
 #'
-#' Wraps `keras.applications.VGG19` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.VGG19` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1193,8 +1232,9 @@ application_vgg19 <- function(include_top = TRUE, weights = "imagenet",
 
 #' Xception (pretrained model)
 #'
-#' Wraps `keras.applications.Xception` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.Xception` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Use `weights = NULL` for a randomly initialised model. The model
 #' remembers its module, for [application_preprocess_inputs()] and
@@ -1222,8 +1262,9 @@ application_xception <- function(include_top = TRUE, weights = "imagenet",
 
 #' decode_predictions (pretrained model)
 #'
-#' Wraps `keras.applications.imagenet_utils.decode_predictions` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.imagenet_utils.decode_predictions` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param preds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param top A whole number (sent as an integer).
@@ -1239,8 +1280,9 @@ imagenet_decode_predictions <- function(preds, top = 5L) {
 
 #' preprocess_input (pretrained model)
 #'
-#' Wraps `keras.applications.imagenet_utils.preprocess_input` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.applications.imagenet_utils.preprocess_input` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].

@@ -3,8 +3,9 @@
 
 #' CSVLogger (callback)
 #'
-#' Wraps `keras.callbacks.CSVLogger` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.CSVLogger` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param filename Passed to Keras as it is (`NULL` becomes `None`).
 #' @param separator Passed to Keras as it is (`NULL` becomes `None`).
@@ -19,8 +20,9 @@ callback_csv_logger <- function(filename, separator = ",", append = FALSE) {
 
 #' EarlyStopping (callback)
 #'
-#' Wraps `keras.callbacks.EarlyStopping` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.EarlyStopping` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param monitor Name of the quantity to monitor, e.g. `"val_loss"`.
 #' @param min_delta Whole numbers are sent as integers.
@@ -45,8 +47,9 @@ callback_early_stopping <- function(monitor = "val_loss", min_delta = 0L,
 
 #' LambdaCallback (callback)
 #'
-#' Wraps `keras.callbacks.LambdaCallback` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.LambdaCallback` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param on_epoch_begin An R function `function(index, logs)`; the index is 1-based.
 #' @param on_epoch_end An R function `function(index, logs)`; the index is 1-based.
@@ -72,8 +75,9 @@ callback_lambda <- function(on_epoch_begin = NULL, on_epoch_end = NULL,
 
 #' LearningRateScheduler (callback)
 #'
-#' Wraps `keras.callbacks.LearningRateScheduler` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.LearningRateScheduler` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param schedule Passed to Keras as it is (`NULL` becomes `None`).
 #' @param verbose Verbosity: 0 (silent) or 1.
@@ -87,8 +91,9 @@ callback_learning_rate_scheduler <- function(schedule, verbose = 0L) {
 
 #' ModelCheckpoint (callback)
 #'
-#' Wraps `keras.callbacks.ModelCheckpoint` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.ModelCheckpoint` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param filepath A file path (`~` is expanded).
 #' @param monitor Name of the quantity to monitor, e.g. `"val_loss"`.
@@ -112,8 +117,9 @@ callback_model_checkpoint <- function(filepath, monitor = "val_loss",
 
 #' OrbaxCheckpoint (callback)
 #'
-#' Wraps `keras.callbacks.OrbaxCheckpoint` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.OrbaxCheckpoint` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param directory A file path (`~` is expanded).
 #' @param monitor Name of the quantity to monitor, e.g. `"val_loss"`.
@@ -141,8 +147,7 @@ callback_orbax_checkpoint <- function(directory, monitor = "val_loss",
 
 #' ProgbarLogger (callback)
 #'
-#' Wraps `keras.callbacks.ProgbarLogger` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.ProgbarLogger` from Keras 3.15.1.
 #'
 #' @returns A callback, for `fit()`'s `callbacks`.
 #' @family callbacks
@@ -154,8 +159,9 @@ callback_progbar_logger <- function() {
 
 #' ReduceLROnPlateau (callback)
 #'
-#' Wraps `keras.callbacks.ReduceLROnPlateau` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.ReduceLROnPlateau` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param monitor Name of the quantity to monitor, e.g. `"val_loss"`.
 #' @param factor Passed to Keras as it is (`NULL` becomes `None`).
@@ -180,8 +186,9 @@ callback_reduce_lr_on_plateau <- function(monitor = "val_loss", factor = 0.1,
 
 #' RemoteMonitor (callback)
 #'
-#' Wraps `keras.callbacks.RemoteMonitor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.RemoteMonitor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param root Passed to Keras as it is (`NULL` becomes `None`).
 #' @param path A file path (`~` is expanded).
@@ -200,8 +207,9 @@ callback_remote_monitor <- function(root = "http://localhost:9000",
 
 #' SwapEMAWeights (callback)
 #'
-#' Wraps `keras.callbacks.SwapEMAWeights` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.SwapEMAWeights` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param swap_on_epoch Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A callback, for `fit()`'s `callbacks`.
@@ -214,8 +222,9 @@ callback_swap_ema_weights <- function(swap_on_epoch = FALSE) {
 
 #' TensorBoard (callback)
 #'
-#' Wraps `keras.callbacks.TensorBoard` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.TensorBoard` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param log_dir A file path (`~` is expanded).
 #' @param histogram_freq A whole number (sent as an integer).
@@ -242,8 +251,9 @@ callback_tensorboard <- function(log_dir = "logs", histogram_freq = 0L,
 
 #' TerminateOnNaN (callback)
 #'
-#' Wraps `keras.callbacks.TerminateOnNaN` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.callbacks.TerminateOnNaN` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param raise_error Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A callback, for `fit()`'s `callbacks`.

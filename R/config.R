@@ -3,8 +3,7 @@
 
 #' backend (configuration)
 #'
-#' Wraps `keras.config.backend` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.backend` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.backend` returns, converted to R where reticulate converts it.
 #' @family config
@@ -16,8 +15,7 @@ config_backend <- function() {
 
 #' disable_flash_attention (configuration)
 #'
-#' Wraps `keras.config.disable_flash_attention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.disable_flash_attention` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.disable_flash_attention` returns, converted to R where reticulate converts it.
 #' @family config
@@ -29,8 +27,7 @@ config_disable_flash_attention <- function() {
 
 #' disable_interactive_logging (configuration)
 #'
-#' Wraps `keras.config.disable_interactive_logging` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.disable_interactive_logging` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.disable_interactive_logging` returns, converted to R where reticulate converts it.
 #' @family config
@@ -42,8 +39,7 @@ config_disable_interactive_logging <- function() {
 
 #' disable_traceback_filtering (configuration)
 #'
-#' Wraps `keras.config.disable_traceback_filtering` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.disable_traceback_filtering` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.disable_traceback_filtering` returns, converted to R where reticulate converts it.
 #' @family config
@@ -55,8 +51,7 @@ config_disable_traceback_filtering <- function() {
 
 #' dtype_policy (configuration)
 #'
-#' Wraps `keras.config.dtype_policy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.dtype_policy` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.dtype_policy` returns, converted to R where reticulate converts it.
 #' @family config
@@ -68,8 +63,7 @@ config_dtype_policy <- function() {
 
 #' enable_flash_attention (configuration)
 #'
-#' Wraps `keras.config.enable_flash_attention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.enable_flash_attention` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.enable_flash_attention` returns, converted to R where reticulate converts it.
 #' @family config
@@ -81,8 +75,7 @@ config_enable_flash_attention <- function() {
 
 #' enable_interactive_logging (configuration)
 #'
-#' Wraps `keras.config.enable_interactive_logging` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.enable_interactive_logging` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.enable_interactive_logging` returns, converted to R where reticulate converts it.
 #' @family config
@@ -94,8 +87,7 @@ config_enable_interactive_logging <- function() {
 
 #' enable_traceback_filtering (configuration)
 #'
-#' Wraps `keras.config.enable_traceback_filtering` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.enable_traceback_filtering` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.enable_traceback_filtering` returns, converted to R where reticulate converts it.
 #' @family config
@@ -107,8 +99,7 @@ config_enable_traceback_filtering <- function() {
 
 #' enable_unsafe_deserialization (configuration)
 #'
-#' Wraps `keras.config.enable_unsafe_deserialization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.enable_unsafe_deserialization` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.enable_unsafe_deserialization` returns, converted to R where reticulate converts it.
 #' @family config
@@ -120,8 +111,7 @@ config_enable_unsafe_deserialization <- function() {
 
 #' epsilon (configuration)
 #'
-#' Wraps `keras.config.epsilon` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.epsilon` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.epsilon` returns, converted to R where reticulate converts it.
 #' @family config
@@ -133,8 +123,7 @@ config_epsilon <- function() {
 
 #' floatx (configuration)
 #'
-#' Wraps `keras.config.floatx` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.floatx` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.floatx` returns, converted to R where reticulate converts it.
 #' @family config
@@ -146,8 +135,7 @@ config_floatx <- function() {
 
 #' image_data_format (configuration)
 #'
-#' Wraps `keras.config.image_data_format` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.image_data_format` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.image_data_format` returns, converted to R where reticulate converts it.
 #' @family config
@@ -159,8 +147,7 @@ config_image_data_format <- function() {
 
 #' is_flash_attention_enabled (configuration)
 #'
-#' Wraps `keras.config.is_flash_attention_enabled` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.is_flash_attention_enabled` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.is_flash_attention_enabled` returns, converted to R where reticulate converts it.
 #' @family config
@@ -172,8 +159,7 @@ config_is_flash_attention_enabled <- function() {
 
 #' is_interactive_logging_enabled (configuration)
 #'
-#' Wraps `keras.config.is_interactive_logging_enabled` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.is_interactive_logging_enabled` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.is_interactive_logging_enabled` returns, converted to R where reticulate converts it.
 #' @family config
@@ -185,8 +171,7 @@ config_is_interactive_logging_enabled <- function() {
 
 #' is_nnx_enabled (configuration)
 #'
-#' Wraps `keras.config.is_nnx_enabled` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.is_nnx_enabled` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.is_nnx_enabled` returns, converted to R where reticulate converts it.
 #' @family config
@@ -198,8 +183,7 @@ config_is_nnx_enabled <- function() {
 
 #' is_traceback_filtering_enabled (configuration)
 #'
-#' Wraps `keras.config.is_traceback_filtering_enabled` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.is_traceback_filtering_enabled` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.is_traceback_filtering_enabled` returns, converted to R where reticulate converts it.
 #' @family config
@@ -211,8 +195,7 @@ config_is_traceback_filtering_enabled <- function() {
 
 #' max_epochs (configuration)
 #'
-#' Wraps `keras.config.max_epochs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.max_epochs` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.max_epochs` returns, converted to R where reticulate converts it.
 #' @family config
@@ -224,8 +207,7 @@ config_max_epochs <- function() {
 
 #' max_steps_per_epoch (configuration)
 #'
-#' Wraps `keras.config.max_steps_per_epoch` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.max_steps_per_epoch` from Keras 3.15.1.
 #'
 #' @returns What `keras.config.max_steps_per_epoch` returns, converted to R where reticulate converts it.
 #' @family config
@@ -237,8 +219,9 @@ config_max_steps_per_epoch <- function() {
 
 #' set_backend (configuration)
 #'
-#' Wraps `keras.config.set_backend` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_backend` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param backend Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.config.set_backend` returns, converted to R where reticulate converts it.
@@ -251,8 +234,9 @@ config_set_backend <- function(backend) {
 
 #' set_dtype_policy (configuration)
 #'
-#' Wraps `keras.config.set_dtype_policy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_dtype_policy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param policy Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.config.set_dtype_policy` returns, converted to R where reticulate converts it.
@@ -265,8 +249,9 @@ config_set_dtype_policy <- function(policy) {
 
 #' set_epsilon (configuration)
 #'
-#' Wraps `keras.config.set_epsilon` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_epsilon` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param value Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.config.set_epsilon` returns, converted to R where reticulate converts it.
@@ -279,8 +264,9 @@ config_set_epsilon <- function(value) {
 
 #' set_floatx (configuration)
 #'
-#' Wraps `keras.config.set_floatx` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_floatx` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param value Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.config.set_floatx` returns, converted to R where reticulate converts it.
@@ -293,8 +279,9 @@ config_set_floatx <- function(value) {
 
 #' set_image_data_format (configuration)
 #'
-#' Wraps `keras.config.set_image_data_format` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_image_data_format` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
 #' @returns What `keras.config.set_image_data_format` returns, converted to R where reticulate converts it.
@@ -307,8 +294,9 @@ config_set_image_data_format <- function(data_format) {
 
 #' set_max_epochs (configuration)
 #'
-#' Wraps `keras.config.set_max_epochs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_max_epochs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param max_epochs A whole number (sent as an integer).
 #' @returns What `keras.config.set_max_epochs` returns, converted to R where reticulate converts it.
@@ -321,8 +309,9 @@ config_set_max_epochs <- function(max_epochs) {
 
 #' set_max_steps_per_epoch (configuration)
 #'
-#' Wraps `keras.config.set_max_steps_per_epoch` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.config.set_max_steps_per_epoch` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param max_steps_per_epoch Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.config.set_max_steps_per_epoch` returns, converted to R where reticulate converts it.

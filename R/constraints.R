@@ -3,8 +3,9 @@
 
 #' MaxNorm (constraint)
 #'
-#' Wraps `keras.constraints.MaxNorm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.constraints.MaxNorm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -22,8 +23,9 @@ constraint_maxnorm <- function(max_value = 2L, axis = 1L) {
 
 #' MinMaxNorm (constraint)
 #'
-#' Wraps `keras.constraints.MinMaxNorm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.constraints.MinMaxNorm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -42,8 +44,7 @@ constraint_minmaxnorm <- function(min_value = 0, max_value = 1, rate = 1,
 
 #' NonNeg (constraint)
 #'
-#' Wraps `keras.constraints.NonNeg` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.constraints.NonNeg` from Keras 3.15.1.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @returns A constraint.
@@ -56,8 +57,9 @@ constraint_nonneg <- function(...) {
 
 #' UnitNorm (constraint)
 #'
-#' Wraps `keras.constraints.UnitNorm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.constraints.UnitNorm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'

@@ -3,8 +3,9 @@
 
 #' audio_dataset_from_directory (dataset utility)
 #'
-#' Wraps `keras.utils.audio_dataset_from_directory` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.audio_dataset_from_directory` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param directory A file path (`~` is expanded).
 #' @param labels Passed to Keras as it is (`NULL` becomes `None`).
@@ -37,8 +38,9 @@ audio_dataset_from_directory <- function(directory, labels = "inferred",
 
 #' image_dataset_from_directory (dataset utility)
 #'
-#' Wraps `keras.utils.image_dataset_from_directory` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.image_dataset_from_directory` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param directory A file path (`~` is expanded).
 #' @param labels Passed to Keras as it is (`NULL` becomes `None`).
@@ -77,8 +79,9 @@ image_dataset_from_directory <- function(directory, labels = "inferred",
 
 #' split_dataset (dataset utility)
 #'
-#' Wraps `keras.utils.split_dataset` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.split_dataset` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param dataset Passed to Keras as it is (`NULL` becomes `None`).
 #' @param left_size Passed to Keras as it is (`NULL` becomes `None`).
@@ -97,8 +100,9 @@ split_dataset <- function(dataset, left_size = NULL, right_size = NULL,
 
 #' text_dataset_from_directory (dataset utility)
 #'
-#' Wraps `keras.utils.text_dataset_from_directory` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.text_dataset_from_directory` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param directory A file path (`~` is expanded).
 #' @param labels Passed to Keras as it is (`NULL` becomes `None`).
@@ -129,8 +133,9 @@ text_dataset_from_directory <- function(directory, labels = "inferred",
 
 #' timeseries_dataset_from_array (dataset utility)
 #'
-#' Wraps `keras.utils.timeseries_dataset_from_array` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.timeseries_dataset_from_array` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data An R array or vector, or a tensor.
 #' @param targets An R array or vector, or a tensor.

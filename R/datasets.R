@@ -3,8 +3,9 @@
 
 #' boston_housing (dataset)
 #'
-#' Wraps `keras.datasets.boston_housing.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.boston_housing.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -25,8 +26,9 @@ dataset_boston_housing <- function(path = "boston_housing.npz",
 
 #' california_housing (dataset)
 #'
-#' Wraps `keras.datasets.california_housing.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.california_housing.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -48,8 +50,7 @@ dataset_california_housing <- function(version = "large",
 
 #' cifar10 (dataset)
 #'
-#' Wraps `keras.datasets.cifar10.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.cifar10.load_data` from Keras 3.15.1.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -64,8 +65,9 @@ dataset_cifar10 <- function() {
 
 #' cifar100 (dataset)
 #'
-#' Wraps `keras.datasets.cifar100.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.cifar100.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -81,8 +83,7 @@ dataset_cifar100 <- function(label_mode = "fine") {
 
 #' fashion_mnist (dataset)
 #'
-#' Wraps `keras.datasets.fashion_mnist.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.fashion_mnist.load_data` from Keras 3.15.1.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -97,8 +98,9 @@ dataset_fashion_mnist <- function() {
 
 #' imdb (dataset)
 #'
-#' Wraps `keras.datasets.imdb.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.imdb.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -128,8 +130,9 @@ dataset_imdb <- function(path = "imdb.npz", num_words = NULL, skip_top = 0L,
 
 #' imdb (dataset)
 #'
-#' Wraps `keras.datasets.imdb.get_word_index` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.imdb.get_word_index` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param path A file path (`~` is expanded).
 #' @returns What `keras.datasets.imdb.get_word_index` returns, converted to R where reticulate converts it.
@@ -142,8 +145,9 @@ dataset_imdb_word_index <- function(path = "imdb_word_index.json") {
 
 #' mnist (dataset)
 #'
-#' Wraps `keras.datasets.mnist.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.mnist.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -159,8 +163,9 @@ dataset_mnist <- function(path = "mnist.npz") {
 
 #' reuters (dataset)
 #'
-#' Wraps `keras.datasets.reuters.load_data` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.reuters.load_data` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' The data is downloaded on first use and cached. Where it cannot be
 #' downloaded, the error (class `kerasbackup_download_error`) names the URL.
@@ -190,8 +195,9 @@ dataset_reuters <- function(path = "reuters.npz", num_words = NULL,
 
 #' reuters (dataset)
 #'
-#' Wraps `keras.datasets.reuters.get_word_index` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.datasets.reuters.get_word_index` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param path A file path (`~` is expanded).
 #' @returns What `keras.datasets.reuters.get_word_index` returns, converted to R where reticulate converts it.

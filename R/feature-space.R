@@ -3,8 +3,9 @@
 
 #' cross (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.cross` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.cross` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param feature_names Passed to Keras as it is (`NULL` becomes `None`).
 #' @param crossing_dim Passed to Keras as it is (`NULL` becomes `None`).
@@ -19,8 +20,9 @@ feature_cross <- function(feature_names, crossing_dim, output_mode = "one_hot") 
 
 #' feature (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.feature` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.feature` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param preprocessor Passed to Keras as it is (`NULL` becomes `None`).
@@ -35,8 +37,9 @@ feature_custom <- function(dtype, preprocessor, output_mode) {
 
 #' float (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.float` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.float` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @returns A feature specification for [layer_feature_space()].
@@ -49,8 +52,9 @@ feature_float <- function(name = NULL) {
 
 #' float_discretized (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.float_discretized` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.float_discretized` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param num_bins A whole number (sent as an integer).
 #' @param bin_boundaries Passed to Keras as it is (`NULL` becomes `None`).
@@ -69,8 +73,9 @@ feature_float_discretized <- function(num_bins, bin_boundaries = NULL,
 
 #' float_normalized (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.float_normalized` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.float_normalized` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @returns A feature specification for [layer_feature_space()].
@@ -83,8 +88,9 @@ feature_float_normalized <- function(name = NULL) {
 
 #' float_rescaled (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.float_rescaled` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.float_rescaled` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param scale Passed to Keras as it is (`NULL` becomes `None`).
 #' @param offset Passed to Keras as it is (`NULL` becomes `None`).
@@ -99,8 +105,9 @@ feature_float_rescaled <- function(scale = 1, offset = 0, name = NULL) {
 
 #' integer_categorical (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.integer_categorical` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.integer_categorical` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param max_tokens A whole number (sent as an integer).
 #' @param num_oov_indices A whole number (sent as an integer).
@@ -119,8 +126,9 @@ feature_integer_categorical <- function(max_tokens = NULL, num_oov_indices = 1L,
 
 #' integer_hashed (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.integer_hashed` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.integer_hashed` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param num_bins A whole number (sent as an integer).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).
@@ -136,8 +144,9 @@ feature_integer_hashed <- function(num_bins, output_mode = "one_hot",
 
 #' string_categorical (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.string_categorical` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.string_categorical` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param max_tokens A whole number (sent as an integer).
 #' @param num_oov_indices A whole number (sent as an integer).
@@ -156,8 +165,9 @@ feature_string_categorical <- function(max_tokens = NULL, num_oov_indices = 1L,
 
 #' string_hashed (feature space feature)
 #'
-#' Wraps `keras.utils.FeatureSpace.string_hashed` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace.string_hashed` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param num_bins A whole number (sent as an integer).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).

@@ -3,8 +3,9 @@
 
 #' save_img (image utility)
 #'
-#' Wraps `keras.utils.save_img` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.save_img` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param path A file path (`~` is expanded).
 #' @param x Input: a tensor, or an R array or number.
@@ -23,8 +24,9 @@ image_array_save <- function(path, x, data_format = NULL, file_format = NULL,
 
 #' array_to_img (image utility)
 #'
-#' Wraps `keras.utils.array_to_img` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.array_to_img` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
@@ -40,12 +42,13 @@ image_from_array <- function(x, data_format = NULL, scale = TRUE, dtype = NULL) 
 
 #' load_img (image utility)
 #'
-#' Wraps `keras.utils.load_img` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.load_img` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param path A file path (`~` is expanded).
 #' @param color_mode Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_size Passed to Keras as it is (`NULL` becomes `None`).
+#' @param target_size A whole number or a vector of them (sent as an int or a tuple).
 #' @param interpolation Passed to Keras as it is (`NULL` becomes `None`).
 #' @param keep_aspect_ratio Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.load_img` returns, converted to R where reticulate converts it.
@@ -54,13 +57,16 @@ image_from_array <- function(x, data_format = NULL, scale = TRUE, dtype = NULL) 
 #' @export
 image_load <- function(path, color_mode = "rgb", target_size = NULL,
     interpolation = "nearest", keep_aspect_ratio = FALSE) {
-  keras_call("utils.load_img", list(path = as_path))
+  keras_call("utils.load_img", list(
+    path = as_path, target_size = as_integer_tuple
+  ))
 }
 
 #' smart_resize (image utility)
 #'
-#' Wraps `keras.preprocessing.image.smart_resize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.preprocessing.image.smart_resize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param size A whole number or a vector of them (sent as an int or a tuple).
@@ -78,8 +84,9 @@ image_smart_resize <- function(x, size, interpolation = "bilinear",
 
 #' img_to_array (image utility)
 #'
-#' Wraps `keras.utils.img_to_array` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.img_to_array` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param img Passed to Keras as it is (`NULL` becomes `None`).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].

@@ -3,8 +3,9 @@
 
 #' Constant (initializer)
 #'
-#' Wraps `keras.initializers.Constant` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Constant` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param value Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns An initializer.
@@ -17,76 +18,97 @@ initializer_constant <- function(value = 0) {
 
 #' GlorotNormal (initializer)
 #'
-#' Wraps `keras.initializers.GlorotNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.GlorotNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.GlorotNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$GlorotNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_glorot_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.GlorotNormal", list(seed = as_integer))
+  keras_call("initializers.GlorotNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' GlorotUniform (initializer)
 #'
-#' Wraps `keras.initializers.GlorotUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.GlorotUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.GlorotUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$GlorotUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_glorot_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.GlorotUniform", list(seed = as_integer))
+  keras_call("initializers.GlorotUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' HeNormal (initializer)
 #'
-#' Wraps `keras.initializers.HeNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.HeNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.HeNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$HeNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_he_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.HeNormal", list(seed = as_integer))
+  keras_call("initializers.HeNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' HeUniform (initializer)
 #'
-#' Wraps `keras.initializers.HeUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.HeUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.HeUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$HeUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_he_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.HeUniform", list(seed = as_integer))
+  keras_call("initializers.HeUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Identity (initializer)
 #'
-#' Wraps `keras.initializers.Identity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Identity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param gain Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns An initializer.
@@ -99,42 +121,51 @@ initializer_identity <- function(gain = 1) {
 
 #' LecunNormal (initializer)
 #'
-#' Wraps `keras.initializers.LecunNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.LecunNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.LecunNormal`. `reticulate::py_help(reticulate::import("keras")$initializers$LecunNormal)` shows Keras' own documentation at run time.
 #' @export
 initializer_lecun_normal <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.LecunNormal", list(seed = as_integer))
+  keras_call("initializers.LecunNormal", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' LecunUniform (initializer)
 #'
-#' Wraps `keras.initializers.LecunUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.LecunUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.LecunUniform`. `reticulate::py_help(reticulate::import("keras")$initializers$LecunUniform)` shows Keras' own documentation at run time.
 #' @export
 initializer_lecun_uniform <- function(seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.LecunUniform", list(seed = as_integer))
+  keras_call("initializers.LecunUniform", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Ones (initializer)
 #'
-#' Wraps `keras.initializers.Ones` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Ones` from Keras 3.15.1.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @returns An initializer.
@@ -147,8 +178,9 @@ initializer_ones <- function(...) {
 
 #' Orthogonal (initializer)
 #'
-#' Wraps `keras.initializers.Orthogonal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Orthogonal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param gain Passed to Keras as it is (`NULL` becomes `None`).
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
@@ -162,8 +194,9 @@ initializer_orthogonal <- function(gain = 1, seed = NULL) {
 
 #' RandomNormal (initializer)
 #'
-#' Wraps `keras.initializers.RandomNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.RandomNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
 #' @param stddev Passed to Keras as it is (`NULL` becomes `None`).
@@ -178,8 +211,9 @@ initializer_random_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 
 #' RandomUniform (initializer)
 #'
-#' Wraps `keras.initializers.RandomUniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.RandomUniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param minval Passed to Keras as it is (`NULL` becomes `None`).
 #' @param maxval Passed to Keras as it is (`NULL` becomes `None`).
@@ -195,8 +229,9 @@ initializer_random_uniform <- function(minval = -0.05, maxval = 0.05,
 
 #' STFT (initializer)
 #'
-#' Wraps `keras.initializers.STFT` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.STFT` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param side Passed to Keras as it is (`NULL` becomes `None`).
 #' @param window Passed to Keras as it is (`NULL` becomes `None`).
@@ -213,8 +248,9 @@ initializer_stft <- function(side = "real", window = "hann",
 
 #' TruncatedNormal (initializer)
 #'
-#' Wraps `keras.initializers.TruncatedNormal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.TruncatedNormal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
 #' @param stddev Passed to Keras as it is (`NULL` becomes `None`).
@@ -229,15 +265,18 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 
 #' VarianceScaling (initializer)
 #'
-#' Wraps `keras.initializers.VarianceScaling` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.VarianceScaling` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param scale Passed to Keras as it is (`NULL` becomes `None`).
 #' @param mode Mode (see Keras' documentation for the accepted values).
 #' @param distribution Passed to Keras as it is (`NULL` becomes `None`).
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
-#' @param input_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param output_axes Passed to Keras as it is (`NULL` becomes `None`).
+#' @param input_axes Axis or axes, 1-based (negative values count from the end).
+#' @param output_axes Axis or axes, 1-based (negative values count from the end).
 #' @returns An initializer.
 #' @family initializers
 #' @seealso `keras.initializers.VarianceScaling`. `reticulate::py_help(reticulate::import("keras")$initializers$VarianceScaling)` shows Keras' own documentation at run time.
@@ -245,13 +284,14 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
     distribution = "truncated_normal", seed = NULL, input_axes = NULL,
     output_axes = NULL) {
-  keras_call("initializers.VarianceScaling", list(seed = as_integer))
+  keras_call("initializers.VarianceScaling", list(
+    seed = as_integer, input_axes = as_axis, output_axes = as_axis
+  ))
 }
 
 #' Zeros (initializer)
 #'
-#' Wraps `keras.initializers.Zeros` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.initializers.Zeros` from Keras 3.15.1.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @returns An initializer.

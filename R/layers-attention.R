@@ -3,8 +3,9 @@
 
 #' AdditiveAttention (attention layer)
 #'
-#' Wraps `keras.layers.AdditiveAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdditiveAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -25,8 +26,9 @@ layer_additive_attention <- function(object, use_scale = TRUE, dropout = 0, ...)
 
 #' Attention (attention layer)
 #'
-#' Wraps `keras.layers.Attention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Attention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -50,8 +52,9 @@ layer_attention <- function(object, use_scale = FALSE, score_mode = "dot",
 
 #' GroupQueryAttention (attention layer)
 #'
-#' Wraps `keras.layers.GroupQueryAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GroupQueryAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -64,7 +67,7 @@ layer_attention <- function(object, use_scale = FALSE, score_mode = "dot",
 #' @param num_key_value_heads A whole number (sent as an integer).
 #' @param dropout Passed to Keras as it is (`NULL` becomes `None`).
 #' @param use_bias Whether to add a bias vector.
-#' @param sliding_window Passed to Keras as it is (`NULL` becomes `None`).
+#' @param sliding_window A whole number (sent as an integer).
 #' @param flash_attention Passed to Keras as it is (`NULL` becomes `None`).
 #' @param kernel_initializer Initializer of the kernel weights: a name or an `initializer_*()` object.
 #' @param bias_initializer Initializer of the bias: a name or an `initializer_*()` object.
@@ -89,14 +92,16 @@ layer_group_query_attention <- function(object, head_dim, num_query_heads,
     seed = NULL, ...) {
   keras_layer("layers.GroupQueryAttention", list(
     head_dim = as_integer, num_query_heads = as_integer,
-    num_key_value_heads = as_integer, seed = as_integer
+    num_key_value_heads = as_integer, sliding_window = as_integer,
+    seed = as_integer
   ))
 }
 
 #' MultiHeadAttention (attention layer)
 #'
-#' Wraps `keras.layers.MultiHeadAttention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MultiHeadAttention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -111,7 +116,7 @@ layer_group_query_attention <- function(object, head_dim, num_query_heads,
 #' @param use_bias Whether to add a bias vector.
 #' @param output_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param attention_axes Passed to Keras as it is (`NULL` becomes `None`).
-#' @param sliding_window Passed to Keras as it is (`NULL` becomes `None`).
+#' @param sliding_window A whole number (sent as an integer).
 #' @param flash_attention Passed to Keras as it is (`NULL` becomes `None`).
 #' @param kernel_initializer Initializer of the kernel weights: a name or an `initializer_*()` object.
 #' @param bias_initializer Initializer of the bias: a name or an `initializer_*()` object.
@@ -136,6 +141,6 @@ layer_multi_head_attention <- function(object, num_heads, key_dim,
     bias_constraint = NULL, use_gate = FALSE, seed = NULL, ...) {
   keras_layer("layers.MultiHeadAttention", list(
     num_heads = as_integer, key_dim = as_integer, value_dim = as_integer,
-    output_shape = as_shape, seed = as_integer
+    output_shape = as_shape, sliding_window = as_integer, seed = as_integer
   ))
 }

@@ -3,8 +3,9 @@
 
 #' FlaxLayer (backend wrapper layer)
 #'
-#' Wraps `keras.layers.FlaxLayer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.FlaxLayer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -27,8 +28,9 @@ layer_flax_module_wrapper <- function(object, module, method = NULL,
 
 #' JaxLayer (backend wrapper layer)
 #'
-#' Wraps `keras.layers.JaxLayer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.JaxLayer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -55,8 +57,9 @@ layer_jax_model_wrapper <- function(object, call_fn, init_fn = NULL,
 
 #' TFSMLayer (backend wrapper layer)
 #'
-#' Wraps `keras.layers.TFSMLayer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.TFSMLayer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -83,8 +86,9 @@ layer_tfsm <- function(object, filepath, call_endpoint = "serve",
 
 #' TorchModuleWrapper (backend wrapper layer)
 #'
-#' Wraps `keras.layers.TorchModuleWrapper` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.TorchModuleWrapper` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

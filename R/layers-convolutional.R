@@ -3,8 +3,9 @@
 
 #' Conv1D (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -48,8 +49,9 @@ layer_conv_1d <- function(object, filters, kernel_size, strides = 1L,
 
 #' Conv1DTranspose (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv1DTranspose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv1DTranspose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -94,8 +96,9 @@ layer_conv_1d_transpose <- function(object, filters, kernel_size, strides = 1L,
 
 #' Conv2D (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -140,8 +143,9 @@ layer_conv_2d <- function(object, filters, kernel_size, strides = list(1L, 1L),
 
 #' Conv2DTranspose (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv2DTranspose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv2DTranspose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -186,8 +190,9 @@ layer_conv_2d_transpose <- function(object, filters, kernel_size,
 
 #' Conv3D (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -232,8 +237,9 @@ layer_conv_3d <- function(object, filters, kernel_size,
 
 #' Conv3DTranspose (convolutional layer)
 #'
-#' Wraps `keras.layers.Conv3DTranspose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Conv3DTranspose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -278,8 +284,9 @@ layer_conv_3d_transpose <- function(object, filters, kernel_size,
 
 #' DepthwiseConv1D (convolutional layer)
 #'
-#' Wraps `keras.layers.DepthwiseConv1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.DepthwiseConv1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -323,8 +330,9 @@ layer_depthwise_conv_1d <- function(object, kernel_size, strides = 1L,
 
 #' DepthwiseConv2D (convolutional layer)
 #'
-#' Wraps `keras.layers.DepthwiseConv2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.DepthwiseConv2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -368,8 +376,9 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
 
 #' SeparableConv1D (convolutional layer)
 #'
-#' Wraps `keras.layers.SeparableConv1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SeparableConv1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -419,8 +428,9 @@ layer_separable_conv_1d <- function(object, filters, kernel_size, strides = 1L,
 
 #' SeparableConv2D (convolutional layer)
 #'
-#' Wraps `keras.layers.SeparableConv2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SeparableConv2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

@@ -3,8 +3,9 @@
 
 #' Dense (core layer)
 #'
-#' Wraps `keras.layers.Dense` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Dense` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -43,8 +44,9 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
 
 #' EinsumDense (core layer)
 #'
-#' Wraps `keras.layers.EinsumDense` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.EinsumDense` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -84,8 +86,9 @@ layer_einsum_dense <- function(object, equation, output_shape,
 
 #' Embedding (core layer)
 #'
-#' Wraps `keras.layers.Embedding` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Embedding` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -120,8 +123,7 @@ layer_embedding <- function(object, input_dim, output_dim,
 
 #' Identity (core layer)
 #'
-#' Wraps `keras.layers.Identity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Identity` from Keras 3.15.1.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -140,8 +142,9 @@ layer_identity <- function(object, ...) {
 
 #' Lambda (core layer)
 #'
-#' Wraps `keras.layers.Lambda` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Lambda` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -149,7 +152,7 @@ layer_identity <- function(object, ...) {
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param function Passed to Keras as it is (`NULL` becomes `None`).
+#' @param f Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param mask Passed to Keras as it is (`NULL` becomes `None`).
 #' @param arguments Passed to Keras as it is (`NULL` becomes `None`).
@@ -158,15 +161,18 @@ layer_identity <- function(object, ...) {
 #' @family core layers
 #' @seealso `keras.layers.Lambda`. `reticulate::py_help(reticulate::import("keras")$layers$Lambda)` shows Keras' own documentation at run time.
 #' @export
-layer_lambda <- function(object, `function`, output_shape = NULL, mask = NULL,
+layer_lambda <- function(object, f, output_shape = NULL, mask = NULL,
     arguments = NULL, ...) {
-  keras_layer("layers.Lambda", list(output_shape = as_shape))
+  keras_layer("layers.Lambda", list(
+    output_shape = as_shape
+  ), rename = c(f = "function"))
 }
 
 #' Masking (core layer)
 #'
-#' Wraps `keras.layers.Masking` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Masking` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -186,8 +192,9 @@ layer_masking <- function(object, mask_value = 0, ...) {
 
 #' ReversibleEmbedding (core layer)
 #'
-#' Wraps `keras.layers.ReversibleEmbedding` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ReversibleEmbedding` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

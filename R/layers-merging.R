@@ -3,8 +3,7 @@
 
 #' Add (merging layer)
 #'
-#' Wraps `keras.layers.Add` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Add` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -21,8 +20,7 @@ layer_add <- function(inputs, ...) {
 
 #' Average (merging layer)
 #'
-#' Wraps `keras.layers.Average` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Average` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -39,8 +37,9 @@ layer_average <- function(inputs, ...) {
 
 #' Concatenate (merging layer)
 #'
-#' Wraps `keras.layers.Concatenate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Concatenate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -60,8 +59,9 @@ layer_concatenate <- function(inputs, ..., axis = -1L) {
 
 #' Dot (merging layer)
 #'
-#' Wraps `keras.layers.Dot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Dot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -82,8 +82,7 @@ layer_dot <- function(inputs, ..., axes, normalize = FALSE) {
 
 #' Maximum (merging layer)
 #'
-#' Wraps `keras.layers.Maximum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Maximum` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -100,8 +99,7 @@ layer_maximum <- function(inputs, ...) {
 
 #' Minimum (merging layer)
 #'
-#' Wraps `keras.layers.Minimum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Minimum` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -118,8 +116,7 @@ layer_minimum <- function(inputs, ...) {
 
 #' Multiply (merging layer)
 #'
-#' Wraps `keras.layers.Multiply` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Multiply` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.
@@ -136,8 +133,7 @@ layer_multiply <- function(inputs, ...) {
 
 #' Subtract (merging layer)
 #'
-#' Wraps `keras.layers.Subtract` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Subtract` from Keras 3.15.1.
 #'
 #' With `inputs` (plus any further tensors in `...`), the merged tensor is
 #' returned; without them, the layer.

@@ -3,8 +3,9 @@
 
 #' BatchNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.BatchNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.BatchNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -48,8 +49,9 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99,
 
 #' GroupNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.GroupNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GroupNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -87,8 +89,9 @@ layer_group_normalization <- function(object, groups = 32L, axis = -1L,
 
 #' LayerNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.LayerNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.LayerNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -123,8 +126,9 @@ layer_layer_normalization <- function(object, axis = -1L, epsilon = 0.001,
 
 #' RMSNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.RMSNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RMSNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -147,8 +151,9 @@ layer_rms_normalization <- function(object, axis = -1L, epsilon = 1e-06, ...) {
 
 #' SpectralNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.SpectralNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SpectralNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -172,8 +177,9 @@ layer_spectral_normalization <- function(object, layer, power_iterations = 1L,
 
 #' UnitNormalization (normalization layer)
 #'
-#' Wraps `keras.layers.UnitNormalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.UnitNormalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

@@ -3,8 +3,9 @@
 
 #' AdaptiveAveragePooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveAveragePooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveAveragePooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -28,8 +29,9 @@ layer_adaptive_average_pooling_1d <- function(object, output_size,
 
 #' AdaptiveAveragePooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveAveragePooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveAveragePooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -53,8 +55,9 @@ layer_adaptive_average_pooling_2d <- function(object, output_size,
 
 #' AdaptiveAveragePooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveAveragePooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveAveragePooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -78,8 +81,9 @@ layer_adaptive_average_pooling_3d <- function(object, output_size,
 
 #' AdaptiveMaxPooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveMaxPooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveMaxPooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -103,8 +107,9 @@ layer_adaptive_max_pooling_1d <- function(object, output_size,
 
 #' AdaptiveMaxPooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveMaxPooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveMaxPooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -128,8 +133,9 @@ layer_adaptive_max_pooling_2d <- function(object, output_size,
 
 #' AdaptiveMaxPooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.AdaptiveMaxPooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AdaptiveMaxPooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -153,8 +159,9 @@ layer_adaptive_max_pooling_3d <- function(object, output_size,
 
 #' AveragePooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.AveragePooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AveragePooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -182,8 +189,9 @@ layer_average_pooling_1d <- function(object, pool_size, strides = NULL,
 
 #' AveragePooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.AveragePooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AveragePooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -211,8 +219,9 @@ layer_average_pooling_2d <- function(object, pool_size, strides = NULL,
 
 #' AveragePooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.AveragePooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AveragePooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -240,8 +249,9 @@ layer_average_pooling_3d <- function(object, pool_size, strides = NULL,
 
 #' GlobalAveragePooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalAveragePooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalAveragePooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -263,8 +273,9 @@ layer_global_average_pooling_1d <- function(object, data_format = NULL,
 
 #' GlobalAveragePooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalAveragePooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalAveragePooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -286,8 +297,9 @@ layer_global_average_pooling_2d <- function(object, data_format = NULL,
 
 #' GlobalAveragePooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalAveragePooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalAveragePooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -309,8 +321,9 @@ layer_global_average_pooling_3d <- function(object, data_format = NULL,
 
 #' GlobalMaxPooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalMaxPooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalMaxPooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -332,8 +345,9 @@ layer_global_max_pooling_1d <- function(object, data_format = NULL,
 
 #' GlobalMaxPooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalMaxPooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalMaxPooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -355,8 +369,9 @@ layer_global_max_pooling_2d <- function(object, data_format = NULL,
 
 #' GlobalMaxPooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.GlobalMaxPooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GlobalMaxPooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -378,8 +393,9 @@ layer_global_max_pooling_3d <- function(object, data_format = NULL,
 
 #' MaxPooling1D (pooling layer)
 #'
-#' Wraps `keras.layers.MaxPooling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MaxPooling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -407,8 +423,9 @@ layer_max_pooling_1d <- function(object, pool_size = 2L, strides = NULL,
 
 #' MaxPooling2D (pooling layer)
 #'
-#' Wraps `keras.layers.MaxPooling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MaxPooling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -436,8 +453,9 @@ layer_max_pooling_2d <- function(object, pool_size = list(2L, 2L),
 
 #' MaxPooling3D (pooling layer)
 #'
-#' Wraps `keras.layers.MaxPooling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MaxPooling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

@@ -3,8 +3,9 @@
 
 #' AugMix (preprocessing layer)
 #'
-#' Wraps `keras.layers.AugMix` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AugMix` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -37,8 +38,9 @@ layer_aug_mix <- function(object, value_range = list(0L, 255L), num_chains = 3L,
 
 #' AutoContrast (preprocessing layer)
 #'
-#' Wraps `keras.layers.AutoContrast` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AutoContrast` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -58,8 +60,9 @@ layer_auto_contrast <- function(object, value_range = list(0L, 255L), ...) {
 
 #' CategoryEncoding (preprocessing layer)
 #'
-#' Wraps `keras.layers.CategoryEncoding` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.CategoryEncoding` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -82,8 +85,9 @@ layer_category_encoding <- function(object, num_tokens = NULL,
 
 #' CenterCrop (preprocessing layer)
 #'
-#' Wraps `keras.layers.CenterCrop` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.CenterCrop` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -107,8 +111,9 @@ layer_center_crop <- function(object, height, width, data_format = NULL, ...) {
 
 #' ContrastLimitedAdaptiveHistogramEqualization (preprocessing layer)
 #'
-#' Wraps `keras.layers.ContrastLimitedAdaptiveHistogramEqualization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ContrastLimitedAdaptiveHistogramEqualization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -135,8 +140,9 @@ layer_contrast_limited_adaptive_histogram_equalization <- function(object,
 
 #' CutMix (preprocessing layer)
 #'
-#' Wraps `keras.layers.CutMix` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.CutMix` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -159,8 +165,9 @@ layer_cut_mix <- function(object, factor = 1, seed = NULL, data_format = NULL,
 
 #' Discretization (preprocessing layer)
 #'
-#' Wraps `keras.layers.Discretization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Discretization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -188,8 +195,9 @@ layer_discretization <- function(object, bin_boundaries = NULL, num_bins = NULL,
 
 #' Equalization (preprocessing layer)
 #'
-#' Wraps `keras.layers.Equalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Equalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -214,8 +222,9 @@ layer_equalization <- function(object, value_range = list(0L, 255L),
 
 #' FeatureSpace (preprocessing layer)
 #'
-#' Wraps `keras.utils.FeatureSpace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.FeatureSpace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -246,8 +255,9 @@ layer_feature_space <- function(object, features, output_mode = "concat",
 
 #' HashedCrossing (preprocessing layer)
 #'
-#' Wraps `keras.layers.HashedCrossing` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.HashedCrossing` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -272,8 +282,9 @@ layer_hashed_crossing <- function(object, num_bins, output_mode = "int",
 
 #' Hashing (preprocessing layer)
 #'
-#' Wraps `keras.layers.Hashing` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Hashing` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -283,7 +294,7 @@ layer_hashed_crossing <- function(object, num_bins, output_mode = "int",
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
 #' @param num_bins A whole number (sent as an integer).
 #' @param mask_value Passed to Keras as it is (`NULL` becomes `None`).
-#' @param salt Passed to Keras as it is (`NULL` becomes `None`).
+#' @param salt A whole number (sent as an integer).
 #' @param output_mode Passed to Keras as it is (`NULL` becomes `None`).
 #' @param sparse Passed to Keras as it is (`NULL` becomes `None`).
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
@@ -293,13 +304,14 @@ layer_hashed_crossing <- function(object, num_bins, output_mode = "int",
 #' @export
 layer_hashing <- function(object, num_bins, mask_value = NULL, salt = NULL,
     output_mode = "int", sparse = FALSE, ...) {
-  keras_layer("layers.Hashing", list(num_bins = as_integer))
+  keras_layer("layers.Hashing", list(num_bins = as_integer, salt = as_integer))
 }
 
 #' IntegerLookup (preprocessing layer)
 #'
-#' Wraps `keras.layers.IntegerLookup` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.IntegerLookup` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -339,8 +351,9 @@ layer_integer_lookup <- function(object, max_tokens = NULL,
 
 #' MaxNumBoundingBoxes (preprocessing layer)
 #'
-#' Wraps `keras.layers.MaxNumBoundingBoxes` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MaxNumBoundingBoxes` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -348,7 +361,7 @@ layer_integer_lookup <- function(object, max_tokens = NULL,
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param max_number Passed to Keras as it is (`NULL` becomes `None`).
+#' @param max_number A whole number (sent as an integer).
 #' @param fill_value Whole numbers are sent as integers.
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
 #' @returns The model (invisibly), the layer's output, or the layer, depending on `object`.
@@ -358,14 +371,15 @@ layer_integer_lookup <- function(object, max_tokens = NULL,
 layer_max_num_bounding_boxes <- function(object, max_number, fill_value = -1L,
     ...) {
   keras_layer("layers.MaxNumBoundingBoxes", list(
-    fill_value = as_integer_if_whole
+    max_number = as_integer, fill_value = as_integer_if_whole
   ))
 }
 
 #' MelSpectrogram (preprocessing layer)
 #'
-#' Wraps `keras.layers.MelSpectrogram` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MelSpectrogram` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -405,8 +419,9 @@ layer_mel_spectrogram <- function(object, fft_length = 2048L,
 
 #' MixUp (preprocessing layer)
 #'
-#' Wraps `keras.layers.MixUp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.MixUp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -429,8 +444,9 @@ layer_mix_up <- function(object, alpha = 0.2, data_format = NULL, seed = NULL,
 
 #' Normalization (preprocessing layer)
 #'
-#' Wraps `keras.layers.Normalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Normalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -456,8 +472,9 @@ layer_normalization <- function(object, axis = -1L, mean = NULL,
 
 #' Pipeline (preprocessing layer)
 #'
-#' Wraps `keras.layers.Pipeline` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Pipeline` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -478,8 +495,9 @@ layer_pipeline <- function(object, layers, name = NULL, ...) {
 
 #' RandAugment (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandAugment` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandAugment` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -509,8 +527,9 @@ layer_rand_augment <- function(object, value_range = list(0L, 255L),
 
 #' RandomBrightness (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomBrightness` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomBrightness` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -535,8 +554,9 @@ layer_random_brightness <- function(object, factor,
 
 #' RandomColorDegeneration (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomColorDegeneration` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomColorDegeneration` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -562,8 +582,9 @@ layer_random_color_degeneration <- function(object, factor,
 
 #' RandomColorJitter (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomColorJitter` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomColorJitter` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -593,8 +614,9 @@ layer_random_color_jitter <- function(object, value_range = list(0L, 255L),
 
 #' RandomContrast (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomContrast` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomContrast` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -619,8 +641,9 @@ layer_random_contrast <- function(object, factor, value_range = list(0L, 255L),
 
 #' RandomCrop (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomCrop` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomCrop` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -647,8 +670,9 @@ layer_random_crop <- function(object, height, width, seed = NULL,
 
 #' RandomElasticTransform (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomElasticTransform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomElasticTransform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -679,8 +703,9 @@ layer_random_elastic_transform <- function(object, factor = 1, scale = 1,
 
 #' RandomErasing (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomErasing` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomErasing` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -709,8 +734,9 @@ layer_random_erasing <- function(object, factor = 1, scale = list(0.02, 0.33),
 
 #' RandomFlip (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomFlip` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomFlip` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -733,8 +759,9 @@ layer_random_flip <- function(object, mode = "horizontal_and_vertical",
 
 #' RandomGaussianBlur (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomGaussianBlur` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomGaussianBlur` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -764,8 +791,9 @@ layer_random_gaussian_blur <- function(object, factor = 1, kernel_size = 3L,
 
 #' RandomGrayscale (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomGrayscale` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomGrayscale` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -788,8 +816,9 @@ layer_random_grayscale <- function(object, factor = 0.5, data_format = NULL,
 
 #' RandomHue (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomHue` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomHue` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -815,8 +844,9 @@ layer_random_hue <- function(object, factor, value_range = list(0L, 255L),
 
 #' RandomInvert (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomInvert` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomInvert` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -842,8 +872,9 @@ layer_random_invert <- function(object, factor = 1,
 
 #' RandomPerspective (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomPerspective` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomPerspective` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -870,8 +901,9 @@ layer_random_perspective <- function(object, factor = 1, scale = 1,
 
 #' RandomPosterization (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomPosterization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomPosterization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -897,8 +929,9 @@ layer_random_posterization <- function(object, factor,
 
 #' RandomRotation (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomRotation` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomRotation` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -925,8 +958,9 @@ layer_random_rotation <- function(object, factor, fill_mode = "reflect",
 
 #' RandomSaturation (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomSaturation` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomSaturation` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -952,8 +986,9 @@ layer_random_saturation <- function(object, factor,
 
 #' RandomSharpness (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomSharpness` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomSharpness` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -979,8 +1014,9 @@ layer_random_sharpness <- function(object, factor, value_range = list(0L, 255L),
 
 #' RandomShear (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomShear` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomShear` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1008,8 +1044,9 @@ layer_random_shear <- function(object, x_factor = 0, y_factor = 0,
 
 #' RandomTranslation (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomTranslation` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomTranslation` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1037,8 +1074,9 @@ layer_random_translation <- function(object, height_factor, width_factor,
 
 #' RandomZoom (preprocessing layer)
 #'
-#' Wraps `keras.layers.RandomZoom` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RandomZoom` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1066,8 +1104,9 @@ layer_random_zoom <- function(object, height_factor, width_factor = NULL,
 
 #' Rescaling (preprocessing layer)
 #'
-#' Wraps `keras.layers.Rescaling` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Rescaling` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1088,8 +1127,9 @@ layer_rescaling <- function(object, scale, offset = 0, ...) {
 
 #' Resizing (preprocessing layer)
 #'
-#' Wraps `keras.layers.Resizing` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Resizing` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1120,8 +1160,9 @@ layer_resizing <- function(object, height, width, interpolation = "bilinear",
 
 #' Solarization (preprocessing layer)
 #'
-#' Wraps `keras.layers.Solarization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Solarization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1147,8 +1188,9 @@ layer_solarization <- function(object, addition_factor = 0,
 
 #' STFTSpectrogram (preprocessing layer)
 #'
-#' Wraps `keras.layers.STFTSpectrogram` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.STFTSpectrogram` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1183,8 +1225,9 @@ layer_stft_spectrogram <- function(object, mode = "log", frame_length = 256L,
 
 #' StringLookup (preprocessing layer)
 #'
-#' Wraps `keras.layers.StringLookup` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.StringLookup` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -1222,8 +1265,9 @@ layer_string_lookup <- function(object, max_tokens = NULL, num_oov_indices = 1L,
 
 #' TextVectorization (preprocessing layer)
 #'
-#' Wraps `keras.layers.TextVectorization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.TextVectorization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

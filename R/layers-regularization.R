@@ -3,8 +3,9 @@
 
 #' ActivityRegularization (regularization layer)
 #'
-#' Wraps `keras.layers.ActivityRegularization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ActivityRegularization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -25,8 +26,9 @@ layer_activity_regularization <- function(object, l1 = 0, l2 = 0, ...) {
 
 #' AlphaDropout (regularization layer)
 #'
-#' Wraps `keras.layers.AlphaDropout` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.AlphaDropout` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -51,8 +53,9 @@ layer_alpha_dropout <- function(object, rate, noise_shape = NULL, seed = NULL,
 
 #' Dropout (regularization layer)
 #'
-#' Wraps `keras.layers.Dropout` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Dropout` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -76,8 +79,9 @@ layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, ...) {
 
 #' GaussianDropout (regularization layer)
 #'
-#' Wraps `keras.layers.GaussianDropout` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GaussianDropout` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -98,8 +102,9 @@ layer_gaussian_dropout <- function(object, rate, seed = NULL, ...) {
 
 #' GaussianNoise (regularization layer)
 #'
-#' Wraps `keras.layers.GaussianNoise` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GaussianNoise` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -120,8 +125,9 @@ layer_gaussian_noise <- function(object, stddev, seed = NULL, ...) {
 
 #' SpatialDropout1D (regularization layer)
 #'
-#' Wraps `keras.layers.SpatialDropout1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SpatialDropout1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -145,8 +151,9 @@ layer_spatial_dropout_1d <- function(object, rate, seed = NULL, name = NULL,
 
 #' SpatialDropout2D (regularization layer)
 #'
-#' Wraps `keras.layers.SpatialDropout2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SpatialDropout2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -171,8 +178,9 @@ layer_spatial_dropout_2d <- function(object, rate, data_format = NULL,
 
 #' SpatialDropout3D (regularization layer)
 #'
-#' Wraps `keras.layers.SpatialDropout3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SpatialDropout3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

@@ -3,8 +3,9 @@
 
 #' Cropping1D (reshaping layer)
 #'
-#' Wraps `keras.layers.Cropping1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Cropping1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -24,8 +25,9 @@ layer_cropping_1d <- function(object, cropping = list(1L, 1L), ...) {
 
 #' Cropping2D (reshaping layer)
 #'
-#' Wraps `keras.layers.Cropping2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Cropping2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -47,8 +49,9 @@ layer_cropping_2d <- function(object,
 
 #' Cropping3D (reshaping layer)
 #'
-#' Wraps `keras.layers.Cropping3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Cropping3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -71,8 +74,9 @@ layer_cropping_3d <- function(object,
 
 #' Flatten (reshaping layer)
 #'
-#' Wraps `keras.layers.Flatten` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Flatten` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -92,8 +96,9 @@ layer_flatten <- function(object, data_format = NULL, ...) {
 
 #' Permute (reshaping layer)
 #'
-#' Wraps `keras.layers.Permute` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Permute` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -101,20 +106,21 @@ layer_flatten <- function(object, data_format = NULL, ...) {
 #' layer itself is returned.
 #'
 #' @param object A Sequential model to add the layer to, a tensor (or list of tensors) to call the layer on, or missing to return the layer.
-#' @param dims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param dims A whole number or a vector of them (sent as an int or a tuple).
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).
 #' @returns The model (invisibly), the layer's output, or the layer, depending on `object`.
 #' @family reshaping layers
 #' @seealso `keras.layers.Permute`. `reticulate::py_help(reticulate::import("keras")$layers$Permute)` shows Keras' own documentation at run time.
 #' @export
 layer_permute <- function(object, dims, ...) {
-  keras_layer("layers.Permute")
+  keras_layer("layers.Permute", list(dims = as_integer_tuple))
 }
 
 #' RepeatVector (reshaping layer)
 #'
-#' Wraps `keras.layers.RepeatVector` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RepeatVector` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -134,8 +140,9 @@ layer_repeat_vector <- function(object, n, ...) {
 
 #' Reshape (reshaping layer)
 #'
-#' Wraps `keras.layers.Reshape` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Reshape` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -155,8 +162,9 @@ layer_reshape <- function(object, target_shape, ...) {
 
 #' UpSampling1D (reshaping layer)
 #'
-#' Wraps `keras.layers.UpSampling1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.UpSampling1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -176,8 +184,9 @@ layer_upsampling_1d <- function(object, size = 2L, ...) {
 
 #' UpSampling2D (reshaping layer)
 #'
-#' Wraps `keras.layers.UpSampling2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.UpSampling2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -200,8 +209,9 @@ layer_upsampling_2d <- function(object, size = list(2L, 2L), data_format = NULL,
 
 #' UpSampling3D (reshaping layer)
 #'
-#' Wraps `keras.layers.UpSampling3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.UpSampling3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -223,8 +233,9 @@ layer_upsampling_3d <- function(object, size = list(2L, 2L, 2L),
 
 #' ZeroPadding1D (reshaping layer)
 #'
-#' Wraps `keras.layers.ZeroPadding1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ZeroPadding1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -245,8 +256,9 @@ layer_zero_padding_1d <- function(object, padding = 1L, data_format = NULL, ...)
 
 #' ZeroPadding2D (reshaping layer)
 #'
-#' Wraps `keras.layers.ZeroPadding2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ZeroPadding2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -268,8 +280,9 @@ layer_zero_padding_2d <- function(object, padding = list(1L, 1L),
 
 #' ZeroPadding3D (reshaping layer)
 #'
-#' Wraps `keras.layers.ZeroPadding3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ZeroPadding3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the

@@ -3,8 +3,9 @@
 
 #' Bidirectional (recurrent layer)
 #'
-#' Wraps `keras.layers.Bidirectional` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.Bidirectional` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -32,8 +33,9 @@ bidirectional <- layer_bidirectional
 
 #' ConvLSTM1D (recurrent layer)
 #'
-#' Wraps `keras.layers.ConvLSTM1D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ConvLSTM1D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -93,8 +95,9 @@ layer_conv_lstm_1d <- function(object, filters, kernel_size, strides = 1L,
 
 #' ConvLSTM2D (recurrent layer)
 #'
-#' Wraps `keras.layers.ConvLSTM2D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ConvLSTM2D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -154,8 +157,9 @@ layer_conv_lstm_2d <- function(object, filters, kernel_size, strides = 1L,
 
 #' ConvLSTM3D (recurrent layer)
 #'
-#' Wraps `keras.layers.ConvLSTM3D` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.ConvLSTM3D` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -215,8 +219,9 @@ layer_conv_lstm_3d <- function(object, filters, kernel_size, strides = 1L,
 
 #' GRU (recurrent layer)
 #'
-#' Wraps `keras.layers.GRU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GRU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -268,8 +273,9 @@ layer_gru <- function(object, units, activation = "tanh",
 
 #' LSTM (recurrent layer)
 #'
-#' Wraps `keras.layers.LSTM` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.LSTM` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -321,8 +327,9 @@ layer_lstm <- function(object, units, activation = "tanh",
 
 #' RNN (recurrent layer)
 #'
-#' Wraps `keras.layers.RNN` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.RNN` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -350,8 +357,9 @@ layer_rnn <- function(object, cell, return_sequences = FALSE,
 
 #' SimpleRNN (recurrent layer)
 #'
-#' Wraps `keras.layers.SimpleRNN` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SimpleRNN` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -399,8 +407,9 @@ layer_simple_rnn <- function(object, units, activation = "tanh",
 
 #' TimeDistributed (recurrent layer)
 #'
-#' Wraps `keras.layers.TimeDistributed` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.TimeDistributed` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' With a Sequential model as `object`, the layer is added to the model and
 #' the model is returned invisibly; with a tensor or a list of tensors, the
@@ -424,8 +433,9 @@ time_distributed <- layer_time_distributed
 
 #' GRUCell (recurrent cell)
 #'
-#' Wraps `keras.layers.GRUCell` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.GRUCell` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param units A whole number (sent as an integer).
 #' @param activation Activation: a name such as `"relu"`, an `activation_*()` function or any R function, or `NULL` for none.
@@ -462,8 +472,9 @@ rnn_cell_gru <- function(units, activation = "tanh",
 
 #' LSTMCell (recurrent cell)
 #'
-#' Wraps `keras.layers.LSTMCell` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.LSTMCell` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param units A whole number (sent as an integer).
 #' @param activation Activation: a name such as `"relu"`, an `activation_*()` function or any R function, or `NULL` for none.
@@ -500,8 +511,9 @@ rnn_cell_lstm <- function(units, activation = "tanh",
 
 #' SimpleRNNCell (recurrent cell)
 #'
-#' Wraps `keras.layers.SimpleRNNCell` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.SimpleRNNCell` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param units A whole number (sent as an integer).
 #' @param activation Activation: a name such as `"relu"`, an `activation_*()` function or any R function, or `NULL` for none.
@@ -537,8 +549,9 @@ rnn_cell_simple <- function(units, activation = "tanh", use_bias = TRUE,
 
 #' StackedRNNCells (recurrent cell)
 #'
-#' Wraps `keras.layers.StackedRNNCells` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.layers.StackedRNNCells` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param cells Passed to Keras as it is (`NULL` becomes `None`).
 #' @param ... More arguments for the layer, such as `name`, `dtype`, `trainable` or `input_shape` (the latter for the first layer of a Sequential model).

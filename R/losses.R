@@ -3,8 +3,9 @@
 
 #' BinaryCrossentropy (loss)
 #'
-#' Wraps `keras.losses.BinaryCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.BinaryCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.BinaryCrossentropy`) for `compile()`; with both, it computes the values
@@ -34,8 +35,9 @@ loss_binary_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 
 #' BinaryFocalCrossentropy (loss)
 #'
-#' Wraps `keras.losses.BinaryFocalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.BinaryFocalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.BinaryFocalCrossentropy`) for `compile()`; with both, it computes the values
@@ -69,8 +71,9 @@ loss_binary_focal_crossentropy <- function(y_true, y_pred,
 
 #' CategoricalCrossentropy (loss)
 #'
-#' Wraps `keras.losses.CategoricalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CategoricalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CategoricalCrossentropy`) for `compile()`; with both, it computes the values
@@ -100,8 +103,9 @@ loss_categorical_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 
 #' CategoricalFocalCrossentropy (loss)
 #'
-#' Wraps `keras.losses.CategoricalFocalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CategoricalFocalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CategoricalFocalCrossentropy`) for `compile()`; with both, it computes the values
@@ -134,8 +138,9 @@ loss_categorical_focal_crossentropy <- function(y_true, y_pred, alpha = 0.25,
 
 #' CategoricalGeneralizedCrossEntropy (loss)
 #'
-#' Wraps `keras.losses.CategoricalGeneralizedCrossEntropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CategoricalGeneralizedCrossEntropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CategoricalGeneralizedCrossEntropy`) for `compile()`; with both, it computes the values
@@ -161,8 +166,9 @@ loss_categorical_generalized_cross_entropy <- function(y_true, y_pred, q,
 
 #' CategoricalHinge (loss)
 #'
-#' Wraps `keras.losses.CategoricalHinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CategoricalHinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CategoricalHinge`) for `compile()`; with both, it computes the values
@@ -184,8 +190,9 @@ loss_categorical_hinge <- function(y_true, y_pred,
 
 #' Circle (loss)
 #'
-#' Wraps `keras.losses.Circle` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Circle` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Circle`) for `compile()`; with both, it computes the values
@@ -215,8 +222,9 @@ loss_circle <- function(y_true, y_pred, ref_labels = NULL,
 
 #' CosineSimilarity (loss)
 #'
-#' Wraps `keras.losses.CosineSimilarity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CosineSimilarity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CosineSimilarity`) for `compile()`; with both, it computes the values
@@ -243,8 +251,9 @@ loss_cosine_similarity <- function(y_true, y_pred, axis = -1L,
 
 #' CTC (loss)
 #'
-#' Wraps `keras.losses.CTC` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.CTC` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.CTC`) for `compile()`; with both, it computes the values
@@ -266,8 +275,9 @@ loss_ctc <- function(y_true, y_pred, reduction = "sum_over_batch_size",
 
 #' Dice (loss)
 #'
-#' Wraps `keras.losses.Dice` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Dice` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Dice`) for `compile()`; with both, it computes the values
@@ -292,8 +302,9 @@ loss_dice <- function(y_true, y_pred, axis = NULL,
 
 #' Hinge (loss)
 #'
-#' Wraps `keras.losses.Hinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Hinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Hinge`) for `compile()`; with both, it computes the values
@@ -315,8 +326,9 @@ loss_hinge <- function(y_true, y_pred, reduction = "sum_over_batch_size",
 
 #' Huber (loss)
 #'
-#' Wraps `keras.losses.Huber` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Huber` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Huber`) for `compile()`; with both, it computes the values
@@ -339,8 +351,9 @@ loss_huber <- function(y_true, y_pred, delta = 1,
 
 #' KLDivergence (loss)
 #'
-#' Wraps `keras.losses.KLDivergence` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.KLDivergence` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.KLDivergence`) for `compile()`; with both, it computes the values
@@ -362,8 +375,9 @@ loss_kl_divergence <- function(y_true, y_pred,
 
 #' LogCosh (loss)
 #'
-#' Wraps `keras.losses.LogCosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.LogCosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.LogCosh`) for `compile()`; with both, it computes the values
@@ -385,8 +399,9 @@ loss_log_cosh <- function(y_true, y_pred, reduction = "sum_over_batch_size",
 
 #' MeanAbsoluteError (loss)
 #'
-#' Wraps `keras.losses.MeanAbsoluteError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.MeanAbsoluteError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.MeanAbsoluteError`) for `compile()`; with both, it computes the values
@@ -409,8 +424,9 @@ loss_mean_absolute_error <- function(y_true, y_pred,
 
 #' MeanAbsolutePercentageError (loss)
 #'
-#' Wraps `keras.losses.MeanAbsolutePercentageError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.MeanAbsolutePercentageError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.MeanAbsolutePercentageError`) for `compile()`; with both, it computes the values
@@ -435,8 +451,9 @@ loss_mean_absolute_percentage_error <- function(y_true, y_pred,
 
 #' MeanSquaredError (loss)
 #'
-#' Wraps `keras.losses.MeanSquaredError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.MeanSquaredError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.MeanSquaredError`) for `compile()`; with both, it computes the values
@@ -459,8 +476,9 @@ loss_mean_squared_error <- function(y_true, y_pred,
 
 #' MeanSquaredLogarithmicError (loss)
 #'
-#' Wraps `keras.losses.MeanSquaredLogarithmicError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.MeanSquaredLogarithmicError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.MeanSquaredLogarithmicError`) for `compile()`; with both, it computes the values
@@ -485,8 +503,9 @@ loss_mean_squared_logarithmic_error <- function(y_true, y_pred,
 
 #' Poisson (loss)
 #'
-#' Wraps `keras.losses.Poisson` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Poisson` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Poisson`) for `compile()`; with both, it computes the values
@@ -508,8 +527,9 @@ loss_poisson <- function(y_true, y_pred, reduction = "sum_over_batch_size",
 
 #' SparseCategoricalCrossentropy (loss)
 #'
-#' Wraps `keras.losses.SparseCategoricalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.SparseCategoricalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.SparseCategoricalCrossentropy`) for `compile()`; with both, it computes the values
@@ -540,8 +560,9 @@ loss_sparse_categorical_crossentropy <- function(y_true, y_pred,
 
 #' SquaredHinge (loss)
 #'
-#' Wraps `keras.losses.SquaredHinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.SquaredHinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.SquaredHinge`) for `compile()`; with both, it computes the values
@@ -563,8 +584,9 @@ loss_squared_hinge <- function(y_true, y_pred,
 
 #' Tversky (loss)
 #'
-#' Wraps `keras.losses.Tversky` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.losses.Tversky` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a loss object
 #' (`keras.losses.Tversky`) for `compile()`; with both, it computes the values

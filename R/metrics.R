@@ -3,8 +3,9 @@
 
 #' Accuracy (metric)
 #'
-#' Wraps `keras.metrics.Accuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Accuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -18,8 +19,9 @@ metric_accuracy <- function(name = "accuracy", dtype = NULL) {
 
 #' AUC (metric)
 #'
-#' Wraps `keras.metrics.AUC` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.AUC` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param num_thresholds A whole number (sent as an integer).
 #' @param curve Passed to Keras as it is (`NULL` becomes `None`).
@@ -28,7 +30,7 @@ metric_accuracy <- function(name = "accuracy", dtype = NULL) {
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param multi_label Passed to Keras as it is (`NULL` becomes `None`).
-#' @param num_labels Passed to Keras as it is (`NULL` becomes `None`).
+#' @param num_labels A whole number (sent as an integer).
 #' @param label_weights Passed to Keras as it is (`NULL` becomes `None`).
 #' @param from_logits Whether `y_pred` holds logits rather than probabilities.
 #' @returns A metric object, or a tensor of values when `y_true` and `y_pred` are given.
@@ -39,13 +41,16 @@ metric_auc <- function(num_thresholds = 200L, curve = "ROC",
     summation_method = "interpolation", name = NULL, dtype = NULL,
     thresholds = NULL, multi_label = FALSE, num_labels = NULL,
     label_weights = NULL, from_logits = FALSE) {
-  keras_call("metrics.AUC", list(num_thresholds = as_integer))
+  keras_call("metrics.AUC", list(
+    num_thresholds = as_integer, num_labels = as_integer
+  ))
 }
 
 #' BinaryAccuracy (metric)
 #'
-#' Wraps `keras.metrics.BinaryAccuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.BinaryAccuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.BinaryAccuracy`) for `compile()`; with both, it computes the values
@@ -67,8 +72,9 @@ metric_binary_accuracy <- function(y_true, y_pred, threshold = 0.5,
 
 #' BinaryCrossentropy (metric)
 #'
-#' Wraps `keras.metrics.BinaryCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.BinaryCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.BinaryCrossentropy`) for `compile()`; with both, it computes the values
@@ -96,12 +102,13 @@ metric_binary_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 
 #' binary_focal_crossentropy (metric)
 #'
-#' Wraps `keras.metrics.binary_focal_crossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.binary_focal_crossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
-#' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
+#' @param y_true True values (an R array or a tensor).
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @param apply_class_balancing Passed to Keras as it is (`NULL` becomes `None`).
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -116,13 +123,16 @@ metric_binary_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 metric_binary_focal_crossentropy <- function(y_true, y_pred,
     apply_class_balancing = FALSE, alpha = 0.25, gamma = 2, from_logits = FALSE,
     label_smoothing = 0, axis = -1L) {
-  keras_call("metrics.binary_focal_crossentropy", list(axis = as_axis))
+  keras_call("metrics.binary_focal_crossentropy", list(
+    y_true = as_py_array, y_pred = as_py_array, axis = as_axis
+  ))
 }
 
 #' BinaryIoU (metric)
 #'
-#' Wraps `keras.metrics.BinaryIoU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.BinaryIoU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param target_class_ids A whole number or a vector of them (sent as an int or a tuple).
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -139,8 +149,9 @@ metric_binary_iou <- function(target_class_ids = list(0L, 1L), threshold = 0.5,
 
 #' CategoricalAccuracy (metric)
 #'
-#' Wraps `keras.metrics.CategoricalAccuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.CategoricalAccuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.CategoricalAccuracy`) for `compile()`; with both, it computes the values
@@ -161,8 +172,9 @@ metric_categorical_accuracy <- function(y_true, y_pred,
 
 #' CategoricalCrossentropy (metric)
 #'
-#' Wraps `keras.metrics.CategoricalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.CategoricalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.CategoricalCrossentropy`) for `compile()`; with both, it computes the values
@@ -191,12 +203,13 @@ metric_categorical_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 
 #' categorical_focal_crossentropy (metric)
 #'
-#' Wraps `keras.metrics.categorical_focal_crossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.categorical_focal_crossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
-#' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
+#' @param y_true True values (an R array or a tensor).
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
 #' @param gamma Passed to Keras as it is (`NULL` becomes `None`).
@@ -209,13 +222,16 @@ metric_categorical_crossentropy <- function(y_true, y_pred, from_logits = FALSE,
 #' @export
 metric_categorical_focal_crossentropy <- function(y_true, y_pred, alpha = 0.25,
     gamma = 2, from_logits = FALSE, label_smoothing = 0, axis = -1L) {
-  keras_call("metrics.categorical_focal_crossentropy", list(axis = as_axis))
+  keras_call("metrics.categorical_focal_crossentropy", list(
+    y_true = as_py_array, y_pred = as_py_array, axis = as_axis
+  ))
 }
 
 #' CategoricalHinge (metric)
 #'
-#' Wraps `keras.metrics.CategoricalHinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.CategoricalHinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.CategoricalHinge`) for `compile()`; with both, it computes the values
@@ -236,8 +252,9 @@ metric_categorical_hinge <- function(y_true, y_pred, name = "categorical_hinge",
 
 #' ConcordanceCorrelation (metric)
 #'
-#' Wraps `keras.metrics.ConcordanceCorrelation` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.ConcordanceCorrelation` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.ConcordanceCorrelation`) for `compile()`; with both, it computes the values
@@ -263,8 +280,9 @@ metric_concordance_correlation <- function(y_true, y_pred, axis = -1L,
 
 #' CosineSimilarity (metric)
 #'
-#' Wraps `keras.metrics.CosineSimilarity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.CosineSimilarity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -282,8 +300,9 @@ metric_cosine_similarity <- function(name = "cosine_similarity", dtype = NULL,
 
 #' F1Score (metric)
 #'
-#' Wraps `keras.metrics.F1Score` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.F1Score` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param average Passed to Keras as it is (`NULL` becomes `None`).
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -300,8 +319,9 @@ metric_f1_score <- function(average = NULL, threshold = NULL, name = "f1_score",
 
 #' FalseNegatives (metric)
 #'
-#' Wraps `keras.metrics.FalseNegatives` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.FalseNegatives` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -316,8 +336,9 @@ metric_false_negatives <- function(thresholds = NULL, name = NULL, dtype = NULL)
 
 #' FalsePositives (metric)
 #'
-#' Wraps `keras.metrics.FalsePositives` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.FalsePositives` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -332,8 +353,9 @@ metric_false_positives <- function(thresholds = NULL, name = NULL, dtype = NULL)
 
 #' FBetaScore (metric)
 #'
-#' Wraps `keras.metrics.FBetaScore` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.FBetaScore` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param average Passed to Keras as it is (`NULL` becomes `None`).
 #' @param beta Passed to Keras as it is (`NULL` becomes `None`).
@@ -351,8 +373,9 @@ metric_fbeta_score <- function(average = NULL, beta = 1, threshold = NULL,
 
 #' Hinge (metric)
 #'
-#' Wraps `keras.metrics.Hinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Hinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.Hinge`) for `compile()`; with both, it computes the values
@@ -372,10 +395,11 @@ metric_hinge <- function(y_true, y_pred, name = "hinge", dtype = NULL) {
 
 #' huber (metric)
 #'
-#' Wraps `keras.metrics.huber` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.huber` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
+#' @param y_true True values (an R array or a tensor).
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @param delta Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A metric object, or a tensor of values when `y_true` and `y_pred` are given.
@@ -383,13 +407,14 @@ metric_hinge <- function(y_true, y_pred, name = "hinge", dtype = NULL) {
 #' @seealso `keras.metrics.huber`. `reticulate::py_help(reticulate::import("keras")$metrics$huber)` shows Keras' own documentation at run time.
 #' @export
 metric_huber <- function(y_true, y_pred, delta = 1) {
-  keras_call("metrics.huber")
+  keras_call("metrics.huber", list(y_true = as_py_array, y_pred = as_py_array))
 }
 
 #' IoU (metric)
 #'
-#' Wraps `keras.metrics.IoU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.IoU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -414,8 +439,9 @@ metric_iou <- function(num_classes, target_class_ids, name = NULL, dtype = NULL,
 
 #' KLDivergence (metric)
 #'
-#' Wraps `keras.metrics.KLDivergence` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.KLDivergence` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.KLDivergence`) for `compile()`; with both, it computes the values
@@ -436,23 +462,27 @@ metric_kl_divergence <- function(y_true, y_pred, name = "kl_divergence",
 
 #' log_cosh (metric)
 #'
-#' Wraps `keras.metrics.log_cosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.log_cosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
-#' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
+#' @param y_true True values (an R array or a tensor).
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @returns A metric object, or a tensor of values when `y_true` and `y_pred` are given.
 #' @family metrics
 #' @seealso `keras.metrics.log_cosh`. `reticulate::py_help(reticulate::import("keras")$metrics$log_cosh)` shows Keras' own documentation at run time.
 #' @export
 metric_log_cosh <- function(y_true, y_pred) {
-  keras_call("metrics.log_cosh")
+  keras_call("metrics.log_cosh", list(
+    y_true = as_py_array, y_pred = as_py_array
+  ))
 }
 
 #' LogCoshError (metric)
 #'
-#' Wraps `keras.metrics.LogCoshError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.LogCoshError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -466,8 +496,9 @@ metric_log_cosh_error <- function(name = "logcosh", dtype = NULL) {
 
 #' Mean (metric)
 #'
-#' Wraps `keras.metrics.Mean` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Mean` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -481,8 +512,9 @@ metric_mean <- function(name = "mean", dtype = NULL) {
 
 #' MeanAbsoluteError (metric)
 #'
-#' Wraps `keras.metrics.MeanAbsoluteError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanAbsoluteError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.MeanAbsoluteError`) for `compile()`; with both, it computes the values
@@ -503,8 +535,9 @@ metric_mean_absolute_error <- function(y_true, y_pred,
 
 #' MeanAbsolutePercentageError (metric)
 #'
-#' Wraps `keras.metrics.MeanAbsolutePercentageError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanAbsolutePercentageError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.MeanAbsolutePercentageError`) for `compile()`; with both, it computes the values
@@ -527,8 +560,9 @@ metric_mean_absolute_percentage_error <- function(y_true, y_pred,
 
 #' MeanIoU (metric)
 #'
-#' Wraps `keras.metrics.MeanIoU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanIoU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -552,8 +586,9 @@ metric_mean_iou <- function(num_classes, name = NULL, dtype = NULL,
 
 #' MeanSquaredError (metric)
 #'
-#' Wraps `keras.metrics.MeanSquaredError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanSquaredError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.MeanSquaredError`) for `compile()`; with both, it computes the values
@@ -574,8 +609,9 @@ metric_mean_squared_error <- function(y_true, y_pred,
 
 #' MeanSquaredLogarithmicError (metric)
 #'
-#' Wraps `keras.metrics.MeanSquaredLogarithmicError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanSquaredLogarithmicError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.MeanSquaredLogarithmicError`) for `compile()`; with both, it computes the values
@@ -598,8 +634,9 @@ metric_mean_squared_logarithmic_error <- function(y_true, y_pred,
 
 #' MeanMetricWrapper (metric)
 #'
-#' Wraps `keras.metrics.MeanMetricWrapper` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.MeanMetricWrapper` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param fn Passed to Keras as it is (`NULL` becomes `None`).
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -615,8 +652,9 @@ metric_mean_wrapper <- function(fn, name = NULL, dtype = NULL, ...) {
 
 #' OneHotIoU (metric)
 #'
-#' Wraps `keras.metrics.OneHotIoU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.OneHotIoU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -640,8 +678,9 @@ metric_one_hot_iou <- function(num_classes, target_class_ids, name = NULL,
 
 #' OneHotMeanIoU (metric)
 #'
-#' Wraps `keras.metrics.OneHotMeanIoU` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.OneHotMeanIoU` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -664,8 +703,9 @@ metric_one_hot_mean_iou <- function(num_classes, name = NULL, dtype = NULL,
 
 #' PearsonCorrelation (metric)
 #'
-#' Wraps `keras.metrics.PearsonCorrelation` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.PearsonCorrelation` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.PearsonCorrelation`) for `compile()`; with both, it computes the values
@@ -691,8 +731,9 @@ metric_pearson_correlation <- function(y_true, y_pred, axis = -1L,
 
 #' Poisson (metric)
 #'
-#' Wraps `keras.metrics.Poisson` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Poisson` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.Poisson`) for `compile()`; with both, it computes the values
@@ -712,8 +753,9 @@ metric_poisson <- function(y_true, y_pred, name = "poisson", dtype = NULL) {
 
 #' Precision (metric)
 #'
-#' Wraps `keras.metrics.Precision` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Precision` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param top_k A whole number (sent as an integer).
@@ -733,8 +775,9 @@ metric_precision <- function(thresholds = NULL, top_k = NULL, class_id = NULL,
 
 #' PrecisionAtRecall (metric)
 #'
-#' Wraps `keras.metrics.PrecisionAtRecall` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.PrecisionAtRecall` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param recall Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_thresholds A whole number (sent as an integer).
@@ -754,8 +797,9 @@ metric_precision_at_recall <- function(recall, num_thresholds = 200L,
 
 #' R2Score (metric)
 #'
-#' Wraps `keras.metrics.R2Score` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.R2Score` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param class_aggregation Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_regressors Whole numbers are sent as integers.
@@ -772,8 +816,9 @@ metric_r2_score <- function(class_aggregation = "uniform_average",
 
 #' Recall (metric)
 #'
-#' Wraps `keras.metrics.Recall` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Recall` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param top_k A whole number (sent as an integer).
@@ -791,8 +836,9 @@ metric_recall <- function(thresholds = NULL, top_k = NULL, class_id = NULL,
 
 #' RecallAtPrecision (metric)
 #'
-#' Wraps `keras.metrics.RecallAtPrecision` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.RecallAtPrecision` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param precision Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_thresholds A whole number (sent as an integer).
@@ -812,8 +858,9 @@ metric_recall_at_precision <- function(precision, num_thresholds = 200L,
 
 #' RootMeanSquaredError (metric)
 #'
-#' Wraps `keras.metrics.RootMeanSquaredError` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.RootMeanSquaredError` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -828,8 +875,9 @@ metric_root_mean_squared_error <- function(name = "root_mean_squared_error",
 
 #' SensitivityAtSpecificity (metric)
 #'
-#' Wraps `keras.metrics.SensitivityAtSpecificity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SensitivityAtSpecificity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param specificity Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_thresholds A whole number (sent as an integer).
@@ -849,8 +897,9 @@ metric_sensitivity_at_specificity <- function(specificity,
 
 #' SparseCategoricalAccuracy (metric)
 #'
-#' Wraps `keras.metrics.SparseCategoricalAccuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SparseCategoricalAccuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.SparseCategoricalAccuracy`) for `compile()`; with both, it computes the values
@@ -873,8 +922,9 @@ metric_sparse_categorical_accuracy <- function(y_true, y_pred,
 
 #' SparseCategoricalCrossentropy (metric)
 #'
-#' Wraps `keras.metrics.SparseCategoricalCrossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SparseCategoricalCrossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.SparseCategoricalCrossentropy`) for `compile()`; with both, it computes the values
@@ -885,7 +935,7 @@ metric_sparse_categorical_accuracy <- function(y_true, y_pred,
 #' @param y_true True values (an R array or a tensor). Omit `y_true` and `y_pred` for the object form.
 #' @param y_pred Predicted values (an R array or a tensor).
 #' @param from_logits Whether `y_pred` holds logits rather than probabilities.
-#' @param ignore_class Passed to Keras as it is (`NULL` becomes `None`).
+#' @param ignore_class A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -897,14 +947,15 @@ metric_sparse_categorical_crossentropy <- function(y_true, y_pred,
     from_logits = FALSE, ignore_class = NULL, axis = -1L,
     name = "sparse_categorical_crossentropy", dtype = NULL) {
   keras_loss("metrics.SparseCategoricalCrossentropy", "metrics.sparse_categorical_crossentropy", list(
-    axis = as_axis
+    ignore_class = as_integer, axis = as_axis
   ))
 }
 
 #' SparseTopKCategoricalAccuracy (metric)
 #'
-#' Wraps `keras.metrics.SparseTopKCategoricalAccuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SparseTopKCategoricalAccuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.SparseTopKCategoricalAccuracy`) for `compile()`; with both, it computes the values
@@ -930,8 +981,9 @@ metric_sparse_top_k_categorical_accuracy <- function(y_true, y_pred, k = 5L,
 
 #' SpecificityAtSensitivity (metric)
 #'
-#' Wraps `keras.metrics.SpecificityAtSensitivity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SpecificityAtSensitivity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param sensitivity Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_thresholds A whole number (sent as an integer).
@@ -951,8 +1003,9 @@ metric_specificity_at_sensitivity <- function(sensitivity,
 
 #' SquaredHinge (metric)
 #'
-#' Wraps `keras.metrics.SquaredHinge` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.SquaredHinge` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.SquaredHinge`) for `compile()`; with both, it computes the values
@@ -973,8 +1026,9 @@ metric_squared_hinge <- function(y_true, y_pred, name = "squared_hinge",
 
 #' Sum (metric)
 #'
-#' Wraps `keras.metrics.Sum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.Sum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -988,8 +1042,9 @@ metric_sum <- function(name = "sum", dtype = NULL) {
 
 #' TopKCategoricalAccuracy (metric)
 #'
-#' Wraps `keras.metrics.TopKCategoricalAccuracy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.TopKCategoricalAccuracy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Called without `y_true` and `y_pred`, it returns a metric object
 #' (`keras.metrics.TopKCategoricalAccuracy`) for `compile()`; with both, it computes the values
@@ -1013,8 +1068,9 @@ metric_top_k_categorical_accuracy <- function(y_true, y_pred, k = 5L,
 
 #' TrueNegatives (metric)
 #'
-#' Wraps `keras.metrics.TrueNegatives` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.TrueNegatives` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -1029,8 +1085,9 @@ metric_true_negatives <- function(thresholds = NULL, name = NULL, dtype = NULL) 
 
 #' TruePositives (metric)
 #'
-#' Wraps `keras.metrics.TruePositives` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.metrics.TruePositives` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param thresholds Passed to Keras as it is (`NULL` becomes `None`).
 #' @param name Name (a string), or `NULL` for a generated one.

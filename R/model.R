@@ -27,7 +27,9 @@ magrittr::`%>%`
 compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
                                                  loss = NULL, metrics = NULL,
                                                  ...) {
-  if (!is.null(metrics)) metrics <- as.list(metrics)
+  # R functions (and this package's loss_*/metric_* wrappers) become callables.
+  if (!is.null(metrics)) metrics <- as_callable(as.list(metrics), default_name = "custom_metric")
+  loss <- as_callable(loss, default_name = "custom_loss")
   with_py_errors(object$compile(optimizer = optimizer, loss = loss,
                                 metrics = metrics, ...))
   invisible(object)

@@ -3,8 +3,9 @@
 
 #' associative_scan (core operation)
 #'
-#' Wraps `keras.ops.associative_scan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.associative_scan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -22,8 +23,9 @@ op_associative_scan <- function(f, elems, reverse = FALSE, axis = 1L) {
 
 #' cast (core operation)
 #'
-#' Wraps `keras.ops.cast` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cast` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -37,8 +39,9 @@ op_cast <- function(x, dtype) {
 
 #' cond (core operation)
 #'
-#' Wraps `keras.ops.cond` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cond` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param pred Passed to Keras as it is (`NULL` becomes `None`).
 #' @param true_fn Passed to Keras as it is (`NULL` becomes `None`).
@@ -53,8 +56,9 @@ op_cond <- function(pred, true_fn, false_fn) {
 
 #' convert_to_numpy (core operation)
 #'
-#' Wraps `keras.ops.convert_to_numpy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.convert_to_numpy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -71,8 +75,9 @@ op_convert_to_array <- op_convert_to_numpy
 
 #' convert_to_tensor (core operation)
 #'
-#' Wraps `keras.ops.convert_to_tensor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.convert_to_tensor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -88,8 +93,9 @@ op_convert_to_tensor <- function(x, dtype = NULL, sparse = NULL, ragged = NULL) 
 
 #' custom_gradient (core operation)
 #'
-#' Wraps `keras.ops.custom_gradient` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.custom_gradient` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param f Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -102,8 +108,9 @@ op_custom_gradient <- function(f) {
 
 #' dtype (core operation)
 #'
-#' Wraps `keras.ops.dtype` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dtype` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -116,8 +123,9 @@ op_dtype <- function(x) {
 
 #' fori_loop (core operation)
 #'
-#' Wraps `keras.ops.fori_loop` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fori_loop` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param lower Passed to Keras as it is (`NULL` becomes `None`).
 #' @param upper Passed to Keras as it is (`NULL` becomes `None`).
@@ -133,8 +141,9 @@ op_fori_loop <- function(lower, upper, body_fun, init_val) {
 
 #' is_tensor (core operation)
 #'
-#' Wraps `keras.ops.is_tensor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.is_tensor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -147,8 +156,9 @@ op_is_tensor <- function(x) {
 
 #' map (core operation)
 #'
-#' Wraps `keras.ops.map` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.map` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param f Passed to Keras as it is (`NULL` becomes `None`).
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
@@ -162,8 +172,9 @@ op_map <- function(f, xs) {
 
 #' rearrange (core operation)
 #'
-#' Wraps `keras.ops.rearrange` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rearrange` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param tensor Passed to Keras as it is (`NULL` becomes `None`).
 #' @param pattern Passed to Keras as it is (`NULL` becomes `None`).
@@ -178,8 +189,9 @@ op_rearrange <- function(tensor, pattern, ...) {
 
 #' saturate_cast (core operation)
 #'
-#' Wraps `keras.ops.saturate_cast` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.saturate_cast` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -193,30 +205,30 @@ op_saturate_cast <- function(x, dtype) {
 
 #' scan (core operation)
 #'
-#' Wraps `keras.ops.scan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.scan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param f Passed to Keras as it is (`NULL` becomes `None`).
 #' @param init Passed to Keras as it is (`NULL` becomes `None`).
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @param length A whole number (sent as an integer).
 #' @param reverse Passed to Keras as it is (`NULL` becomes `None`).
-#' @param unroll Whole numbers are sent as integers.
+#' @param unroll A whole number (sent as an integer).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family core ops
 #' @seealso `keras.ops.scan`. `reticulate::py_help(reticulate::import("keras")$ops$scan)` shows Keras' own documentation at run time.
 #' @export
 op_scan <- function(f, init, xs = NULL, length = NULL, reverse = FALSE,
     unroll = 1L) {
-  keras_call("ops.scan", list(
-    length = as_integer, unroll = as_integer_if_whole
-  ))
+  keras_call("ops.scan", list(length = as_integer, unroll = as_integer))
 }
 
 #' scatter (core operation)
 #'
-#' Wraps `keras.ops.scatter` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.scatter` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
 #' @param values Passed to Keras as it is (`NULL` becomes `None`).
@@ -231,8 +243,9 @@ op_scatter <- function(indices, values, shape) {
 
 #' scatter_update (core operation)
 #'
-#' Wraps `keras.ops.scatter_update` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.scatter_update` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
@@ -248,8 +261,9 @@ op_scatter_update <- function(inputs, indices, updates, reduction = NULL) {
 
 #' shape (core operation)
 #'
-#' Wraps `keras.ops.shape` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.shape` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -262,8 +276,9 @@ op_shape <- function(x) {
 
 #' slice (core operation)
 #'
-#' Wraps `keras.ops.slice` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.slice` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param start_indices Passed to Keras as it is (`NULL` becomes `None`).
@@ -278,8 +293,9 @@ op_slice <- function(inputs, start_indices, shape) {
 
 #' slice_update (core operation)
 #'
-#' Wraps `keras.ops.slice_update` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.slice_update` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param start_indices Passed to Keras as it is (`NULL` becomes `None`).
@@ -294,8 +310,9 @@ op_slice_update <- function(inputs, start_indices, updates) {
 
 #' stop_gradient (core operation)
 #'
-#' Wraps `keras.ops.stop_gradient` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.stop_gradient` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param variable Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -308,8 +325,9 @@ op_stop_gradient <- function(variable) {
 
 #' switch (core operation)
 #'
-#' Wraps `keras.ops.switch` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.switch` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param index A whole number (sent as an integer).
 #' @param branches Passed to Keras as it is (`NULL` becomes `None`).
@@ -324,8 +342,9 @@ op_switch <- function(index, branches, ...) {
 
 #' unstack (core operation)
 #'
-#' Wraps `keras.ops.unstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -342,8 +361,9 @@ op_unstack <- function(x, num = NULL, axis = 1L) {
 
 #' vectorized_map (core operation)
 #'
-#' Wraps `keras.ops.vectorized_map` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vectorized_map` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param function Passed to Keras as it is (`NULL` becomes `None`).
 #' @param elements Passed to Keras as it is (`NULL` becomes `None`).
@@ -357,17 +377,18 @@ op_vectorized_map <- function(`function`, elements) {
 
 #' while_loop (core operation)
 #'
-#' Wraps `keras.ops.while_loop` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.while_loop` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param cond Passed to Keras as it is (`NULL` becomes `None`).
 #' @param body Passed to Keras as it is (`NULL` becomes `None`).
 #' @param loop_vars Passed to Keras as it is (`NULL` becomes `None`).
-#' @param maximum_iterations Passed to Keras as it is (`NULL` becomes `None`).
+#' @param maximum_iterations A whole number (sent as an integer).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family core ops
 #' @seealso `keras.ops.while_loop`. `reticulate::py_help(reticulate::import("keras")$ops$while_loop)` shows Keras' own documentation at run time.
 #' @export
 op_while_loop <- function(cond, body, loop_vars, maximum_iterations = NULL) {
-  keras_call("ops.while_loop")
+  keras_call("ops.while_loop", list(maximum_iterations = as_integer))
 }

@@ -3,8 +3,9 @@
 
 #' affine_transform (image operation)
 #'
-#' Wraps `keras.ops.image.affine_transform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.affine_transform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param transform Passed to Keras as it is (`NULL` becomes `None`).
@@ -26,16 +27,17 @@ op_image_affine_transform <- function(images, transform,
 
 #' crop_images (image operation)
 #'
-#' Wraps `keras.ops.image.crop_images` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.crop_images` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
-#' @param top_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param left_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param bottom_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param right_cropping Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_height Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_width Passed to Keras as it is (`NULL` becomes `None`).
+#' @param top_cropping A whole number (sent as an integer).
+#' @param left_cropping A whole number (sent as an integer).
+#' @param bottom_cropping A whole number (sent as an integer).
+#' @param right_cropping A whole number (sent as an integer).
+#' @param target_height A whole number (sent as an integer).
+#' @param target_width A whole number (sent as an integer).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family image ops
@@ -44,13 +46,18 @@ op_image_affine_transform <- function(images, transform,
 op_image_crop <- function(images, top_cropping = NULL, left_cropping = NULL,
     bottom_cropping = NULL, right_cropping = NULL, target_height = NULL,
     target_width = NULL, data_format = NULL) {
-  keras_call("ops.image.crop_images")
+  keras_call("ops.image.crop_images", list(
+    top_cropping = as_integer, left_cropping = as_integer,
+    bottom_cropping = as_integer, right_cropping = as_integer,
+    target_height = as_integer, target_width = as_integer
+  ))
 }
 
 #' elastic_transform (image operation)
 #'
-#' Wraps `keras.ops.image.elastic_transform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.elastic_transform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -72,8 +79,9 @@ op_image_elastic_transform <- function(images, alpha = 20, sigma = 5,
 
 #' extract_patches (image operation)
 #'
-#' Wraps `keras.ops.image.extract_patches` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.extract_patches` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param size A whole number or a vector of them (sent as an int or a tuple).
@@ -95,8 +103,9 @@ op_image_extract_patches <- function(images, size, strides = NULL,
 
 #' extract_patches_3d (image operation)
 #'
-#' Wraps `keras.ops.image.extract_patches_3d` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.extract_patches_3d` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param volumes Passed to Keras as it is (`NULL` becomes `None`).
 #' @param size A whole number or a vector of them (sent as an int or a tuple).
@@ -118,8 +127,9 @@ op_image_extract_patches_3d <- function(volumes, size, strides = NULL,
 
 #' gaussian_blur (image operation)
 #'
-#' Wraps `keras.ops.image.gaussian_blur` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.gaussian_blur` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param kernel_size A whole number or a vector of them (sent as an int or a tuple).
@@ -136,8 +146,9 @@ op_image_gaussian_blur <- function(images, kernel_size = list(3L, 3L),
 
 #' hsv_to_rgb (image operation)
 #'
-#' Wraps `keras.ops.image.hsv_to_rgb` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.hsv_to_rgb` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
@@ -151,8 +162,9 @@ op_image_hsv_to_rgb <- function(images, data_format = NULL) {
 
 #' map_coordinates (image operation)
 #'
-#' Wraps `keras.ops.image.map_coordinates` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.map_coordinates` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param coordinates Passed to Keras as it is (`NULL` becomes `None`).
@@ -172,16 +184,17 @@ op_image_map_coordinates <- function(inputs, coordinates, order,
 
 #' pad_images (image operation)
 #'
-#' Wraps `keras.ops.image.pad_images` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.pad_images` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
-#' @param top_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param left_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param bottom_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param right_padding Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_height Passed to Keras as it is (`NULL` becomes `None`).
-#' @param target_width Passed to Keras as it is (`NULL` becomes `None`).
+#' @param top_padding A whole number (sent as an integer).
+#' @param left_padding A whole number (sent as an integer).
+#' @param bottom_padding A whole number (sent as an integer).
+#' @param right_padding A whole number (sent as an integer).
+#' @param target_height A whole number (sent as an integer).
+#' @param target_width A whole number (sent as an integer).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family image ops
@@ -190,13 +203,18 @@ op_image_map_coordinates <- function(inputs, coordinates, order,
 op_image_pad <- function(images, top_padding = NULL, left_padding = NULL,
     bottom_padding = NULL, right_padding = NULL, target_height = NULL,
     target_width = NULL, data_format = NULL) {
-  keras_call("ops.image.pad_images")
+  keras_call("ops.image.pad_images", list(
+    top_padding = as_integer, left_padding = as_integer,
+    bottom_padding = as_integer, right_padding = as_integer,
+    target_height = as_integer, target_width = as_integer
+  ))
 }
 
 #' perspective_transform (image operation)
 #'
-#' Wraps `keras.ops.image.perspective_transform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.perspective_transform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param start_points Passed to Keras as it is (`NULL` becomes `None`).
@@ -217,8 +235,9 @@ op_image_perspective_transform <- function(images, start_points, end_points,
 
 #' resize (image operation)
 #'
-#' Wraps `keras.ops.image.resize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.resize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param size A whole number or a vector of them (sent as an int or a tuple).
@@ -242,8 +261,9 @@ op_image_resize <- function(images, size, interpolation = "bilinear",
 
 #' rgb_to_grayscale (image operation)
 #'
-#' Wraps `keras.ops.image.rgb_to_grayscale` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.rgb_to_grayscale` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
@@ -257,8 +277,9 @@ op_image_rgb_to_grayscale <- function(images, data_format = NULL) {
 
 #' rgb_to_hsv (image operation)
 #'
-#' Wraps `keras.ops.image.rgb_to_hsv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.rgb_to_hsv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
@@ -272,8 +293,9 @@ op_image_rgb_to_hsv <- function(images, data_format = NULL) {
 
 #' scale_and_translate (image operation)
 #'
-#' Wraps `keras.ops.image.scale_and_translate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.scale_and_translate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output_shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -293,8 +315,9 @@ op_image_scale_and_translate <- function(images, output_shape, scale,
 
 #' sobel_edges (image operation)
 #'
-#' Wraps `keras.ops.image.sobel_edges` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.sobel_edges` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param images Passed to Keras as it is (`NULL` becomes `None`).
 #' @param data_format `"channels_last"` or `"channels_first"`, or `NULL` for [config_image_data_format()].
@@ -308,8 +331,9 @@ op_image_sobel_edges <- function(images, data_format = NULL) {
 
 #' ssim (image operation)
 #'
-#' Wraps `keras.ops.image.ssim` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.image.ssim` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param image1 Passed to Keras as it is (`NULL` becomes `None`).
 #' @param image2 Passed to Keras as it is (`NULL` becomes `None`).

@@ -3,8 +3,9 @@
 
 #' cholesky (linear algebra operation)
 #'
-#' Wraps `keras.ops.cholesky` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cholesky` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param upper Passed to Keras as it is (`NULL` becomes `None`).
@@ -18,8 +19,9 @@ op_cholesky <- function(x, upper = FALSE) {
 
 #' cholesky_inverse (linear algebra operation)
 #'
-#' Wraps `keras.ops.cholesky_inverse` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cholesky_inverse` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param upper Passed to Keras as it is (`NULL` becomes `None`).
@@ -33,8 +35,9 @@ op_cholesky_inverse <- function(x, upper = FALSE) {
 
 #' det (linear algebra operation)
 #'
-#' Wraps `keras.ops.det` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.det` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -47,8 +50,9 @@ op_det <- function(x) {
 
 #' eig (linear algebra operation)
 #'
-#' Wraps `keras.ops.eig` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.eig` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -61,8 +65,9 @@ op_eig <- function(x) {
 
 #' eigh (linear algebra operation)
 #'
-#' Wraps `keras.ops.eigh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.eigh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -75,8 +80,9 @@ op_eigh <- function(x) {
 
 #' inv (linear algebra operation)
 #'
-#' Wraps `keras.ops.inv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.inv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -89,8 +95,9 @@ op_inv <- function(x) {
 
 #' jvp (linear algebra operation)
 #'
-#' Wraps `keras.ops.jvp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.jvp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param fun Passed to Keras as it is (`NULL` becomes `None`).
 #' @param primals Passed to Keras as it is (`NULL` becomes `None`).
@@ -106,8 +113,9 @@ op_jvp <- function(fun, primals, tangents, has_aux = FALSE) {
 
 #' lstsq (linear algebra operation)
 #'
-#' Wraps `keras.ops.lstsq` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.lstsq` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param a Passed to Keras as it is (`NULL` becomes `None`).
 #' @param b Passed to Keras as it is (`NULL` becomes `None`).
@@ -122,8 +130,9 @@ op_lstsq <- function(a, b, rcond = NULL) {
 
 #' lu_factor (linear algebra operation)
 #'
-#' Wraps `keras.ops.lu_factor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.lu_factor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -136,8 +145,9 @@ op_lu_factor <- function(x) {
 
 #' matrix_rank (linear algebra operation)
 #'
-#' Wraps `keras.ops.matrix_rank` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.matrix_rank` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param tol Passed to Keras as it is (`NULL` becomes `None`).
@@ -151,8 +161,9 @@ op_matrix_rank <- function(x, tol = NULL) {
 
 #' norm (linear algebra operation)
 #'
-#' Wraps `keras.ops.norm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.norm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -170,8 +181,9 @@ op_norm <- function(x, ord = NULL, axis = NULL, keepdims = FALSE) {
 
 #' pinv (linear algebra operation)
 #'
-#' Wraps `keras.ops.pinv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.pinv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param rcond Passed to Keras as it is (`NULL` becomes `None`).
@@ -185,8 +197,9 @@ op_pinv <- function(x, rcond = NULL) {
 
 #' qr (linear algebra operation)
 #'
-#' Wraps `keras.ops.qr` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.qr` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param mode Mode (see Keras' documentation for the accepted values).
@@ -200,8 +213,9 @@ op_qr <- function(x, mode = "reduced") {
 
 #' solve (linear algebra operation)
 #'
-#' Wraps `keras.ops.solve` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.solve` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param a Passed to Keras as it is (`NULL` becomes `None`).
 #' @param b Passed to Keras as it is (`NULL` becomes `None`).
@@ -215,8 +229,9 @@ op_solve <- function(a, b) {
 
 #' solve_triangular (linear algebra operation)
 #'
-#' Wraps `keras.ops.solve_triangular` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.solve_triangular` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param a Passed to Keras as it is (`NULL` becomes `None`).
 #' @param b Passed to Keras as it is (`NULL` becomes `None`).
@@ -231,8 +246,9 @@ op_solve_triangular <- function(a, b, lower = FALSE) {
 
 #' svd (linear algebra operation)
 #'
-#' Wraps `keras.ops.svd` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.svd` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param full_matrices Passed to Keras as it is (`NULL` becomes `None`).

@@ -3,8 +3,9 @@
 
 #' cdist (math operation)
 #'
-#' Wraps `keras.ops.cdist` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cdist` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -18,8 +19,9 @@ op_cdist <- function(x, y) {
 
 #' erf (math operation)
 #'
-#' Wraps `keras.ops.erf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.erf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -32,8 +34,9 @@ op_erf <- function(x) {
 
 #' erfc (math operation)
 #'
-#' Wraps `keras.ops.erfc` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.erfc` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -46,8 +49,9 @@ op_erfc <- function(x) {
 
 #' erfinv (math operation)
 #'
-#' Wraps `keras.ops.erfinv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.erfinv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -60,8 +64,9 @@ op_erfinv <- function(x) {
 
 #' extract_sequences (math operation)
 #'
-#' Wraps `keras.ops.extract_sequences` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.extract_sequences` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param sequence_length A whole number (sent as an integer).
@@ -78,8 +83,9 @@ op_extract_sequences <- function(x, sequence_length, sequence_stride) {
 
 #' fft (math operation)
 #'
-#' Wraps `keras.ops.fft` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fft` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -92,8 +98,9 @@ op_fft <- function(x) {
 
 #' fft2 (math operation)
 #'
-#' Wraps `keras.ops.fft2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fft2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -106,8 +113,9 @@ op_fft2 <- function(x) {
 
 #' ifft2 (math operation)
 #'
-#' Wraps `keras.ops.ifft2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ifft2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -120,8 +128,9 @@ op_ifft2 <- function(x) {
 
 #' in_top_k (math operation)
 #'
-#' Wraps `keras.ops.in_top_k` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.in_top_k` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param targets Passed to Keras as it is (`NULL` becomes `None`).
 #' @param predictions Passed to Keras as it is (`NULL` becomes `None`).
@@ -136,8 +145,9 @@ op_in_top_k <- function(targets, predictions, k) {
 
 #' irfft (math operation)
 #'
-#' Wraps `keras.ops.irfft` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.irfft` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param fft_length A whole number (sent as an integer).
@@ -151,8 +161,9 @@ op_irfft <- function(x, fft_length = NULL) {
 
 #' istft (math operation)
 #'
-#' Wraps `keras.ops.istft` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.istft` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param sequence_length A whole number (sent as an integer).
@@ -175,8 +186,9 @@ op_istft <- function(x, sequence_length, sequence_stride, fft_length,
 
 #' logdet (math operation)
 #'
-#' Wraps `keras.ops.logdet` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logdet` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -189,8 +201,9 @@ op_logdet <- function(x) {
 
 #' logsumexp (math operation)
 #'
-#' Wraps `keras.ops.logsumexp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logsumexp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -207,8 +220,9 @@ op_logsumexp <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' rfft (math operation)
 #'
-#' Wraps `keras.ops.rfft` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rfft` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param fft_length A whole number (sent as an integer).
@@ -222,8 +236,9 @@ op_rfft <- function(x, fft_length = NULL) {
 
 #' rsqrt (math operation)
 #'
-#' Wraps `keras.ops.rsqrt` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rsqrt` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -236,8 +251,9 @@ op_rsqrt <- function(x) {
 
 #' segment_max (math operation)
 #'
-#' Wraps `keras.ops.segment_max` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.segment_max` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data Passed to Keras as it is (`NULL` becomes `None`).
 #' @param segment_ids Passed to Keras as it is (`NULL` becomes `None`).
@@ -254,8 +270,9 @@ op_segment_max <- function(data, segment_ids, num_segments = NULL,
 
 #' segment_min (math operation)
 #'
-#' Wraps `keras.ops.segment_min` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.segment_min` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data Passed to Keras as it is (`NULL` becomes `None`).
 #' @param segment_ids Passed to Keras as it is (`NULL` becomes `None`).
@@ -272,8 +289,9 @@ op_segment_min <- function(data, segment_ids, num_segments = NULL,
 
 #' segment_prod (math operation)
 #'
-#' Wraps `keras.ops.segment_prod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.segment_prod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data Passed to Keras as it is (`NULL` becomes `None`).
 #' @param segment_ids Passed to Keras as it is (`NULL` becomes `None`).
@@ -290,8 +308,9 @@ op_segment_prod <- function(data, segment_ids, num_segments = NULL,
 
 #' segment_sum (math operation)
 #'
-#' Wraps `keras.ops.segment_sum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.segment_sum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param data Passed to Keras as it is (`NULL` becomes `None`).
 #' @param segment_ids Passed to Keras as it is (`NULL` becomes `None`).
@@ -308,8 +327,9 @@ op_segment_sum <- function(data, segment_ids, num_segments = NULL,
 
 #' stft (math operation)
 #'
-#' Wraps `keras.ops.stft` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.stft` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param sequence_length A whole number (sent as an integer).
@@ -331,24 +351,30 @@ op_stft <- function(x, sequence_length, sequence_stride, fft_length,
 
 #' top_k (math operation)
 #'
-#' Wraps `keras.ops.top_k` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.top_k` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
 #' @param sorted Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family math ops
 #' @seealso `keras.ops.top_k`. `reticulate::py_help(reticulate::import("keras")$ops$top_k)` shows Keras' own documentation at run time.
 #' @export
-op_top_k <- function(x, k, sorted = TRUE) {
-  keras_call("ops.top_k", list(k = as_integer))
+op_top_k <- function(x, k, sorted = TRUE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.top_k", list(k = as_integer), index_result = 2L)
 }
 
 #' view_as_complex (math operation)
 #'
-#' Wraps `keras.ops.view_as_complex` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.view_as_complex` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -361,8 +387,9 @@ op_view_as_complex <- function(x) {
 
 #' view_as_real (math operation)
 #'
-#' Wraps `keras.ops.view_as_real` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.view_as_real` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).

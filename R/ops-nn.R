@@ -3,8 +3,9 @@
 
 #' adaptive_average_pool (neural network operation)
 #'
-#' Wraps `keras.ops.adaptive_average_pool` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.adaptive_average_pool` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param output_size A whole number or a vector of them (sent as an int or a tuple).
@@ -19,8 +20,9 @@ op_adaptive_average_pool <- function(inputs, output_size, data_format = NULL) {
 
 #' adaptive_max_pool (neural network operation)
 #'
-#' Wraps `keras.ops.adaptive_max_pool` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.adaptive_max_pool` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param output_size A whole number or a vector of them (sent as an int or a tuple).
@@ -35,8 +37,9 @@ op_adaptive_max_pool <- function(inputs, output_size, data_format = NULL) {
 
 #' average_pool (neural network operation)
 #'
-#' Wraps `keras.ops.average_pool` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.average_pool` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param pool_size A whole number or a vector of them (sent as an int or a tuple).
@@ -57,8 +60,9 @@ op_average_pool <- function(inputs, pool_size, strides = NULL,
 
 #' batch_normalization (neural network operation)
 #'
-#' Wraps `keras.ops.batch_normalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.batch_normalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -80,8 +84,9 @@ op_batch_normalization <- function(x, mean, variance, axis, offset = NULL,
 
 #' binary_crossentropy (neural network operation)
 #'
-#' Wraps `keras.ops.binary_crossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.binary_crossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param target Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output Passed to Keras as it is (`NULL` becomes `None`).
@@ -96,8 +101,9 @@ op_binary_crossentropy <- function(target, output, from_logits = FALSE) {
 
 #' categorical_crossentropy (neural network operation)
 #'
-#' Wraps `keras.ops.categorical_crossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.categorical_crossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -116,8 +122,9 @@ op_categorical_crossentropy <- function(target, output, from_logits = FALSE,
 
 #' celu (neural network operation)
 #'
-#' Wraps `keras.ops.celu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.celu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -131,8 +138,9 @@ op_celu <- function(x, alpha = 1) {
 
 #' conv (neural network operation)
 #'
-#' Wraps `keras.ops.conv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param kernel Passed to Keras as it is (`NULL` becomes `None`).
@@ -154,8 +162,9 @@ op_conv <- function(inputs, kernel, strides = 1L, padding = "valid",
 
 #' conv_transpose (neural network operation)
 #'
-#' Wraps `keras.ops.conv_transpose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conv_transpose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param kernel Passed to Keras as it is (`NULL` becomes `None`).
@@ -178,8 +187,9 @@ op_conv_transpose <- function(inputs, kernel, strides = 1L, padding = "valid",
 
 #' ctc_decode (neural network operation)
 #'
-#' Wraps `keras.ops.ctc_decode` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ctc_decode` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param sequence_lengths Passed to Keras as it is (`NULL` becomes `None`).
@@ -201,8 +211,9 @@ op_ctc_decode <- function(inputs, sequence_lengths, strategy = "greedy",
 
 #' ctc_loss (neural network operation)
 #'
-#' Wraps `keras.ops.ctc_loss` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ctc_loss` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param target Passed to Keras as it is (`NULL` becomes `None`).
 #' @param output Passed to Keras as it is (`NULL` becomes `None`).
@@ -220,8 +231,9 @@ op_ctc_loss <- function(target, output, target_length, output_length,
 
 #' depth_to_space (neural network operation)
 #'
-#' Wraps `keras.ops.depth_to_space` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.depth_to_space` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param block_size A whole number (sent as an integer).
@@ -236,8 +248,9 @@ op_depth_to_space <- function(x, block_size, data_format = "channels_last") {
 
 #' depthwise_conv (neural network operation)
 #'
-#' Wraps `keras.ops.depthwise_conv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.depthwise_conv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param kernel Passed to Keras as it is (`NULL` becomes `None`).
@@ -259,8 +272,9 @@ op_depthwise_conv <- function(inputs, kernel, strides = 1L, padding = "valid",
 
 #' dot_product_attention (neural network operation)
 #'
-#' Wraps `keras.ops.dot_product_attention` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dot_product_attention` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param query Passed to Keras as it is (`NULL` becomes `None`).
 #' @param key Passed to Keras as it is (`NULL` becomes `None`).
@@ -283,8 +297,9 @@ op_dot_product_attention <- function(query, key, value, bias = NULL,
 
 #' elu (neural network operation)
 #'
-#' Wraps `keras.ops.elu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.elu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -298,8 +313,9 @@ op_elu <- function(x, alpha = 1) {
 
 #' fold (neural network operation)
 #'
-#' Wraps `keras.ops.fold` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fold` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param output_size A whole number or a vector of them (sent as an int or a tuple).
@@ -322,8 +338,9 @@ op_fold <- function(x, output_size, kernel_size, dilation = 1L, padding = 0L,
 
 #' gelu (neural network operation)
 #'
-#' Wraps `keras.ops.gelu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.gelu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param approximate Passed to Keras as it is (`NULL` becomes `None`).
@@ -337,8 +354,9 @@ op_gelu <- function(x, approximate = TRUE) {
 
 #' glu (neural network operation)
 #'
-#' Wraps `keras.ops.glu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.glu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -354,8 +372,9 @@ op_glu <- function(x, axis = -1L) {
 
 #' hard_shrink (neural network operation)
 #'
-#' Wraps `keras.ops.hard_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hard_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -369,8 +388,9 @@ op_hard_shrink <- function(x, threshold = 0.5) {
 
 #' hard_sigmoid (neural network operation)
 #'
-#' Wraps `keras.ops.hard_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hard_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -383,8 +403,9 @@ op_hard_sigmoid <- function(x) {
 
 #' hard_silu (neural network operation)
 #'
-#' Wraps `keras.ops.hard_silu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hard_silu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -401,8 +422,9 @@ op_hard_swish <- op_hard_silu
 
 #' hard_tanh (neural network operation)
 #'
-#' Wraps `keras.ops.hard_tanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hard_tanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -415,8 +437,9 @@ op_hard_tanh <- function(x) {
 
 #' layer_normalization (neural network operation)
 #'
-#' Wraps `keras.ops.layer_normalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.layer_normalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -437,8 +460,9 @@ op_layer_normalization <- function(x, gamma = NULL, beta = NULL, axis = -1L,
 
 #' leaky_relu (neural network operation)
 #'
-#' Wraps `keras.ops.leaky_relu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.leaky_relu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param negative_slope Passed to Keras as it is (`NULL` becomes `None`).
@@ -452,8 +476,9 @@ op_leaky_relu <- function(x, negative_slope = 0.2) {
 
 #' log_sigmoid (neural network operation)
 #'
-#' Wraps `keras.ops.log_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -466,8 +491,9 @@ op_log_sigmoid <- function(x) {
 
 #' log_softmax (neural network operation)
 #'
-#' Wraps `keras.ops.log_softmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log_softmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -483,8 +509,9 @@ op_log_softmax <- function(x, axis = -1L) {
 
 #' max_pool (neural network operation)
 #'
-#' Wraps `keras.ops.max_pool` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.max_pool` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param pool_size A whole number or a vector of them (sent as an int or a tuple).
@@ -505,8 +532,9 @@ op_max_pool <- function(inputs, pool_size, strides = NULL, padding = "valid",
 
 #' moments (neural network operation)
 #'
-#' Wraps `keras.ops.moments` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.moments` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -524,12 +552,13 @@ op_moments <- function(x, axes, keepdims = FALSE, synchronized = FALSE) {
 
 #' multi_hot (neural network operation)
 #'
-#' Wraps `keras.ops.multi_hot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.multi_hot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
-#' @param inputs Input tensor(s).
+#' @param inputs Input tensor(s). A whole number (sent as an integer).
 #' @param num_classes A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -541,13 +570,16 @@ op_moments <- function(x, axes, keepdims = FALSE, synchronized = FALSE) {
 #' @export
 op_multi_hot <- function(inputs, num_classes = NULL, axis = -1L, dtype = NULL,
     sparse = FALSE, ...) {
-  keras_call("ops.multi_hot", list(num_classes = as_integer, axis = as_axis))
+  keras_call("ops.multi_hot", list(
+    inputs = as_integer, num_classes = as_integer, axis = as_axis
+  ))
 }
 
 #' normalize (neural network operation)
 #'
-#' Wraps `keras.ops.normalize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.normalize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -565,8 +597,12 @@ op_normalize <- function(x, axis = -1L, order = 2L, epsilon = NULL) {
 
 #' one_hot (neural network operation)
 #'
-#' Wraps `keras.ops.one_hot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.one_hot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -575,20 +611,23 @@ op_normalize <- function(x, axis = -1L, order = 2L, epsilon = NULL) {
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param sparse Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family nn ops
 #' @seealso `keras.ops.one_hot`. `reticulate::py_help(reticulate::import("keras")$ops$one_hot)` shows Keras' own documentation at run time.
 #' @export
-op_one_hot <- function(x, num_classes, axis = -1L, dtype = NULL, sparse = FALSE) {
-  keras_call("ops.one_hot", list(
+op_one_hot <- function(x, num_classes, axis = -1L, dtype = NULL, sparse = FALSE,
+    zero_indexed = FALSE) {
+  keras_call_indexed("ops.one_hot", list(
     x = as_integer, num_classes = as_integer, axis = as_axis
-  ))
+  ), index_args = c("x"))
 }
 
 #' polar (neural network operation)
 #'
-#' Wraps `keras.ops.polar` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.polar` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param abs_ Passed to Keras as it is (`NULL` becomes `None`).
 #' @param angle Passed to Keras as it is (`NULL` becomes `None`).
@@ -602,8 +641,9 @@ op_polar <- function(abs_, angle) {
 
 #' psnr (neural network operation)
 #'
-#' Wraps `keras.ops.psnr` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.psnr` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -618,8 +658,9 @@ op_psnr <- function(x1, x2, max_val) {
 
 #' relu (neural network operation)
 #'
-#' Wraps `keras.ops.relu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.relu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -632,8 +673,9 @@ op_relu <- function(x) {
 
 #' relu6 (neural network operation)
 #'
-#' Wraps `keras.ops.relu6` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.relu6` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -646,8 +688,9 @@ op_relu6 <- function(x) {
 
 #' rms_normalization (neural network operation)
 #'
-#' Wraps `keras.ops.rms_normalization` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rms_normalization` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -665,8 +708,9 @@ op_rms_normalization <- function(x, scale = NULL, axis = -1L, epsilon = NULL) {
 
 #' selu (neural network operation)
 #'
-#' Wraps `keras.ops.selu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.selu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -679,8 +723,9 @@ op_selu <- function(x) {
 
 #' separable_conv (neural network operation)
 #'
-#' Wraps `keras.ops.separable_conv` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.separable_conv` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param depthwise_kernel Passed to Keras as it is (`NULL` becomes `None`).
@@ -703,8 +748,9 @@ op_separable_conv <- function(inputs, depthwise_kernel, pointwise_kernel,
 
 #' sigmoid (neural network operation)
 #'
-#' Wraps `keras.ops.sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -717,8 +763,9 @@ op_sigmoid <- function(x) {
 
 #' silu (neural network operation)
 #'
-#' Wraps `keras.ops.silu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.silu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -735,8 +782,9 @@ op_swish <- op_silu
 
 #' soft_shrink (neural network operation)
 #'
-#' Wraps `keras.ops.soft_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.soft_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -750,8 +798,9 @@ op_soft_shrink <- function(x, threshold = 0.5) {
 
 #' softmax (neural network operation)
 #'
-#' Wraps `keras.ops.softmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.softmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -767,8 +816,9 @@ op_softmax <- function(x, axis = -1L) {
 
 #' softplus (neural network operation)
 #'
-#' Wraps `keras.ops.softplus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.softplus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -781,8 +831,9 @@ op_softplus <- function(x) {
 
 #' softsign (neural network operation)
 #'
-#' Wraps `keras.ops.softsign` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.softsign` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -795,8 +846,9 @@ op_softsign <- function(x) {
 
 #' space_to_depth (neural network operation)
 #'
-#' Wraps `keras.ops.space_to_depth` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.space_to_depth` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param block_size A whole number (sent as an integer).
@@ -811,8 +863,9 @@ op_space_to_depth <- function(x, block_size, data_format = "channels_last") {
 
 #' sparse_categorical_crossentropy (neural network operation)
 #'
-#' Wraps `keras.ops.sparse_categorical_crossentropy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sparse_categorical_crossentropy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -831,8 +884,9 @@ op_sparse_categorical_crossentropy <- function(target, output,
 
 #' sparse_plus (neural network operation)
 #'
-#' Wraps `keras.ops.sparse_plus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sparse_plus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -845,8 +899,9 @@ op_sparse_plus <- function(x) {
 
 #' sparse_sigmoid (neural network operation)
 #'
-#' Wraps `keras.ops.sparse_sigmoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sparse_sigmoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -859,8 +914,9 @@ op_sparse_sigmoid <- function(x) {
 
 #' sparsemax (neural network operation)
 #'
-#' Wraps `keras.ops.sparsemax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sparsemax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -876,8 +932,9 @@ op_sparsemax <- function(x, axis = -1L) {
 
 #' squareplus (neural network operation)
 #'
-#' Wraps `keras.ops.squareplus` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.squareplus` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param b Whole numbers are sent as integers.
@@ -891,8 +948,9 @@ op_squareplus <- function(x, b = 4L) {
 
 #' tanh_shrink (neural network operation)
 #'
-#' Wraps `keras.ops.tanh_shrink` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tanh_shrink` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -905,8 +963,9 @@ op_tanh_shrink <- function(x) {
 
 #' threshold (neural network operation)
 #'
-#' Wraps `keras.ops.threshold` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.threshold` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param threshold Passed to Keras as it is (`NULL` becomes `None`).
@@ -921,8 +980,9 @@ op_threshold <- function(x, threshold, default_value) {
 
 #' unfold (neural network operation)
 #'
-#' Wraps `keras.ops.unfold` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unfold` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param kernel_size A whole number or a vector of them (sent as an int or a tuple).

@@ -3,8 +3,9 @@
 
 #' abs (NumPy-style operation)
 #'
-#' Wraps `keras.ops.abs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.abs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -17,8 +18,9 @@ op_abs <- function(x) {
 
 #' absolute (NumPy-style operation)
 #'
-#' Wraps `keras.ops.absolute` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.absolute` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -31,8 +33,9 @@ op_absolute <- function(x) {
 
 #' add (NumPy-style operation)
 #'
-#' Wraps `keras.ops.add` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.add` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -46,8 +49,9 @@ op_add <- function(x1, x2) {
 
 #' all (NumPy-style operation)
 #'
-#' Wraps `keras.ops.all` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.all` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -64,8 +68,9 @@ op_all <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' allclose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.allclose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.allclose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -82,8 +87,9 @@ op_allclose <- function(x1, x2, rtol = 1e-05, atol = 1e-08, equal_nan = FALSE) {
 
 #' amax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.amax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.amax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -100,8 +106,9 @@ op_amax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' amin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.amin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.amin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -118,8 +125,9 @@ op_amin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' angle (NumPy-style operation)
 #'
-#' Wraps `keras.ops.angle` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.angle` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -132,8 +140,9 @@ op_angle <- function(x) {
 
 #' any (NumPy-style operation)
 #'
-#' Wraps `keras.ops.any` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.any` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -150,8 +159,9 @@ op_any <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' append (NumPy-style operation)
 #'
-#' Wraps `keras.ops.append` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.append` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -168,8 +178,9 @@ op_append <- function(x1, x2, axis = NULL) {
 
 #' arange (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arange` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arange` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param start Whole numbers are sent as integers.
 #' @param stop Whole numbers are sent as integers.
@@ -188,8 +199,9 @@ op_arange <- function(start, stop = NULL, step = NULL, dtype = NULL) {
 
 #' arccos (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arccos` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arccos` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -202,8 +214,9 @@ op_arccos <- function(x) {
 
 #' arccosh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arccosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arccosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -216,8 +229,9 @@ op_arccosh <- function(x) {
 
 #' arcsin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arcsin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arcsin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -230,8 +244,9 @@ op_arcsin <- function(x) {
 
 #' arcsinh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arcsinh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arcsinh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -244,8 +259,9 @@ op_arcsinh <- function(x) {
 
 #' arctan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -258,8 +274,9 @@ op_arctan <- function(x) {
 
 #' arctan2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctan2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctan2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -273,8 +290,9 @@ op_arctan2 <- function(x1, x2) {
 
 #' arctanh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.arctanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.arctanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -287,79 +305,102 @@ op_arctanh <- function(x) {
 
 #' argmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param keepdims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argmax`. `reticulate::py_help(reticulate::import("keras")$ops$argmax)` shows Keras' own documentation at run time.
 #' @export
-op_argmax <- function(x, axis = NULL, keepdims = FALSE) {
-  keras_call("ops.argmax", list(axis = as_axis))
+op_argmax <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argmax", list(axis = as_axis), index_result = TRUE)
 }
 
 #' argmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param keepdims Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argmin`. `reticulate::py_help(reticulate::import("keras")$ops$argmin)` shows Keras' own documentation at run time.
 #' @export
-op_argmin <- function(x, axis = NULL, keepdims = FALSE) {
-  keras_call("ops.argmin", list(axis = as_axis))
+op_argmin <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argmin", list(axis = as_axis), index_result = TRUE)
 }
 
 #' argpartition (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argpartition` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argpartition` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param kth Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argpartition`. `reticulate::py_help(reticulate::import("keras")$ops$argpartition)` shows Keras' own documentation at run time.
 #' @export
-op_argpartition <- function(x, kth, axis = -1L) {
-  keras_call("ops.argpartition", list(axis = as_axis))
+op_argpartition <- function(x, kth, axis = -1L, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argpartition", list(
+    axis = as_axis
+  ), index_args = c("kth"), index_result = TRUE)
 }
 
 #' argsort (NumPy-style operation)
 #'
-#' Wraps `keras.ops.argsort` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.argsort` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.argsort`. `reticulate::py_help(reticulate::import("keras")$ops$argsort)` shows Keras' own documentation at run time.
 #' @export
-op_argsort <- function(x, axis = -1L) {
-  keras_call("ops.argsort", list(axis = as_axis))
+op_argsort <- function(x, axis = -1L, zero_indexed = FALSE) {
+  keras_call_indexed("ops.argsort", list(axis = as_axis), index_result = TRUE)
 }
 
 #' array (NumPy-style operation)
 #'
-#' Wraps `keras.ops.array` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.array` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -373,8 +414,9 @@ op_array <- function(x, dtype = NULL) {
 
 #' array_split (NumPy-style operation)
 #'
-#' Wraps `keras.ops.array_split` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.array_split` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -393,8 +435,9 @@ op_array_split <- function(x, indices_or_sections, axis = 1L) {
 
 #' average (NumPy-style operation)
 #'
-#' Wraps `keras.ops.average` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.average` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -411,8 +454,9 @@ op_average <- function(x, axis = NULL, weights = NULL) {
 
 #' bartlett (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bartlett` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bartlett` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -425,8 +469,9 @@ op_bartlett <- function(x) {
 
 #' bincount (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bincount` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bincount` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param weights `"imagenet"`, `NULL` (random initialisation) or a path to a weights file.
@@ -442,8 +487,9 @@ op_bincount <- function(x, weights = NULL, minlength = 0L, sparse = FALSE) {
 
 #' bitwise_and (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_and` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_and` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -457,8 +503,9 @@ op_bitwise_and <- function(x, y) {
 
 #' bitwise_invert (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_invert` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_invert` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -471,8 +518,9 @@ op_bitwise_invert <- function(x) {
 
 #' bitwise_left_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_left_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_left_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -486,8 +534,9 @@ op_bitwise_left_shift <- function(x, y) {
 
 #' bitwise_not (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_not` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_not` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -500,8 +549,9 @@ op_bitwise_not <- function(x) {
 
 #' bitwise_or (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_or` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_or` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -515,8 +565,9 @@ op_bitwise_or <- function(x, y) {
 
 #' bitwise_right_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_right_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_right_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -530,8 +581,9 @@ op_bitwise_right_shift <- function(x, y) {
 
 #' bitwise_xor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.bitwise_xor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.bitwise_xor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -545,8 +597,9 @@ op_bitwise_xor <- function(x, y) {
 
 #' blackman (NumPy-style operation)
 #'
-#' Wraps `keras.ops.blackman` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.blackman` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -559,8 +612,9 @@ op_blackman <- function(x) {
 
 #' broadcast_to (NumPy-style operation)
 #'
-#' Wraps `keras.ops.broadcast_to` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.broadcast_to` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -574,8 +628,9 @@ op_broadcast_to <- function(x, shape) {
 
 #' cbrt (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cbrt` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cbrt` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -588,8 +643,9 @@ op_cbrt <- function(x) {
 
 #' ceil (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ceil` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ceil` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -602,8 +658,9 @@ op_ceil <- function(x) {
 
 #' clip (NumPy-style operation)
 #'
-#' Wraps `keras.ops.clip` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.clip` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param x_min Passed to Keras as it is (`NULL` becomes `None`).
@@ -618,8 +675,9 @@ op_clip <- function(x, x_min, x_max) {
 
 #' concatenate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.concatenate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.concatenate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -635,8 +693,9 @@ op_concatenate <- function(xs, axis = 1L) {
 
 #' conj (NumPy-style operation)
 #'
-#' Wraps `keras.ops.conj` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conj` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -649,8 +708,9 @@ op_conj <- function(x) {
 
 #' conjugate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.conjugate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.conjugate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -663,8 +723,9 @@ op_conjugate <- function(x) {
 
 #' copy (NumPy-style operation)
 #'
-#' Wraps `keras.ops.copy` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.copy` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -677,8 +738,9 @@ op_copy <- function(x) {
 
 #' corrcoef (NumPy-style operation)
 #'
-#' Wraps `keras.ops.corrcoef` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.corrcoef` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -691,8 +753,9 @@ op_corrcoef <- function(x) {
 
 #' correlate (NumPy-style operation)
 #'
-#' Wraps `keras.ops.correlate` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.correlate` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -707,8 +770,9 @@ op_correlate <- function(x1, x2, mode = "valid") {
 
 #' cos (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cos` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cos` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -721,8 +785,9 @@ op_cos <- function(x) {
 
 #' cosh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cosh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cosh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -735,8 +800,9 @@ op_cosh <- function(x) {
 
 #' count_nonzero (NumPy-style operation)
 #'
-#' Wraps `keras.ops.count_nonzero` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.count_nonzero` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -752,8 +818,9 @@ op_count_nonzero <- function(x, axis = NULL) {
 
 #' cross (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cross` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cross` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -776,8 +843,9 @@ op_cross <- function(x1, x2, axisa = -1L, axisb = -1L, axisc = -1L, axis = NULL)
 
 #' cumprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cumprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cumprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -794,8 +862,9 @@ op_cumprod <- function(x, axis = NULL, dtype = NULL) {
 
 #' cumsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.cumsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.cumsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -812,8 +881,9 @@ op_cumsum <- function(x, axis = NULL, dtype = NULL) {
 
 #' deg2rad (NumPy-style operation)
 #'
-#' Wraps `keras.ops.deg2rad` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.deg2rad` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -826,8 +896,9 @@ op_deg2rad <- function(x) {
 
 #' diag (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diag` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diag` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -841,8 +912,9 @@ op_diag <- function(x, k = 0L) {
 
 #' diagflat (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diagflat` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diagflat` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -856,8 +928,9 @@ op_diagflat <- function(x, k = 0L) {
 
 #' diagonal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diagonal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diagonal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -877,8 +950,9 @@ op_diagonal <- function(x, offset = 0L, axis1 = 1L, axis2 = 2L) {
 
 #' diff (NumPy-style operation)
 #'
-#' Wraps `keras.ops.diff` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.diff` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -895,23 +969,29 @@ op_diff <- function(a, n = 1L, axis = -1L) {
 
 #' digitize (NumPy-style operation)
 #'
-#' Wraps `keras.ops.digitize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.digitize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param bins Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.digitize`. `reticulate::py_help(reticulate::import("keras")$ops$digitize)` shows Keras' own documentation at run time.
 #' @export
-op_digitize <- function(x, bins) {
-  keras_call("ops.digitize")
+op_digitize <- function(x, bins, zero_indexed = FALSE) {
+  keras_call_indexed("ops.digitize", list(), index_result = TRUE)
 }
 
 #' divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -925,8 +1005,9 @@ op_divide <- function(x1, x2) {
 
 #' divide_no_nan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.divide_no_nan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.divide_no_nan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -940,8 +1021,9 @@ op_divide_no_nan <- function(x1, x2) {
 
 #' dot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -955,8 +1037,9 @@ op_dot <- function(x1, x2) {
 
 #' dsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -970,8 +1053,9 @@ op_dsplit <- function(x, indices_or_sections) {
 
 #' dstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.dstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.dstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -984,8 +1068,9 @@ op_dstack <- function(xs) {
 
 #' einsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.einsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.einsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param subscripts Passed to Keras as it is (`NULL` becomes `None`).
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
@@ -999,8 +1084,9 @@ op_einsum <- function(subscripts, ...) {
 
 #' empty (NumPy-style operation)
 #'
-#' Wraps `keras.ops.empty` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.empty` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1014,8 +1100,9 @@ op_empty <- function(shape, dtype = NULL) {
 
 #' empty_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.empty_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.empty_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1029,8 +1116,9 @@ op_empty_like <- function(x, dtype = NULL) {
 
 #' equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1044,8 +1132,9 @@ op_equal <- function(x1, x2) {
 
 #' exp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.exp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.exp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1058,8 +1147,9 @@ op_exp <- function(x) {
 
 #' exp2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.exp2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.exp2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1072,8 +1162,9 @@ op_exp2 <- function(x) {
 
 #' expand_dims (NumPy-style operation)
 #'
-#' Wraps `keras.ops.expand_dims` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.expand_dims` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1089,8 +1180,9 @@ op_expand_dims <- function(x, axis) {
 
 #' expm1 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.expm1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.expm1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1103,8 +1195,9 @@ op_expm1 <- function(x) {
 
 #' eye (NumPy-style operation)
 #'
-#' Wraps `keras.ops.eye` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.eye` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param N A whole number (sent as an integer).
 #' @param M A whole number (sent as an integer).
@@ -1120,8 +1213,9 @@ op_eye <- function(N, M = NULL, k = 0L, dtype = NULL) {
 
 #' fabs (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fabs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fabs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1134,8 +1228,9 @@ op_fabs <- function(x) {
 
 #' flip (NumPy-style operation)
 #'
-#' Wraps `keras.ops.flip` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.flip` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1151,8 +1246,9 @@ op_flip <- function(x, axis = NULL) {
 
 #' fliplr (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fliplr` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fliplr` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1165,8 +1261,9 @@ op_fliplr <- function(x) {
 
 #' flipud (NumPy-style operation)
 #'
-#' Wraps `keras.ops.flipud` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.flipud` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1179,8 +1276,9 @@ op_flipud <- function(x) {
 
 #' floor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.floor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.floor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1193,8 +1291,9 @@ op_floor <- function(x) {
 
 #' floor_divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.floor_divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.floor_divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1208,8 +1307,9 @@ op_floor_divide <- function(x1, x2) {
 
 #' fmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1223,8 +1323,9 @@ op_fmax <- function(x1, x2) {
 
 #' fmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1238,8 +1339,9 @@ op_fmin <- function(x1, x2) {
 
 #' fmod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.fmod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.fmod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1253,8 +1355,9 @@ op_fmod <- function(x1, x2) {
 
 #' full (NumPy-style operation)
 #'
-#' Wraps `keras.ops.full` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.full` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param fill_value Passed to Keras as it is (`NULL` becomes `None`).
@@ -1269,8 +1372,9 @@ op_full <- function(shape, fill_value, dtype = NULL) {
 
 #' full_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.full_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.full_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param fill_value Passed to Keras as it is (`NULL` becomes `None`).
@@ -1285,8 +1389,9 @@ op_full_like <- function(x, fill_value, dtype = NULL) {
 
 #' gcd (NumPy-style operation)
 #'
-#' Wraps `keras.ops.gcd` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.gcd` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1300,8 +1405,9 @@ op_gcd <- function(x1, x2) {
 
 #' geomspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.geomspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.geomspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1322,8 +1428,9 @@ op_geomspace <- function(start, stop, num = 50L, endpoint = TRUE, dtype = NULL,
 
 #' get_item (NumPy-style operation)
 #'
-#' Wraps `keras.ops.get_item` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.get_item` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param key Passed to Keras as it is (`NULL` becomes `None`).
@@ -1337,8 +1444,9 @@ op_get_item <- function(x, key) {
 
 #' greater (NumPy-style operation)
 #'
-#' Wraps `keras.ops.greater` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.greater` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1352,8 +1460,9 @@ op_greater <- function(x1, x2) {
 
 #' greater_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.greater_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.greater_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1367,8 +1476,9 @@ op_greater_equal <- function(x1, x2) {
 
 #' hamming (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hamming` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hamming` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1381,8 +1491,9 @@ op_hamming <- function(x) {
 
 #' hanning (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hanning` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hanning` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1395,8 +1506,9 @@ op_hanning <- function(x) {
 
 #' heaviside (NumPy-style operation)
 #'
-#' Wraps `keras.ops.heaviside` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.heaviside` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1410,8 +1522,9 @@ op_heaviside <- function(x1, x2) {
 
 #' histogram (NumPy-style operation)
 #'
-#' Wraps `keras.ops.histogram` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.histogram` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param bins A whole number (sent as an integer).
@@ -1426,8 +1539,9 @@ op_histogram <- function(x, bins = 10L, range = NULL) {
 
 #' hsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -1441,8 +1555,9 @@ op_hsplit <- function(x, indices_or_sections) {
 
 #' hstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1455,8 +1570,9 @@ op_hstack <- function(xs) {
 
 #' hypot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.hypot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.hypot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1470,8 +1586,9 @@ op_hypot <- function(x1, x2) {
 
 #' i0 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.i0` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.i0` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1484,8 +1601,9 @@ op_i0 <- function(x) {
 
 #' identity (NumPy-style operation)
 #'
-#' Wraps `keras.ops.identity` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.identity` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param n A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -1499,8 +1617,9 @@ op_identity <- function(n, dtype = NULL) {
 
 #' imag (NumPy-style operation)
 #'
-#' Wraps `keras.ops.imag` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.imag` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1513,8 +1632,9 @@ op_imag <- function(x) {
 
 #' inner (NumPy-style operation)
 #'
-#' Wraps `keras.ops.inner` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.inner` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1528,8 +1648,9 @@ op_inner <- function(x1, x2) {
 
 #' isclose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isclose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isclose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1546,8 +1667,9 @@ op_isclose <- function(x1, x2, rtol = 1e-05, atol = 1e-08, equal_nan = FALSE) {
 
 #' isfinite (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isfinite` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isfinite` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1560,8 +1682,9 @@ op_isfinite <- function(x) {
 
 #' isin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1577,8 +1700,9 @@ op_isin <- function(x1, x2, assume_unique = FALSE, invert = FALSE) {
 
 #' isinf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isinf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isinf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1591,8 +1715,9 @@ op_isinf <- function(x) {
 
 #' isnan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isnan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isnan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1605,8 +1730,9 @@ op_isnan <- function(x) {
 
 #' isneginf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isneginf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isneginf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1619,8 +1745,9 @@ op_isneginf <- function(x) {
 
 #' isposinf (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isposinf` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isposinf` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1633,8 +1760,9 @@ op_isposinf <- function(x) {
 
 #' isreal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.isreal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.isreal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1647,8 +1775,9 @@ op_isreal <- function(x) {
 
 #' kaiser (NumPy-style operation)
 #'
-#' Wraps `keras.ops.kaiser` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.kaiser` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param beta Passed to Keras as it is (`NULL` becomes `None`).
@@ -1662,8 +1791,9 @@ op_kaiser <- function(x, beta) {
 
 #' kron (NumPy-style operation)
 #'
-#' Wraps `keras.ops.kron` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.kron` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1677,8 +1807,9 @@ op_kron <- function(x1, x2) {
 
 #' lcm (NumPy-style operation)
 #'
-#' Wraps `keras.ops.lcm` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.lcm` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1692,8 +1823,9 @@ op_lcm <- function(x1, x2) {
 
 #' ldexp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ldexp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ldexp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number. A whole number (sent as an integer).
@@ -1707,8 +1839,9 @@ op_ldexp <- function(x1, x2) {
 
 #' left_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.left_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.left_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -1722,8 +1855,9 @@ op_left_shift <- function(x, y) {
 
 #' less (NumPy-style operation)
 #'
-#' Wraps `keras.ops.less` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.less` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1737,8 +1871,9 @@ op_less <- function(x1, x2) {
 
 #' less_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.less_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.less_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1752,8 +1887,9 @@ op_less_equal <- function(x1, x2) {
 
 #' linspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.linspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.linspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1775,8 +1911,9 @@ op_linspace <- function(start, stop, num = 50L, endpoint = TRUE,
 
 #' log (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1789,8 +1926,9 @@ op_log <- function(x) {
 
 #' log10 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log10` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log10` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1803,8 +1941,9 @@ op_log10 <- function(x) {
 
 #' log1p (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log1p` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log1p` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1817,8 +1956,9 @@ op_log1p <- function(x) {
 
 #' log2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.log2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.log2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1831,8 +1971,9 @@ op_log2 <- function(x) {
 
 #' logaddexp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logaddexp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logaddexp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1846,8 +1987,9 @@ op_logaddexp <- function(x1, x2) {
 
 #' logaddexp2 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logaddexp2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logaddexp2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1861,8 +2003,9 @@ op_logaddexp2 <- function(x1, x2) {
 
 #' logical_and (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_and` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_and` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1876,8 +2019,9 @@ op_logical_and <- function(x1, x2) {
 
 #' logical_not (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_not` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_not` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -1890,8 +2034,9 @@ op_logical_not <- function(x) {
 
 #' logical_or (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_or` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_or` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1905,8 +2050,9 @@ op_logical_or <- function(x1, x2) {
 
 #' logical_xor (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logical_xor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logical_xor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1920,8 +2066,9 @@ op_logical_xor <- function(x1, x2) {
 
 #' logspace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.logspace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.logspace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1945,8 +2092,9 @@ op_logspace <- function(start, stop, num = 50L, endpoint = TRUE, base = 10L,
 
 #' matmul (NumPy-style operation)
 #'
-#' Wraps `keras.ops.matmul` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.matmul` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1960,8 +2108,9 @@ op_matmul <- function(x1, x2) {
 
 #' max (NumPy-style operation)
 #'
-#' Wraps `keras.ops.max` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.max` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -1979,8 +2128,9 @@ op_max <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
 
 #' maximum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.maximum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.maximum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -1998,8 +2148,9 @@ op_pmax <- op_maximum
 
 #' mean (NumPy-style operation)
 #'
-#' Wraps `keras.ops.mean` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.mean` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2016,8 +2167,9 @@ op_mean <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' median (NumPy-style operation)
 #'
-#' Wraps `keras.ops.median` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.median` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2034,8 +2186,9 @@ op_median <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' meshgrid (NumPy-style operation)
 #'
-#' Wraps `keras.ops.meshgrid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.meshgrid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param ... More arguments for Keras (unnamed ones are passed positionally).
 #' @param indexing Passed to Keras as it is (`NULL` becomes `None`).
@@ -2049,8 +2202,9 @@ op_meshgrid <- function(..., indexing = "xy") {
 
 #' min (NumPy-style operation)
 #'
-#' Wraps `keras.ops.min` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.min` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2068,8 +2222,9 @@ op_min <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
 
 #' minimum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.minimum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.minimum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2087,8 +2242,9 @@ op_pmin <- op_minimum
 
 #' mod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.mod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.mod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2102,8 +2258,9 @@ op_mod <- function(x1, x2) {
 
 #' moveaxis (NumPy-style operation)
 #'
-#' Wraps `keras.ops.moveaxis` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.moveaxis` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2120,8 +2277,9 @@ op_moveaxis <- function(x, source, destination) {
 
 #' multiply (NumPy-style operation)
 #'
-#' Wraps `keras.ops.multiply` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.multiply` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2135,8 +2293,9 @@ op_multiply <- function(x1, x2) {
 
 #' nan_to_num (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nan_to_num` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nan_to_num` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param nan Passed to Keras as it is (`NULL` becomes `None`).
@@ -2152,8 +2311,9 @@ op_nan_to_num <- function(x, nan = 0, posinf = NULL, neginf = NULL) {
 
 #' nanargmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanargmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanargmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2170,8 +2330,9 @@ op_nanargmax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanargmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanargmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanargmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2188,8 +2349,9 @@ op_nanargmin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nancumprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nancumprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nancumprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2206,8 +2368,9 @@ op_nancumprod <- function(x, axis = NULL, dtype = NULL) {
 
 #' nancumsum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nancumsum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nancumsum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2224,8 +2387,9 @@ op_nancumsum <- function(x, axis = NULL, dtype = NULL) {
 
 #' nanmax (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2242,8 +2406,9 @@ op_nanmax <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmean (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmean` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmean` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2260,8 +2425,9 @@ op_nanmean <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmedian (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmedian` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmedian` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2278,8 +2444,9 @@ op_nanmedian <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanmin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanmin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanmin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2296,8 +2463,9 @@ op_nanmin <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanpercentile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanpercentile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanpercentile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2317,8 +2485,9 @@ op_nanpercentile <- function(x, q, axis = NULL, method = "linear",
 
 #' nanprod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanprod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanprod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2335,8 +2504,9 @@ op_nanprod <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanquantile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanquantile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanquantile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2356,8 +2526,9 @@ op_nanquantile <- function(x, q, axis = NULL, method = "linear",
 
 #' nanstd (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanstd` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanstd` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2374,8 +2545,9 @@ op_nanstd <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nansum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nansum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nansum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2392,8 +2564,9 @@ op_nansum <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' nanvar (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nanvar` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nanvar` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2410,8 +2583,9 @@ op_nanvar <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' ndim (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ndim` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ndim` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2424,8 +2598,9 @@ op_ndim <- function(x) {
 
 #' negative (NumPy-style operation)
 #'
-#' Wraps `keras.ops.negative` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.negative` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2438,8 +2613,9 @@ op_negative <- function(x) {
 
 #' nextafter (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nextafter` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nextafter` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2453,8 +2629,9 @@ op_nextafter <- function(x1, x2) {
 
 #' nonzero (NumPy-style operation)
 #'
-#' Wraps `keras.ops.nonzero` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.nonzero` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2467,8 +2644,9 @@ op_nonzero <- function(x) {
 
 #' not_equal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.not_equal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.not_equal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2482,8 +2660,9 @@ op_not_equal <- function(x1, x2) {
 
 #' ones (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ones` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ones` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -2497,8 +2676,9 @@ op_ones <- function(shape, dtype = NULL) {
 
 #' ones_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ones_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ones_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -2512,8 +2692,9 @@ op_ones_like <- function(x, dtype = NULL) {
 
 #' outer (NumPy-style operation)
 #'
-#' Wraps `keras.ops.outer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.outer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2527,8 +2708,9 @@ op_outer <- function(x1, x2) {
 
 #' pad (NumPy-style operation)
 #'
-#' Wraps `keras.ops.pad` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.pad` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param pad_width A whole number or a vector of them (sent as an int or a tuple).
@@ -2544,8 +2726,9 @@ op_pad <- function(x, pad_width, mode = "constant", constant_values = NULL) {
 
 #' percentile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.percentile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.percentile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2565,8 +2748,9 @@ op_percentile <- function(x, q, axis = NULL, method = "linear",
 
 #' power (NumPy-style operation)
 #'
-#' Wraps `keras.ops.power` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.power` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -2580,8 +2764,9 @@ op_power <- function(x1, x2) {
 
 #' prod (NumPy-style operation)
 #'
-#' Wraps `keras.ops.prod` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.prod` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2599,8 +2784,9 @@ op_prod <- function(x, axis = NULL, keepdims = FALSE, dtype = NULL) {
 
 #' ptp (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ptp` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ptp` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2617,8 +2803,9 @@ op_ptp <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' quantile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.quantile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.quantile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2637,8 +2824,9 @@ op_quantile <- function(x, q, axis = NULL, method = "linear", keepdims = FALSE) 
 
 #' rad2deg (NumPy-style operation)
 #'
-#' Wraps `keras.ops.rad2deg` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rad2deg` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2651,8 +2839,9 @@ op_rad2deg <- function(x) {
 
 #' ravel (NumPy-style operation)
 #'
-#' Wraps `keras.ops.ravel` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.ravel` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2665,8 +2854,9 @@ op_ravel <- function(x) {
 
 #' real (NumPy-style operation)
 #'
-#' Wraps `keras.ops.real` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.real` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2679,8 +2869,9 @@ op_real <- function(x) {
 
 #' reciprocal (NumPy-style operation)
 #'
-#' Wraps `keras.ops.reciprocal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.reciprocal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2693,8 +2884,9 @@ op_reciprocal <- function(x) {
 
 #' repeat (NumPy-style operation)
 #'
-#' Wraps `keras.ops.repeat` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.repeat` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2711,8 +2903,9 @@ op_repeat <- function(x, repeats, axis = NULL) {
 
 #' reshape (NumPy-style operation)
 #'
-#' Wraps `keras.ops.reshape` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.reshape` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param newshape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -2726,8 +2919,9 @@ op_reshape <- function(x, newshape) {
 
 #' right_shift (NumPy-style operation)
 #'
-#' Wraps `keras.ops.right_shift` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.right_shift` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param y Passed to Keras as it is (`NULL` becomes `None`).
@@ -2741,26 +2935,28 @@ op_right_shift <- function(x, y) {
 
 #' roll (NumPy-style operation)
 #'
-#' Wraps `keras.ops.roll` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.roll` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
-#' @param shift Passed to Keras as it is (`NULL` becomes `None`).
+#' @param shift A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.roll`. `reticulate::py_help(reticulate::import("keras")$ops$roll)` shows Keras' own documentation at run time.
 #' @export
 op_roll <- function(x, shift, axis = NULL) {
-  keras_call("ops.roll", list(axis = as_axis))
+  keras_call("ops.roll", list(shift = as_integer, axis = as_axis))
 }
 
 #' rot90 (NumPy-style operation)
 #'
-#' Wraps `keras.ops.rot90` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.rot90` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2777,8 +2973,9 @@ op_rot90 <- function(array, k = 1L, axes = list(1L, 2L)) {
 
 #' round (NumPy-style operation)
 #'
-#' Wraps `keras.ops.round` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.round` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param decimals Whole numbers are sent as integers.
@@ -2792,24 +2989,31 @@ op_round <- function(x, decimals = 0L) {
 
 #' searchsorted (NumPy-style operation)
 #'
-#' Wraps `keras.ops.searchsorted` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.searchsorted` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' @param sorted_sequence Passed to Keras as it is (`NULL` becomes `None`).
 #' @param values Passed to Keras as it is (`NULL` becomes `None`).
 #' @param side Passed to Keras as it is (`NULL` becomes `None`).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.searchsorted`. `reticulate::py_help(reticulate::import("keras")$ops$searchsorted)` shows Keras' own documentation at run time.
 #' @export
-op_searchsorted <- function(sorted_sequence, values, side = "left") {
-  keras_call("ops.searchsorted")
+op_searchsorted <- function(sorted_sequence, values, side = "left",
+    zero_indexed = FALSE) {
+  keras_call_indexed("ops.searchsorted", list(), index_result = TRUE)
 }
 
 #' select (NumPy-style operation)
 #'
-#' Wraps `keras.ops.select` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.select` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param condlist Passed to Keras as it is (`NULL` becomes `None`).
 #' @param choicelist Passed to Keras as it is (`NULL` becomes `None`).
@@ -2824,8 +3028,9 @@ op_select <- function(condlist, choicelist, default = 0L) {
 
 #' sign (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sign` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sign` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2838,8 +3043,9 @@ op_sign <- function(x) {
 
 #' signbit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.signbit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.signbit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2852,8 +3058,9 @@ op_signbit <- function(x) {
 
 #' sin (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sin` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sin` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2866,8 +3073,9 @@ op_sin <- function(x) {
 
 #' sinc (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sinc` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sinc` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2880,8 +3088,9 @@ op_sinc <- function(x) {
 
 #' sinh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sinh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sinh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2894,8 +3103,9 @@ op_sinh <- function(x) {
 
 #' size (NumPy-style operation)
 #'
-#' Wraps `keras.ops.size` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.size` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2908,8 +3118,9 @@ op_size <- function(x) {
 
 #' slogdet (NumPy-style operation)
 #'
-#' Wraps `keras.ops.slogdet` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.slogdet` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2922,8 +3133,9 @@ op_slogdet <- function(x) {
 
 #' sort (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sort` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sort` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2939,8 +3151,9 @@ op_sort <- function(x, axis = -1L) {
 
 #' split (NumPy-style operation)
 #'
-#' Wraps `keras.ops.split` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.split` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -2959,8 +3172,9 @@ op_split <- function(x, indices_or_sections, axis = 1L) {
 
 #' sqrt (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sqrt` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sqrt` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2973,8 +3187,9 @@ op_sqrt <- function(x) {
 
 #' square (NumPy-style operation)
 #'
-#' Wraps `keras.ops.square` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.square` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -2987,8 +3202,9 @@ op_square <- function(x) {
 
 #' squeeze (NumPy-style operation)
 #'
-#' Wraps `keras.ops.squeeze` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.squeeze` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3004,8 +3220,9 @@ op_squeeze <- function(x, axis = NULL) {
 
 #' stack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.stack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.stack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3021,8 +3238,9 @@ op_stack <- function(x, axis = 1L) {
 
 #' std (NumPy-style operation)
 #'
-#' Wraps `keras.ops.std` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.std` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3039,8 +3257,9 @@ op_std <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' subtract (NumPy-style operation)
 #'
-#' Wraps `keras.ops.subtract` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.subtract` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3054,8 +3273,9 @@ op_subtract <- function(x1, x2) {
 
 #' sum (NumPy-style operation)
 #'
-#' Wraps `keras.ops.sum` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.sum` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3072,8 +3292,9 @@ op_sum <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' swapaxes (NumPy-style operation)
 #'
-#' Wraps `keras.ops.swapaxes` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.swapaxes` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3090,44 +3311,59 @@ op_swapaxes <- function(x, axis1, axis2) {
 
 #' take (NumPy-style operation)
 #'
-#' Wraps `keras.ops.take` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.take` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.take`. `reticulate::py_help(reticulate::import("keras")$ops$take)` shows Keras' own documentation at run time.
 #' @export
-op_take <- function(x, indices, axis = NULL) {
-  keras_call("ops.take", list(axis = as_axis))
+op_take <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("ops.take", list(
+    axis = as_axis
+  ), index_args = c("indices"))
 }
 
 #' take_along_axis (NumPy-style operation)
 #'
-#' Wraps `keras.ops.take_along_axis` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.take_along_axis` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices Passed to Keras as it is (`NULL` becomes `None`).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.take_along_axis`. `reticulate::py_help(reticulate::import("keras")$ops$take_along_axis)` shows Keras' own documentation at run time.
 #' @export
-op_take_along_axis <- function(x, indices, axis = NULL) {
-  keras_call("ops.take_along_axis", list(axis = as_axis))
+op_take_along_axis <- function(x, indices, axis = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("ops.take_along_axis", list(
+    axis = as_axis
+  ), index_args = c("indices"))
 }
 
 #' tan (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tan` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tan` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3140,8 +3376,9 @@ op_tan <- function(x) {
 
 #' tanh (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tanh` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tanh` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3154,8 +3391,9 @@ op_tanh <- function(x) {
 
 #' tensordot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tensordot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tensordot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3170,8 +3408,9 @@ op_tensordot <- function(x1, x2, axes = 2L) {
 
 #' tile (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tile` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tile` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param repeats A whole number (sent as an integer).
@@ -3185,8 +3424,9 @@ op_tile <- function(x, repeats) {
 
 #' trace (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trace` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trace` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3206,8 +3446,9 @@ op_trace <- function(x, offset = 0L, axis1 = 1L, axis2 = 2L) {
 
 #' transpose (NumPy-style operation)
 #'
-#' Wraps `keras.ops.transpose` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.transpose` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3223,8 +3464,9 @@ op_transpose <- function(x, axes = NULL) {
 
 #' trapezoid (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trapezoid` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trapezoid` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3242,8 +3484,9 @@ op_trapezoid <- function(y, x = NULL, dx = 1, axis = -1L) {
 
 #' tri (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tri` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tri` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param N A whole number (sent as an integer).
 #' @param M A whole number (sent as an integer).
@@ -3259,8 +3502,9 @@ op_tri <- function(N, M = NULL, k = 0L, dtype = NULL) {
 
 #' tril (NumPy-style operation)
 #'
-#' Wraps `keras.ops.tril` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.tril` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -3274,8 +3518,9 @@ op_tril <- function(x, k = 0L) {
 
 #' triu (NumPy-style operation)
 #'
-#' Wraps `keras.ops.triu` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.triu` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param k A whole number (sent as an integer).
@@ -3289,8 +3534,9 @@ op_triu <- function(x, k = 0L) {
 
 #' true_divide (NumPy-style operation)
 #'
-#' Wraps `keras.ops.true_divide` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.true_divide` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3304,8 +3550,9 @@ op_true_divide <- function(x1, x2) {
 
 #' trunc (NumPy-style operation)
 #'
-#' Wraps `keras.ops.trunc` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.trunc` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3318,8 +3565,9 @@ op_trunc <- function(x) {
 
 #' unique (NumPy-style operation)
 #'
-#' Wraps `keras.ops.unique` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unique` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3343,8 +3591,9 @@ op_unique <- function(x, sorted = TRUE, return_index = FALSE,
 
 #' unravel_index (NumPy-style operation)
 #'
-#' Wraps `keras.ops.unravel_index` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.unravel_index` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param indices A whole number (sent as an integer).
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
@@ -3358,8 +3607,9 @@ op_unravel_index <- function(indices, shape) {
 
 #' vander (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vander` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vander` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param N A whole number (sent as an integer).
@@ -3374,8 +3624,9 @@ op_vander <- function(x, N = NULL, increasing = FALSE) {
 
 #' var (NumPy-style operation)
 #'
-#' Wraps `keras.ops.var` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.var` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -3392,8 +3643,9 @@ op_var <- function(x, axis = NULL, keepdims = FALSE) {
 
 #' vdot (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vdot` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vdot` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x1 First input: a tensor, or an R array or number.
 #' @param x2 Second input: a tensor, or an R array or number.
@@ -3407,8 +3659,9 @@ op_vdot <- function(x1, x2) {
 
 #' vectorize (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vectorize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vectorize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param pyfunc Passed to Keras as it is (`NULL` becomes `None`).
 #' @param excluded Passed to Keras as it is (`NULL` becomes `None`).
@@ -3423,8 +3676,9 @@ op_vectorize <- function(pyfunc, excluded = NULL, signature = NULL) {
 
 #' view (NumPy-style operation)
 #'
-#' Wraps `keras.ops.view` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.view` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -3438,8 +3692,9 @@ op_view <- function(x, dtype = NULL) {
 
 #' vsplit (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vsplit` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vsplit` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param indices_or_sections A whole number (sent as an integer).
@@ -3453,8 +3708,9 @@ op_vsplit <- function(x, indices_or_sections) {
 
 #' vstack (NumPy-style operation)
 #'
-#' Wraps `keras.ops.vstack` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.vstack` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param xs Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
@@ -3467,8 +3723,9 @@ op_vstack <- function(xs) {
 
 #' where (NumPy-style operation)
 #'
-#' Wraps `keras.ops.where` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.where` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param condition Passed to Keras as it is (`NULL` becomes `None`).
 #' @param x1 First input: a tensor, or an R array or number.
@@ -3483,8 +3740,9 @@ op_where <- function(condition, x1 = NULL, x2 = NULL) {
 
 #' zeros (NumPy-style operation)
 #'
-#' Wraps `keras.ops.zeros` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.zeros` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -3498,8 +3756,9 @@ op_zeros <- function(shape, dtype = NULL) {
 
 #' zeros_like (NumPy-style operation)
 #'
-#' Wraps `keras.ops.zeros_like` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.ops.zeros_like` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number.
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.

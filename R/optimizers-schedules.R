@@ -3,8 +3,9 @@
 
 #' CosineDecay (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.CosineDecay` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.CosineDecay` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param initial_learning_rate Passed to Keras as it is (`NULL` becomes `None`).
 #' @param decay_steps A whole number (sent as an integer).
@@ -26,8 +27,9 @@ learning_rate_schedule_cosine_decay <- function(initial_learning_rate,
 
 #' CosineDecayRestarts (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.CosineDecayRestarts` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.CosineDecayRestarts` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param initial_learning_rate Passed to Keras as it is (`NULL` becomes `None`).
 #' @param first_decay_steps A whole number (sent as an integer).
@@ -48,8 +50,9 @@ learning_rate_schedule_cosine_decay_restarts <- function(initial_learning_rate,
 
 #' ExponentialDecay (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.ExponentialDecay` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.ExponentialDecay` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param initial_learning_rate Passed to Keras as it is (`NULL` becomes `None`).
 #' @param decay_steps A whole number (sent as an integer).
@@ -69,8 +72,9 @@ learning_rate_schedule_exponential_decay <- function(initial_learning_rate,
 
 #' InverseTimeDecay (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.InverseTimeDecay` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.InverseTimeDecay` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param initial_learning_rate Passed to Keras as it is (`NULL` becomes `None`).
 #' @param decay_steps A whole number (sent as an integer).
@@ -90,8 +94,9 @@ learning_rate_schedule_inverse_time_decay <- function(initial_learning_rate,
 
 #' PiecewiseConstantDecay (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.PiecewiseConstantDecay` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.PiecewiseConstantDecay` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param boundaries Passed to Keras as it is (`NULL` becomes `None`).
 #' @param values Passed to Keras as it is (`NULL` becomes `None`).
@@ -107,8 +112,9 @@ learning_rate_schedule_piecewise_constant_decay <- function(boundaries, values,
 
 #' PolynomialDecay (learning rate schedule)
 #'
-#' Wraps `keras.optimizers.schedules.PolynomialDecay` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.schedules.PolynomialDecay` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param initial_learning_rate Passed to Keras as it is (`NULL` becomes `None`).
 #' @param decay_steps A whole number (sent as an integer).

@@ -3,8 +3,9 @@
 
 #' Adadelta (optimizer)
 #'
-#' Wraps `keras.optimizers.Adadelta` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Adadelta` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param rho Passed to Keras as it is (`NULL` becomes `None`).
@@ -37,8 +38,9 @@ optimizer_adadelta <- function(learning_rate = 0.001, rho = 0.95,
 
 #' Adafactor (optimizer)
 #'
-#' Wraps `keras.optimizers.Adafactor` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Adafactor` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_2_decay Passed to Keras as it is (`NULL` becomes `None`).
@@ -76,8 +78,9 @@ optimizer_adafactor <- function(learning_rate = 0.001, beta_2_decay = -0.8,
 
 #' Adagrad (optimizer)
 #'
-#' Wraps `keras.optimizers.Adagrad` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Adagrad` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param initial_accumulator_value Passed to Keras as it is (`NULL` becomes `None`).
@@ -111,8 +114,9 @@ optimizer_adagrad <- function(learning_rate = 0.001,
 
 #' Adam (optimizer)
 #'
-#' Wraps `keras.optimizers.Adam` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Adam` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -148,8 +152,9 @@ optimizer_adam <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.999,
 
 #' AdamW (optimizer)
 #'
-#' Wraps `keras.optimizers.AdamW` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.AdamW` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param weight_decay Passed to Keras as it is (`NULL` becomes `None`).
@@ -185,8 +190,9 @@ optimizer_adam_w <- function(learning_rate = 0.001, weight_decay = 0.004,
 
 #' Adamax (optimizer)
 #'
-#' Wraps `keras.optimizers.Adamax` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Adamax` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -221,8 +227,9 @@ optimizer_adamax <- function(learning_rate = 0.001, beta_1 = 0.9,
 
 #' Ftrl (optimizer)
 #'
-#' Wraps `keras.optimizers.Ftrl` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Ftrl` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param learning_rate_power Passed to Keras as it is (`NULL` becomes `None`).
@@ -261,8 +268,9 @@ optimizer_ftrl <- function(learning_rate = 0.001, learning_rate_power = -0.5,
 
 #' Lamb (optimizer)
 #'
-#' Wraps `keras.optimizers.Lamb` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Lamb` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -296,8 +304,9 @@ optimizer_lamb <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.999,
 
 #' Lion (optimizer)
 #'
-#' Wraps `keras.optimizers.Lion` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Lion` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -330,8 +339,9 @@ optimizer_lion <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.99,
 
 #' LossScaleOptimizer (optimizer)
 #'
-#' Wraps `keras.optimizers.LossScaleOptimizer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.LossScaleOptimizer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inner_optimizer Passed to Keras as it is (`NULL` becomes `None`).
 #' @param initial_scale Passed to Keras as it is (`NULL` becomes `None`).
@@ -351,8 +361,9 @@ optimizer_loss_scale <- function(inner_optimizer, initial_scale = 32768,
 
 #' MultiOptimizer (optimizer)
 #'
-#' Wraps `keras.optimizers.MultiOptimizer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.MultiOptimizer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param optimizer_map Passed to Keras as it is (`NULL` becomes `None`).
 #' @param loss_scale_factor Passed to Keras as it is (`NULL` becomes `None`).
@@ -368,8 +379,9 @@ optimizer_multi_optimizer <- function(optimizer_map, loss_scale_factor = NULL,
 
 #' Muon (optimizer)
 #'
-#' Wraps `keras.optimizers.Muon` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Muon` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param adam_beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -417,8 +429,9 @@ optimizer_muon <- function(learning_rate = 0.001, adam_beta_1 = 0.9,
 
 #' Nadam (optimizer)
 #'
-#' Wraps `keras.optimizers.Nadam` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.Nadam` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -452,8 +465,9 @@ optimizer_nadam <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.999,
 
 #' RMSprop (optimizer)
 #'
-#' Wraps `keras.optimizers.RMSprop` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.RMSprop` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param rho Passed to Keras as it is (`NULL` becomes `None`).
@@ -489,8 +503,9 @@ optimizer_rmsprop <- function(learning_rate = 0.001, rho = 0.9, momentum = 0,
 
 #' ScheduleFreeAdamW (optimizer)
 #'
-#' Wraps `keras.optimizers.ScheduleFreeAdamW` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.ScheduleFreeAdamW` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param beta_1 Passed to Keras as it is (`NULL` becomes `None`).
@@ -526,8 +541,9 @@ optimizer_schedule_free_adam_w <- function(learning_rate = 0.0025, beta_1 = 0.9,
 
 #' SGD (optimizer)
 #'
-#' Wraps `keras.optimizers.SGD` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.optimizers.SGD` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param learning_rate Learning rate: a number or a `learning_rate_schedule_*()` object.
 #' @param momentum Passed to Keras as it is (`NULL` becomes `None`).

@@ -15,12 +15,14 @@
 #' @param converters Named list of functions `f(value, arg)` applied to the
 #'   captured arguments of those names (`NULL` results are kept).
 #' @param ignore Names of formals not to capture (e.g. `"object"`).
+#' @param rename Named character vector: R formal = Python argument name,
+#'   for arguments keras3 spells differently (`f` for Lambda's `function`).
 #' @param envir,fn The wrapper's frame and function; the defaults are right
 #'   when `capture_args()` is called in the wrapper's body (directly or as an
 #'   argument of another call).
 #' @noRd
 capture_args <- function(converters = list(), ignore = character(),
-                         envir = parent.frame(),
+                         rename = character(), envir = parent.frame(),
                          fn = sys.function(sys.parent())) {
   formal_names <- as.character(names(formals(fn)))
   wanted <- setdiff(formal_names, c("...", ignore))
@@ -36,7 +38,10 @@ capture_args <- function(converters = list(), ignore = character(),
       args <- c(args, dots)
     }
   }
-  convert_args(args, converters)
+  args <- convert_args(args, converters)
+  hit <- match(names(args), names(rename))
+  names(args)[!is.na(hit)] <- rename[hit[!is.na(hit)]]
+  args
 }
 
 convert_args <- function(args, converters) {
@@ -140,7 +145,7 @@ as_tensordot_axes <- function(x, arg = "axes") {
 #' dimensions. A `NULL` shape stays `NULL` (Python `None`).
 #' @noRd
 as_shape <- function(x, arg = "shape") {
-  if (is.null(x)) return(NULL)
+  if (is.null(x) || is.function(x)) return(x)
   if (is_py_object(x) && !inherits(x, "tensorflow.python.framework.tensor_shape.TensorShape")) {
     return(x)
   }
@@ -155,6 +160,29 @@ as_py_array <- function(x, arg = "x") {
   if (is.null(x) || is_py_object(x)) return(x)
   if (is.list(x)) return(lapply(x, as_py_array))
   as_py_data(x)
+}
+
+#' R vectors and arrays given to ops become NumPy arrays (doubles in
+#' [config_floatx()], as tensors would be); single numbers stay Python
+#' scalars, which Keras types weakly. Used for the arguments of `op_*`,
+#' `activation_*` and `random_*` wrappers that have no converter of their own.
+#' @noRd
+as_tensor_input <- function(x, arg = "x") {
+  if (!(is.numeric(x) || is.logical(x)) || (length(x) == 1L && is.null(dim(x)))) {
+    return(x)
+  }
+  if (is.null(dim(x))) x <- array(x)
+  dtype <- if (is.double(x)) config_floatx() else if (is.integer(x)) "int32"
+  reticulate::np_array(x, dtype = dtype)
+}
+
+tensor_input_paths <- c("ops.", "activations.", "random.")
+
+convert_tensor_inputs <- function(path, args, converters) {
+  if (!any(startsWith(path, tensor_input_paths))) return(args)
+  plain <- !names(args) %in% names(converters)
+  args[plain] <- lapply(args[plain], as_tensor_input)
+  args
 }
 
 # ---------------------------------------------------------------- callables
@@ -269,4 +297,22 @@ as_sequences <- function(x, arg = "sequences") {
 as_index_logs_callback <- function(x, arg = "x") {
   if (!is.function(x) || is_py_object(x)) return(x)
   py_rfunctions()$one_based_index(as_callable(x, arg, default_name = arg))
+}
+
+#' 1-based R indices to 0-based Keras indices (negative ones stay)
+#' @noRd
+as_py_index <- function(x, arg = "indices") {
+  if (is.null(x)) return(x)
+  if (is_py_object(x)) {
+    ops <- keras_object("ops")
+    return(with_py_errors(ops$where(ops$greater(x, 0L), ops$subtract(x, 1L), x)))
+  }
+  if (is.list(x)) return(lapply(x, as_py_index, arg = arg))
+  if (is.factor(x)) x <- as.integer(x)
+  x <- as_integer(x, arg)
+  if (any(x == 0L, na.rm = TRUE)) {
+    abort_invalid_arg(arg, x, "1-based indices (or set `zero_indexed = TRUE`)")
+  }
+  x[x > 0L] <- x[x > 0L] - 1L
+  if (length(x) > 1L || !is.null(dim(x))) as_py_data(x) else x
 }

@@ -3,8 +3,9 @@
 
 #' beta (random number generator)
 #'
-#' Wraps `keras.random.beta` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.beta` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -21,8 +22,9 @@ random_beta <- function(shape, alpha, beta, dtype = NULL, seed = NULL) {
 
 #' binomial (random number generator)
 #'
-#' Wraps `keras.random.binomial` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.binomial` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param counts Passed to Keras as it is (`NULL` becomes `None`).
@@ -40,28 +42,34 @@ random_binomial <- function(shape, counts, probabilities, dtype = NULL,
 
 #' categorical (random number generator)
 #'
-#' Wraps `keras.random.categorical` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.categorical` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
+#'
+#' Indices are 1-based, as in R (negative ones count from the end), unless
+#' `zero_indexed = TRUE`.
 #'
 #' @param logits Passed to Keras as it is (`NULL` becomes `None`).
 #' @param num_samples A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
+#' @param zero_indexed Whether indices (given and returned) are 0-based, as in Python, rather than 1-based.
 #' @returns A tensor (or a seed generator).
 #' @family random
 #' @seealso `keras.random.categorical`. `reticulate::py_help(reticulate::import("keras")$random$categorical)` shows Keras' own documentation at run time.
 #' @export
 random_categorical <- function(logits, num_samples, dtype = "int32",
-    seed = NULL) {
-  keras_call("random.categorical", list(
+    seed = NULL, zero_indexed = FALSE) {
+  keras_call_indexed("random.categorical", list(
     num_samples = as_integer, seed = as_integer
-  ))
+  ), index_result = TRUE)
 }
 
 #' dropout (random number generator)
 #'
-#' Wraps `keras.random.dropout` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.dropout` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param inputs Input tensor(s).
 #' @param rate Fraction of the inputs to drop, in `[0, 1)`.
@@ -77,8 +85,9 @@ random_dropout <- function(inputs, rate, noise_shape = NULL, seed = NULL) {
 
 #' gamma (random number generator)
 #'
-#' Wraps `keras.random.gamma` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.gamma` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param alpha Passed to Keras as it is (`NULL` becomes `None`).
@@ -94,12 +103,13 @@ random_gamma <- function(shape, alpha, dtype = NULL, seed = NULL) {
 
 #' randint (random number generator)
 #'
-#' Wraps `keras.random.randint` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.randint` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
-#' @param minval Passed to Keras as it is (`NULL` becomes `None`).
-#' @param maxval Passed to Keras as it is (`NULL` becomes `None`).
+#' @param minval A whole number (sent as an integer).
+#' @param maxval A whole number (sent as an integer).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
 #' @returns A tensor (or a seed generator).
@@ -107,13 +117,17 @@ random_gamma <- function(shape, alpha, dtype = NULL, seed = NULL) {
 #' @seealso `keras.random.randint`. `reticulate::py_help(reticulate::import("keras")$random$randint)` shows Keras' own documentation at run time.
 #' @export
 random_integer <- function(shape, minval, maxval, dtype = "int32", seed = NULL) {
-  keras_call("random.randint", list(shape = as_shape, seed = as_integer))
+  keras_call("random.randint", list(
+    shape = as_shape, minval = as_integer, maxval = as_integer,
+    seed = as_integer
+  ))
 }
 
 #' normal (random number generator)
 #'
-#' Wraps `keras.random.normal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.normal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
@@ -131,8 +145,9 @@ random_normal <- function(shape, mean = 0, stddev = 1, dtype = NULL,
 
 #' SeedGenerator (random number generator)
 #'
-#' Wraps `keras.random.SeedGenerator` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.SeedGenerator` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param seed Seed: a whole number, a `random_seed_generator()`, or `NULL`.
 #' @param name Name (a string), or `NULL` for a generated one.
@@ -147,8 +162,9 @@ random_seed_generator <- function(seed = NULL, name = NULL, ...) {
 
 #' shuffle (random number generator)
 #'
-#' Wraps `keras.random.shuffle` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.shuffle` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -165,8 +181,9 @@ random_shuffle <- function(x, axis = 1L, seed = NULL) {
 
 #' truncated_normal (random number generator)
 #'
-#' Wraps `keras.random.truncated_normal` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.truncated_normal` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param mean Passed to Keras as it is (`NULL` becomes `None`).
@@ -186,8 +203,9 @@ random_truncated_normal <- function(shape, mean = 0, stddev = 1, dtype = NULL,
 
 #' uniform (random number generator)
 #'
-#' Wraps `keras.random.uniform` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.random.uniform` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param shape A shape: a vector or list with `NA`/`NULL` for unknown dimensions, or a [shape()].
 #' @param minval Passed to Keras as it is (`NULL` becomes `None`).

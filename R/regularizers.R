@@ -3,8 +3,9 @@
 
 #' L1 (regularizer)
 #'
-#' Wraps `keras.regularizers.L1` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.regularizers.L1` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param l1 Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A regularizer.
@@ -17,8 +18,9 @@ regularizer_l1 <- function(l1 = 0.01) {
 
 #' L1L2 (regularizer)
 #'
-#' Wraps `keras.regularizers.L1L2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.regularizers.L1L2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param l1 Passed to Keras as it is (`NULL` becomes `None`).
 #' @param l2 Passed to Keras as it is (`NULL` becomes `None`).
@@ -32,8 +34,9 @@ regularizer_l1_l2 <- function(l1 = 0, l2 = 0) {
 
 #' L2 (regularizer)
 #'
-#' Wraps `keras.regularizers.L2` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.regularizers.L2` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param l2 Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns A regularizer.
@@ -46,8 +49,9 @@ regularizer_l2 <- function(l2 = 0.01) {
 
 #' OrthogonalRegularizer (regularizer)
 #'
-#' Wraps `keras.regularizers.OrthogonalRegularizer` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.regularizers.OrthogonalRegularizer` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param factor Passed to Keras as it is (`NULL` becomes `None`).
 #' @param mode Mode (see Keras' documentation for the accepted values).

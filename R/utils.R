@@ -3,8 +3,9 @@
 
 #' clear_session (utility)
 #'
-#' Wraps `keras.utils.clear_session` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.clear_session` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param free_memory Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.clear_session` returns, converted to R where reticulate converts it.
@@ -17,8 +18,9 @@ clear_session <- function(free_memory = TRUE) {
 
 #' deserialize_keras_object (utility)
 #'
-#' Wraps `keras.utils.deserialize_keras_object` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.deserialize_keras_object` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param config Passed to Keras as it is (`NULL` becomes `None`).
 #' @param custom_objects Passed to Keras as it is (`NULL` becomes `None`).
@@ -35,8 +37,9 @@ deserialize_keras_object <- function(config, custom_objects = NULL,
 
 #' get_file (utility)
 #'
-#' Wraps `keras.utils.get_file` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.get_file` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param fname Passed to Keras as it is (`NULL` becomes `None`).
 #' @param origin Passed to Keras as it is (`NULL` becomes `None`).
@@ -64,8 +67,9 @@ get_file <- function(fname = NULL, origin = NULL, untar = FALSE,
 
 #' get_registered_name (utility)
 #'
-#' Wraps `keras.utils.get_registered_name` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.get_registered_name` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param obj Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.get_registered_name` returns, converted to R where reticulate converts it.
@@ -78,8 +82,9 @@ get_registered_name <- function(obj) {
 
 #' get_registered_object (utility)
 #'
-#' Wraps `keras.utils.get_registered_object` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.get_registered_object` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param name Name (a string), or `NULL` for a generated one.
 #' @param custom_objects Passed to Keras as it is (`NULL` becomes `None`).
@@ -95,8 +100,9 @@ get_registered_object <- function(name, custom_objects = NULL,
 
 #' get_source_inputs (utility)
 #'
-#' Wraps `keras.utils.get_source_inputs` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.get_source_inputs` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param tensor Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.get_source_inputs` returns, converted to R where reticulate converts it.
@@ -109,8 +115,9 @@ get_source_inputs <- function(tensor) {
 
 #' normalize (utility)
 #'
-#' Wraps `keras.utils.normalize` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.normalize` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
@@ -129,8 +136,9 @@ normalize <- function(x, axis = -1L, order = 2L) {
 
 #' pad_sequences (utility)
 #'
-#' Wraps `keras.utils.pad_sequences` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.pad_sequences` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param sequences A list of integer vectors.
 #' @param maxlen A whole number (sent as an integer).
@@ -151,8 +159,9 @@ pad_sequences <- function(sequences, maxlen = NULL, dtype = "int32",
 
 #' serialize_keras_object (utility)
 #'
-#' Wraps `keras.utils.serialize_keras_object` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.serialize_keras_object` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param obj Passed to Keras as it is (`NULL` becomes `None`).
 #' @returns What `keras.utils.serialize_keras_object` returns, converted to R where reticulate converts it.
@@ -165,8 +174,9 @@ serialize_keras_object <- function(obj) {
 
 #' set_random_seed (utility)
 #'
-#' Wraps `keras.utils.set_random_seed` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.set_random_seed` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' R's own generator is seeded too ([set.seed()]).
 #'
@@ -181,8 +191,9 @@ set_random_seed <- function(seed) {
 
 #' to_categorical (utility)
 #'
-#' Wraps `keras.utils.to_categorical` from Keras 3.15.1. Only the arguments you give are
-#' passed on, so Keras' defaults (shown in the usage) apply to the others.
+#' Wraps `keras.utils.to_categorical` from Keras 3.15.1.
+#' Only the arguments you give are passed on, so Keras' defaults (shown in
+#' the usage) apply to the others.
 #'
 #' @param x Input: a tensor, or an R array or number. An R array or vector, or a tensor.
 #' @param num_classes A whole number (sent as an integer).

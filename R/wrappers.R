@@ -4,9 +4,11 @@
 
 #' Call a Keras function or class with the caller's arguments
 #' @noRd
-keras_call <- function(path, converters = list(), positional = character()) {
-  args <- capture_args(converters, envir = parent.frame(),
+keras_call <- function(path, converters = list(), positional = character(),
+                       rename = character()) {
+  args <- capture_args(converters, rename = rename, envir = parent.frame(),
                        fn = sys.function(sys.parent()))
+  args <- convert_tensor_inputs(path, args, converters)
   py_call_args(keras_object(path), args, positional)
 }
 
@@ -23,13 +25,14 @@ layer_kwarg_converters <- list(
 #' is passed through the layer (the output is returned); when missing or
 #' `NULL`, the layer itself is returned.
 #' @noRd
-keras_layer <- function(path, converters = list(), positional = character()) {
+keras_layer <- function(path, converters = list(), positional = character(),
+                        rename = character()) {
   envir <- parent.frame()
   # `object` is forced before the layer is made, so a pipe chain creates its
   # layers in reading order.
   object <- if (eval(quote(missing(object)), envir)) NULL else get("object", envir)
   args <- capture_args(c(converters, layer_kwarg_converters), ignore = "object",
-                       envir = envir, fn = sys.function(sys.parent()))
+                       rename = rename, envir = envir, fn = sys.function(sys.parent()))
   layer <- py_call_args(keras_object(path), args, positional)
   compose_layer(object, layer)
 }
@@ -165,4 +168,34 @@ decoded_predictions <- function(out) {
       score = vapply(rows, function(r) as.numeric(r[[3L]]), 0)
     )
   })
+}
+
+#' An op that takes or returns indices: 1-based in R unless the wrapper's
+#' `zero_indexed` is `TRUE`
+#'
+#' `index_args` are shifted down before the call; `index_result` says which
+#' result holds indices to shift up: `TRUE` for the whole result, a number
+#' for that element of a list result.
+#' @noRd
+keras_call_indexed <- function(path, converters = list(), positional = character(),
+                               index_args = character(), index_result = FALSE) {
+  envir <- parent.frame()
+  zero <- get("zero_indexed", envir)
+  if (!is_flag(zero)) abort_invalid_arg("zero_indexed", zero, "`TRUE` or `FALSE`")
+  if (!zero) {
+    converters[index_args] <- list(as_py_index)
+  }
+  args <- capture_args(converters, ignore = "zero_indexed", envir = envir,
+                       fn = sys.function(sys.parent()))
+  args <- convert_tensor_inputs(path, args, converters)
+  out <- py_call_args(keras_object(path), args, positional)
+  # a (named) tuple of tensors, e.g. top_k's (values, indices), as an R list
+  if (is.numeric(index_result) && is_py_object(out)) {
+    out <- reticulate::import_builtins()$list(out)
+  }
+  if (zero || isFALSE(index_result)) return(out)
+  one_up <- function(x) with_py_errors(keras_object("ops.add")(x, 1L))
+  if (isTRUE(index_result)) return(one_up(out))
+  out[[index_result]] <- one_up(out[[index_result]])
+  out
 }

@@ -289,8 +289,9 @@ def collect_feature_space():
 # ---------------------------------------------------------------- signatures
 
 class Arg:
-    def __init__(self, name, default, kind, converter, doc):
+    def __init__(self, name, default, kind, converter, doc, r_name=None):
         self.name = name
+        self.r_name = r_name or name   # the R formal (differs for renamed arguments)
         self.default = default      # R source text, or None for no default
         self.kind = kind            # "param", "dots"
         self.converter = converter
@@ -341,8 +342,11 @@ def int_hint(desc):
     if not desc:
         return None
     head = re.split(r"[.;]\s", desc, maxsplit=1)[0].lower()
-    if not re.match(r"^(an? |the )?(positive |non-negative |strictly positive |optional |python )?"
-                    r"(int|integer)s?\b", head):
+    head = re.sub(r"^\(optional\)\s*", "", head)
+    if re.match(r"^(an? )?(tuple|list)( or list| or tuple)? of (\d+ )?(int|integer)s?\b", head):
+        return "int_tuple"
+    if not re.match(r"^(an? |the )?(positive |non-negative |strictly positive |optional |python |"
+                    r"single |unsigned )*(int|integer)s?\b", head):
         return None
     if re.search(r"\b(float|real|double)\b", head):
         return None
@@ -374,7 +378,7 @@ def converter_for(ep, name, default, doc_hint):
         return "as_integer_tuple"
     if is_int(default):
         return "as_integer_if_whole"
-    if name in rules.DATA_ARGS.get(ep.kind, ()):
+    if name in rules.DATA_ARGS:
         return "as_py_array"
     return None
 
@@ -458,7 +462,8 @@ def build_args(ep):
         seen.add(p.name)
         conv = converter_for(ep, p.name, p.default, hints.get(p.name))
         default = r_default(p.default, conv)
-        args.append(Arg(p.name, default, "param", conv, p.default))
+        r_name = rules.ARG_RENAMES.get(f"{ep.path}:{p.name}")
+        args.append(Arg(p.name, default, "param", conv, p.default, r_name))
 
     if ep.kind == "loss":
         # y_true, y_pred, then the function's other arguments, then the class's.
@@ -473,6 +478,8 @@ def build_args(ep):
             elif p.kind == p.POSITIONAL_ONLY:
                 positional.append(p.name)
             add(p)
+    if ep.path in rules.INDEXED:
+        args.append(Arg("zero_indexed", "FALSE", "param", None, False))
     if ep.kind in ("layer", "merge") and not dots:
         args.append(Arg("...", None, "dots", None, None))
     # `...` goes last unless Python takes *args (then what follows is keyword-only).
@@ -490,7 +497,7 @@ def build_args(ep):
 
 def r_call_body(ep, args):
     """The wrapper's body: one call of a helper, wrapped at 80 columns."""
-    convs = [(a.name, a.converter) for a in args if a.converter]
+    convs = [(a.r_name, a.converter) for a in args if a.converter]
     if ep.kind == "loss":
         convs = [(n, c) for n, c in convs if n not in ("y_true", "y_pred")]
     helper = ep.helper or {"call": "keras_call", "cell": "keras_call", "layer": "keras_layer",
@@ -498,14 +505,28 @@ def r_call_body(ep, args):
                            "application": "keras_application",
                            "dataset": "keras_dataset"}[ep.kind]
     head = [f'"{ep.path}"']
+    if ep.path in rules.INDEXED:
+        helper = "keras_call_indexed"
+        convs = [(n, c) for n, c in convs if n != "zero_indexed"]
     if ep.kind == "loss":
         head.append(f'"{ep.fn_path}"')
     if ep.kind == "application":
         head.append(f'"{ep.module}"')
     items = [f"{r_sym(n)} = {c}" for n, c in convs]
     tail = []
+    renames = [(a.r_name, a.name) for a in args if a.r_name != a.name]
+    if renames:
+        tail.append("rename = c(" + ", ".join(f'{r} = "{p}"' for r, p in renames) + ")")
     if ep.positional:
-        tail.append("c(" + ", ".join(f'"{p}"' for p in ep.positional) + ")")
+        tail.insert(0, "c(" + ", ".join(f'"{p}"' for p in ep.positional) + ")")
+    if ep.path in rules.INDEXED:
+        index_args, index_result = rules.INDEXED[ep.path]
+        if index_args:
+            tail.append("index_args = c(" + ", ".join(f'"{a}"' for a in index_args) + ")")
+        if index_result == "all":
+            tail.append("index_result = TRUE")
+        elif index_result:
+            tail.append(f"index_result = {index_result}L")
     conv = "list(" + ", ".join(items) + ")" if items else ("list()" if tail else None)
     one = f"  {helper}(" + ", ".join(head + ([conv] if conv else []) + tail) + ")"
     if len(one) <= 80:
@@ -533,9 +554,9 @@ def r_formals(ep, args):
         if a.kind == "dots":
             out.append("...")
         elif a.default is None:
-            out.append(r_sym(a.name))
+            out.append(r_sym(a.r_name))
         else:
-            out.append(f"{r_sym(a.name)} = {a.default}")
+            out.append(f"{r_sym(a.r_name)} = {a.default}")
     return out
 
 
@@ -571,7 +592,7 @@ def roxygen(ep, args):
         if a.kind == "dots":
             lines.append(f"#' @param ... {rules.dots_doc(ep)}")
         else:
-            lines.append(f"#' @param {a.name} {rules.param_doc(ep, a)}")
+            lines.append(f"#' @param {a.r_name} {rules.param_doc(ep, a)}")
     lines.append(f"#' @returns {rules.returns(ep)}")
     lines.append(f"#' @family {ep.family}")
     py = f"keras.{ep.path}"

@@ -170,6 +170,23 @@ UTILS = {
                                          "image-utils.R"),
 }
 
+# Ops that take or return indices: 1-based in R, as in keras3, unless the
+# caller sets `zero_indexed = TRUE`. path -> (index arguments, which result
+# holds indices: "all", a 1-based list position, or None).
+INDEXED = {
+    "ops.argmax": ((), "all"),
+    "ops.argmin": ((), "all"),
+    "ops.argsort": ((), "all"),
+    "ops.argpartition": (("kth",), "all"),
+    "ops.searchsorted": ((), "all"),
+    "ops.digitize": ((), "all"),
+    "ops.top_k": ((), 2),
+    "ops.one_hot": (("x",), None),
+    "ops.take": (("indices",), None),
+    "ops.take_along_axis": (("indices",), None),
+    "random.categorical": ((), "all"),
+}
+
 # Endpoints whose wrapper calls a helper other than keras_call().
 HELPERS = {
     "utils.set_random_seed": "keras_call_set_seed",
@@ -179,11 +196,13 @@ HELPERS = {
 
 # ---------------------------------------------------------------- converters
 
-AXIS_ARGS = {"axis", "axes", "axis1", "axis2", "source", "destination", "shared_axes"}
+AXIS_ARGS = {"axis", "axes", "axis1", "axis2", "source", "destination", "shared_axes",
+             "input_axes", "output_axes"}
 SHAPE_ARGS = {"shape", "input_shape", "batch_input_shape", "batch_shape", "noise_shape",
               "target_shape", "newshape", "new_shape", "output_shape"}
 PATH_ARGS = {"filepath", "directory", "log_dir", "cache_dir", "path", "cache_subdir"}
 INT_TUPLE_ARGS = {"kernel_size", "strides", "pool_size", "dilation_rate", "size", "image_size",
+                  "target_size",
                   "output_padding", "cropping", "padding", "pad_width", "output_size", "ngrams"}
 INT_ARGS = {
     "units", "filters", "depth_multiplier", "num_heads", "num_query_heads", "num_key_value_heads",
@@ -196,10 +215,23 @@ INT_ARGS = {
     "output_sequence_length", "num_segments", "frame_length", "frame_step", "fft_length",
     "lora_rank", "block_size", "N", "M", "start_index", "end_index", "max_value_index",
     "class_id", "top_k", "num_or_size_splits", "indices_or_sections", "minlength",
+    "sliding_window", "max_number", "maximum_iterations", "num_labels", "ignore_class",
+    "top_cropping", "left_cropping", "bottom_cropping", "right_cropping", "top_padding",
+    "left_padding", "bottom_padding", "right_padding", "target_height", "target_width",
+    "height", "width",
 }
-DATA_ARGS = {}
+DATA_ARGS = {"y_true", "y_pred"}
+
+# Python argument names that keras3 spells differently in R (`function` is
+# reserved in R): python path:argument -> R name.
+ARG_RENAMES = {"layers.Lambda:function": "f"}
 
 ARG_CONVERTERS = {
+    "layers.Permute:dims": "as_integer_tuple",
+    "random.randint:minval": "as_integer",
+    "ops.roll:shift": "as_integer",
+    "ops.multi_hot:inputs": "as_integer",
+    "random.randint:maxval": "as_integer",
     "ops.tensordot:axes": "as_tensordot_axes",
     "ops.arange:start": "as_integer_if_whole",
     "ops.arange:stop": "as_integer_if_whole",
@@ -250,8 +282,10 @@ def title(ep):
 
 
 def description(ep, version):
-    lines = [f"Wraps `keras.{ep.path}` from Keras {version}. Only the arguments you give are",
-             "passed on, so Keras' defaults (shown in the usage) apply to the others."]
+    lines = [f"Wraps `keras.{ep.path}` from Keras {version}."]
+    if any(a.kind == "param" for a in ep.args):
+        lines += ["Only the arguments you give are passed on, so Keras' defaults (shown in",
+                  "the usage) apply to the others."]
     if ep.kind == "layer":
         lines += ["", "With a Sequential model as `object`, the layer is added to the model and",
                   "the model is returned invisibly; with a tensor or a list of tensors, the",
@@ -272,6 +306,9 @@ def description(ep, version):
     elif ep.kind == "dataset":
         lines += ["", "The data is downloaded on first use and cached. Where it cannot be",
                   "downloaded, the error (class `kerasbackup_download_error`) names the URL."]
+    if ep.path in INDEXED:
+        lines += ["", "Indices are 1-based, as in R (negative ones count from the end), unless",
+                  "`zero_indexed = TRUE`."]
     if ep.helper == "keras_call_set_seed":
         lines += ["", "R's own generator is seeded too ([set.seed()])."]
     if any(a.converter == "as_axis" for a in ep.args):
@@ -305,8 +342,7 @@ PARAM_DOCS = {
     "from_logits": "Whether `y_pred` holds logits rather than probabilities.",
     "reduction": "How per-sample values are reduced (e.g. `\"sum_over_batch_size\"`).",
     "learning_rate": "Learning rate: a number or a `learning_rate_schedule_*()` object.",
-    "y_true": "True values (an R array or a tensor). Omit `y_true` and `y_pred` for the "
-              "object form.",
+    "y_true": "True values (an R array or a tensor).",
     "y_pred": "Predicted values (an R array or a tensor).",
     "x": "Input: a tensor, or an R array or number.",
     "x1": "First input: a tensor, or an R array or number.",
@@ -325,6 +361,8 @@ PARAM_DOCS = {
     "padding": "`\"valid\"` or `\"same\"` (or numbers where the layer pads by a count).",
     "trainable": "Whether the weights are trainable.",
     "verbose": "Verbosity: 0 (silent) or 1.",
+    "zero_indexed": "Whether indices (given and returned) are 0-based, as in Python, rather "
+                    "than 1-based.",
 }
 
 
@@ -345,8 +383,10 @@ def param_doc(ep, arg):
         "as_py_array": "An R array or vector, or a tensor.",
     }
     note = notes.get(conv, "")
-    if arg.name in ("seed", "padding", "verbose", "rate"):
+    if arg.name in ("seed", "padding", "verbose", "rate") or arg.name in DATA_ARGS:
         note = ""
+    if arg.name == "y_true" and ep.kind == "loss":
+        note = "Omit `y_true` and `y_pred` for the object form."
     text = f"{text} {note}".strip()
     return text or "Passed to Keras as it is (`NULL` becomes `None`)."
 
