@@ -302,3 +302,29 @@ test_that("a Model() with a custom train_step() and test_step() drives fit() and
   mse <- mean((predict(model, data$x) - data$y)^2)
   expect_equal(unname(result[["custom_loss"]]), mse, tolerance = 1e-5)
 })
+
+test_that("train_step() gets `data` as Keras' fit() passes it", {
+  require_python()
+  tf <- reticulate::import("tensorflow")
+  traced <- function(x, ...) {
+    seen <- new.env()
+    probe <- Model("Probe",
+      train_step = function(data) {
+        seen$data <- if (is.list(data)) length(data) else "x alone"
+        x <- if (is.list(data)) data[[1]] else data
+        list(out = op_sum(self(x)))
+      })
+    input <- keras_input(shape = 3)
+    model <- probe(input, layer_dense(input, 1))
+    model %>% compile(optimizer = "sgd")
+    model %>% fit(x, ..., epochs = 1, batch_size = 4, verbose = 0)
+    seen$data
+  }
+  x <- matrix(1, 8, 3)
+  y <- matrix(1, 8, 1)
+  expect_identical(traced(x), "x alone")
+  expect_identical(traced(x, y), 2L)
+  expect_identical(traced(x, y, sample_weight = rep(1, 8)), 3L)
+  expect_identical(traced(tf$data$Dataset$from_tensor_slices(x)$batch(4L)),
+                   "x alone")
+})
