@@ -18,7 +18,7 @@
 #' @examplesIf kerasbackup:::python_ready()
 #' constraint_nonneg <- Constraint(
 #'   "NonNegative",
-#'   call = function(w) keras$ops$relu(w)
+#'   call = function(w) op_relu(w)
 #' )
 #' layer_dense(units = 2, kernel_constraint = constraint_nonneg())
 Constraint <- function(classname, call = NULL, get_config = NULL, ...,

@@ -14,7 +14,10 @@
 #' * `super`: the parent class, as `super$initialize(...)` or
 #'   `super()$build(input_shape)`. `initialize` stands for `__init__`.
 #' * `private`: an R environment that belongs to the instance and is never
-#'   seen by Python; it starts with the members given as `private`.
+#'   seen by Python; it starts with the members given as `private`. It is
+#'   not saved by [callback_backup_and_restore()] or `save_model()`: state
+#'   that training depends on belongs in variables (`self$add_weight()`,
+#'   `self$add_variable()`, `random_seed_generator()`).
 #' * `__class__` (and the class name): the Python class.
 #'
 #' R methods are shown to Python with their own arguments, so Keras finds
@@ -45,7 +48,7 @@
 #'     super$initialize(...)
 #'     self$factor <- factor
 #'   },
-#'   call = function(inputs) inputs * self$factor,
+#'   call = function(inputs) op_multiply(inputs, self$factor),
 #'   get_config = function() {
 #'     modifyList(super$get_config(), list(factor = self$factor))
 #'   }

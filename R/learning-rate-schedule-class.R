@@ -25,11 +25,14 @@
 #'     self$every <- every
 #'   },
 #'   call = function(step) {
-#'     self$initial * 0.5^(keras$ops$floor(step / self$every))
+#'     op_multiply(self$initial,
+#'                 op_power(0.5, op_floor(op_divide(step, self$every))))
 #'   },
 #'   get_config = function() list(initial = self$initial, every = self$every)
 #' )
-#' optimizer_sgd(learning_rate = schedule_halving(0.01))
+#' schedule <- schedule_halving(0.01, every = 5)
+#' schedule(12)
+#' optimizer_sgd(learning_rate = schedule)
 LearningRateSchedule <- function(classname, call = NULL, initialize = NULL,
                                  get_config = NULL, ..., public = list(),
                                  private = list(), inherit = NULL,

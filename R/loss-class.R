@@ -15,9 +15,12 @@
 #' @examplesIf kerasbackup:::python_ready()
 #' loss_absolute <- Loss(
 #'   "Absolute",
-#'   call = function(y_true, y_pred) abs(y_true - y_pred)
+#'   call = function(y_true, y_pred) {
+#'     op_mean(op_abs(op_subtract(y_true, y_pred)), axis = -1)
+#'   }
 #' )
 #' loss <- loss_absolute(name = "abs")
+#' loss(c(0, 1), c(0.5, 3))
 Loss <- function(classname, call = NULL, ..., public = list(),
                  private = list(), inherit = NULL,
                  parent_env = parent.frame()) {

@@ -25,11 +25,13 @@
 #'                                     name = "total")
 #'   },
 #'   update_state = function(y_true, y_pred, sample_weight = NULL) {
-#'     self$total$assign_add(keras$ops$sum(y_pred))
+#'     self$total$assign_add(op_sum(y_pred))
 #'   },
-#'   result = function() self$total$value
+#'   result = function() op_convert_to_tensor(self$total)
 #' )
 #' m <- metric_total()
+#' m$update_state(c(0, 0), c(1, 2))
+#' m$result()
 Metric <- function(classname, initialize = NULL, update_state = NULL,
                    result = NULL, ..., public = list(), private = list(),
                    inherit = NULL, parent_env = parent.frame()) {

@@ -355,7 +355,7 @@ private_env <- function(self, holder) {
 #'   "CustomModel",
 #'   initialize = function(...) {
 #'     super$initialize(...)
-#'     self$loss_tracker <- keras$metrics$Mean(name = "loss")
+#'     self$loss_tracker <- metric_mean(name = "loss")
 #'   },
 #'   metrics = active_property(function() list(self$loss_tracker))
 #' )

@@ -37,18 +37,17 @@ test_that("keras_input() refuses bad arguments, naming them", {
 
 test_that("keras_model() takes one or several inputs and outputs, named or not", {
   require_python()
-  keras <- kerasbackup:::py_keras()
   set_random_seed(1)
   a <- keras_input(shape = 3, name = "a")
   b <- keras_input(shape = 2, name = "b")
-  joined <- keras$layers$Concatenate()(list(a, b))
-  out1 <- keras$layers$Dense(1L, name = "out1")(joined)
-  out2 <- keras$layers$Dense(2L, name = "out2")(joined)
+  joined <- layer_concatenate(list(a, b))
+  out1 <- joined %>% layer_dense(1, name = "out1")
+  out2 <- joined %>% layer_dense(2, name = "out2")
 
-  single <- keras_model(list(a), list(keras$layers$Dense(1L)(a)))
+  single <- keras_model(list(a), list(layer_dense(a, 1)))
   expect_identical(length(single$inputs), 1L)
   expect_false(is.list(single$output))
-  expect_identical(keras_model(a, keras$layers$Dense(1L)(a), name = "m")$name,
+  expect_identical(keras_model(a, layer_dense(a, 1), name = "m")$name,
                    "m")
 
   model <- keras_model(list(a = a, b = b), list(out1 = out1, out2 = out2))

@@ -1,8 +1,6 @@
 # An interrupted and resumed fit() ends bit-identical to an uninterrupted one
 # for the functional API and for classes defined in R.
 
-keras_py <- function() kerasbackup:::py_keras()
-
 # Stops with an R error before batch `batch_at` of epoch `epoch_at`.
 stop_at <- function(epoch_at, batch_at) {
   Callback("StopAt",
@@ -55,18 +53,17 @@ regression_data <- function(n = 40, seed = 11) {
 
 test_that("a functional model with two inputs and two outputs resumes exactly", {
   require_python()
-  keras <- keras_py()
   make_model <- function() {
     set_random_seed(1)
     a <- keras_input(shape = 3, name = "a")
     b <- keras_input(shape = 2, name = "b")
-    hidden <- keras$layers$Dense(8L, activation = "relu")(
-      keras$layers$Concatenate()(list(a, b)))
-    hidden <- keras$layers$Dropout(0.3)(hidden)
+    hidden <- layer_concatenate(list(a, b)) %>%
+      layer_dense(8, activation = "relu") %>%
+      layer_dropout(0.3)
     model <- keras_model(
       list(a = a, b = b),
-      list(total = keras$layers$Dense(1L, name = "total")(hidden),
-           parts = keras$layers$Dense(2L, name = "parts")(hidden))
+      list(total = layer_dense(hidden, 1, name = "total"),
+           parts = layer_dense(hidden, 2, name = "parts"))
     )
     model %>% compile(optimizer = optimizer_adam(0.01),
                       loss = list(total = "mse", parts = "mae"),
@@ -86,13 +83,12 @@ test_that("a functional model with two inputs and two outputs resumes exactly", 
 
 test_that("a custom R layer with weights and its own seed generator resumes exactly", {
   require_python()
-  keras <- keras_py()
   layer_noisy_dense <- Layer("NoisyDense",
     initialize = function(units, rate = 0.3, seed = 7, ...) {
       super$initialize(...)
       self$units <- as.integer(units)
       self$rate <- rate
-      self$seed_generator <- keras$random$SeedGenerator(as.integer(seed))
+      self$seed_generator <- random_seed_generator(seed)
     },
     build = function(input_shape) {
       self$kernel <- self$add_weight(shape = shape(input_shape[[2]], self$units),
@@ -100,9 +96,9 @@ test_that("a custom R layer with weights and its own seed generator resumes exac
       self$bias <- self$add_weight(shape = shape(self$units), initializer = "zeros")
     },
     call = function(inputs, training = NULL) {
-      out <- keras$ops$add(keras$ops$matmul(inputs, self$kernel), self$bias)
+      out <- op_add(op_matmul(inputs, self$kernel), self$bias)
       if (isTRUE(training)) {
-        out <- keras$random$dropout(out, self$rate, seed = self$seed_generator)
+        out <- random_dropout(out, self$rate, seed = self$seed_generator)
       }
       out
     }
@@ -124,7 +120,6 @@ test_that("a custom R layer with weights and its own seed generator resumes exac
 
 test_that("an R Model() with a custom train_step() resumes exactly", {
   require_python()
-  keras <- keras_py()
   tf <- reticulate::import("tensorflow")
   `%as%` <- reticulate::`%as%`
   StepModel <- Model("StepModel",
@@ -150,8 +145,8 @@ test_that("an R Model() with a custom train_step() resumes exactly", {
   make_model <- function() {
     set_random_seed(1)
     input <- keras_input(shape = 4)
-    hidden <- keras$layers$Dropout(0.2)(keras$layers$Dense(8L)(input))
-    model <- StepModel(input, keras$layers$Dense(1L)(hidden))
+    output <- input %>% layer_dense(8) %>% layer_dropout(0.2) %>% layer_dense(1)
+    model <- StepModel(input, output)
     model %>% compile(optimizer = optimizer_adam(0.01), loss = "mse",
                       metrics = "mae")
     model
@@ -163,7 +158,6 @@ test_that("an R Model() with a custom train_step() resumes exactly", {
 
 test_that("an R Metric() resumes exactly, its accumulators included", {
   require_python()
-  keras <- keras_py()
   metric_sum_abs <- Metric("SumAbsError",
     initialize = function(name = "sum_abs", ...) {
       super$initialize(name = name, ...)
@@ -173,12 +167,11 @@ test_that("an R Metric() resumes exactly, its accumulators included", {
                                       name = "count")
     },
     update_state = function(y_true, y_pred, sample_weight = NULL) {
-      ops <- keras$ops
-      err <- ops$abs(ops$subtract(ops$cast(y_true, "float32"), y_pred))
-      self$total$assign_add(ops$sum(err))
-      self$count$assign_add(ops$cast(ops$shape(y_pred)[[1]], "float32"))
+      err <- op_abs(op_subtract(op_cast(y_true, "float32"), y_pred))
+      self$total$assign_add(op_sum(err))
+      self$count$assign_add(op_cast(op_shape(y_pred)[[1]], "float32"))
     },
-    result = function() keras$ops$divide(self$total, self$count),
+    result = function() op_divide(self$total, self$count),
     reset_state = function() {
       self$total$assign(0)
       self$count$assign(0)

@@ -15,10 +15,7 @@ layer_linear <- Layer(
     self$b <- self$add_weight(shape = shape(self$units), initializer = "zeros",
                               name = "b")
   },
-  call = function(inputs) {
-    ops <- keras_py()$ops
-    ops$add(ops$matmul(inputs, self$w), self$b)
-  },
+  call = function(inputs) op_add(op_matmul(inputs, self$w), self$b),
   get_config = function() {
     config <- super$get_config()
     config$units <- self$units
@@ -93,16 +90,15 @@ test_that("R methods are seen by Keras with their own arguments", {
 
 test_that("training= reaches call(); a layer's own seed generator drives its randomness", {
   require_python()
-  keras <- keras_py()
   layer_noise <- Layer("Noise",
     initialize = function(seed = 1, ...) {
       super$initialize(...)
-      self$seed_generator <- keras$random$SeedGenerator(as.integer(seed))
+      self$seed_generator <- random_seed_generator(seed)
     },
     call = function(inputs, training = NULL) {
       if (isTRUE(training)) {
-        return(keras$ops$add(inputs, keras$random$normal(keras$ops$shape(inputs),
-                                                         seed = self$seed_generator)))
+        return(op_add(inputs, random_normal(op_shape(inputs),
+                                            seed = self$seed_generator)))
       }
       inputs
     }
@@ -206,14 +202,14 @@ test_that("inherit takes a Python class or another generator", {
   keras <- keras_py()
   layer_double_dense <- Layer("DoubleDense",
     inherit = keras$layers$Dense,
-    call = function(inputs) keras$ops$multiply(super$call(inputs), 2)
+    call = function(inputs) op_multiply(super$call(inputs), 2)
   )
   layer <- layer_double_dense(units = 2L, kernel_initializer = "ones")
   expect_identical(as.array(layer(matrix(1, 1, 3))$numpy()), matrix(6, 1, 2),
                    ignore_attr = TRUE)
   layer_linear_plus <- Layer("LinearPlus",
     inherit = layer_linear,
-    call = function(inputs) keras$ops$add(super()$call(inputs), 1)
+    call = function(inputs) op_add(super()$call(inputs), 1)
   )
   layer <- layer_linear_plus(units = 2)
   expect_s3_class(layer, "<r>.Linear")
@@ -266,13 +262,12 @@ test_that("a Model() subclass with its own layers and call() trains with fit()",
 
 test_that("a Model() with a custom train_step() and test_step() drives fit() and evaluate()", {
   require_python()
-  keras <- keras_py()
   tf <- reticulate::import("tensorflow")
   `%as%` <- reticulate::`%as%`
   step_model <- new_model_class("StepModel",
     initialize = function(...) {
       super$initialize(...)
-      self$loss_tracker <- keras$metrics$Mean(name = "custom_loss")
+      self$loss_tracker <- metric_mean(name = "custom_loss")
     },
     train_step = function(data) {
       c(x, y = NULL, sample_weight = NULL) %<-% data
@@ -295,7 +290,7 @@ test_that("a Model() with a custom train_step() and test_step() drives fit() and
   )
   set_random_seed(2)
   input <- keras_input(shape = 6)
-  model <- step_model(input, keras$layers$Dense(1L)(input))
+  model <- step_model(input, layer_dense(input, 1))
   model %>% compile(optimizer = optimizer_sgd(0.05), loss = "mse")
   data <- toy_data(n = 32)
   history <- model %>% fit(data$x, data$y, epochs = 4, batch_size = 8,
@@ -306,4 +301,30 @@ test_that("a Model() with a custom train_step() and test_step() drives fit() and
   result <- model %>% evaluate(data$x, data$y, batch_size = 8)
   mse <- mean((predict(model, data$x) - data$y)^2)
   expect_equal(unname(result[["custom_loss"]]), mse, tolerance = 1e-5)
+})
+
+test_that("train_step() gets `data` as Keras' fit() passes it", {
+  require_python()
+  tf <- reticulate::import("tensorflow")
+  traced <- function(x, ...) {
+    seen <- new.env()
+    probe <- Model("Probe",
+      train_step = function(data) {
+        seen$data <- if (is.list(data)) length(data) else "x alone"
+        x <- if (is.list(data)) data[[1]] else data
+        list(out = op_sum(self(x)))
+      })
+    input <- keras_input(shape = 3)
+    model <- probe(input, layer_dense(input, 1))
+    model %>% compile(optimizer = "sgd")
+    model %>% fit(x, ..., epochs = 1, batch_size = 4, verbose = 0)
+    seen$data
+  }
+  x <- matrix(1, 8, 3)
+  y <- matrix(1, 8, 1)
+  expect_identical(traced(x), "x alone")
+  expect_identical(traced(x, y), 2L)
+  expect_identical(traced(x, y, sample_weight = rep(1, 8)), 3L)
+  expect_identical(traced(tf$data$Dataset$from_tensor_slices(x)$batch(4L)),
+                   "x alone")
 })

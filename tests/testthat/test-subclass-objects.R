@@ -1,7 +1,5 @@
 # Metrics, losses, learning-rate schedules and constraints defined in R.
 
-keras_py <- function() kerasbackup:::py_keras()
-
 # Largest absolute error seen since the last reset.
 metric_max_abs_error <- Metric(
   "MaxAbsError",
@@ -11,9 +9,8 @@ metric_max_abs_error <- Metric(
                                     name = "worst")
   },
   update_state = function(y_true, y_pred, sample_weight = NULL) {
-    ops <- keras_py()$ops
-    err <- ops$max(ops$abs(ops$subtract(ops$cast(y_true, "float32"), y_pred)))
-    self$worst$assign(ops$maximum(self$worst, err))
+    err <- op_max(op_abs(op_subtract(op_cast(y_true, "float32"), y_pred)))
+    self$worst$assign(op_maximum(self$worst, err))
   },
   result = function() self$worst$value,
   reset_state = function() self$worst$assign(0)
@@ -22,8 +19,7 @@ metric_max_abs_error <- Metric(
 loss_abs <- Loss(
   "AbsoluteError",
   call = function(y_true, y_pred) {
-    ops <- keras_py()$ops
-    ops$mean(ops$abs(ops$subtract(y_true, y_pred)), axis = -1L)
+    op_mean(op_abs(op_subtract(y_true, y_pred)), axis = -1)
   }
 )
 
@@ -78,7 +74,6 @@ test_that("an R Loss() is applied per sample and reduced by Keras", {
 
 test_that("an R LearningRateSchedule() sets the learning rate at each step", {
   require_python()
-  keras <- keras_py()
   schedule_halving <- LearningRateSchedule(
     "Halving",
     initialize = function(initial = 0.1, every = 2) {
@@ -86,9 +81,7 @@ test_that("an R LearningRateSchedule() sets the learning rate at each step", {
       self$every <- every
     },
     call = function(step) {
-      ops <- keras$ops
-      ops$multiply(self$initial,
-                   ops$power(0.5, ops$floor(ops$divide(step, self$every))))
+      op_multiply(self$initial, op_power(0.5, op_floor(op_divide(step, self$every))))
     },
     get_config = function() list(initial = self$initial, every = self$every)
   )
@@ -110,10 +103,9 @@ test_that("an R LearningRateSchedule() sets the learning rate at each step", {
 
 test_that("an R Constraint() projects weights after each step", {
   require_python()
-  keras <- keras_py()
   constraint_nonneg <- Constraint(
     "NonNegative",
-    call = function(w) keras$ops$relu(w),
+    call = function(w) op_relu(w),
     get_config = function() list()
   )
   expect_output(print(constraint_nonneg), "<constraint class NonNegative>")

@@ -303,7 +303,7 @@ class _ArrayFeed:
 
     def _batch(self, index):
         x, y, w = self.data
-        return (_take(x, index), _take(y, index), _take(w, index))
+        return _keras_batch(_take(x, index), _take(y, index), _take(w, index))
 
     def order(self, epoch):
         if not self.shuffles:
@@ -379,8 +379,15 @@ class _StreamFeed:
 
 
 def _as_batch(batch):
-    # As Keras' own data adapters: an element that is not a tuple (a dataset
-    # of inputs only) reaches train_step() as it is, not wrapped in a tuple.
-    if isinstance(batch, (list, tuple)):
+    # As Keras passes a stream's element to train_step(): lists become tuples,
+    # anything else (a lone `x`, a dict) is left as it is.
+    if isinstance(batch, list):
         return tuple(batch)
     return batch
+
+
+def _keras_batch(x, y, w):
+    # The `data` Keras hands to train_step() for in-memory arrays: `x` alone
+    # without targets, `(x, y)` without weights, else `(x, y, w)`. A custom
+    # train_step() (often written in R) relies on this structure.
+    return data_adapter_utils.pack_x_y_sample_weight(x, y, w)
