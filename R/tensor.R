@@ -77,9 +77,6 @@ NULL
 #'   `drop = FALSE`. `x[...] <- value` returns a new tensor with those
 #'   positions replaced.
 #'
-#' @param x A tensor or variable.
-#' @param ... Indices, one per axis.
-#' @param drop Whether a single index drops its axis.
 #' @returns `as.*()`: R vectors or arrays. `dim()`: an integer vector.
 #'   `length()`: a number. Operators, `Math`, `Summary` and `[`: tensors.
 #' @name tensor-methods
