@@ -1,5 +1,6 @@
 # Methods keras3 calls on layers and models: preprocessing state, metric
-# state, parameter counts, state trees, quantization.
+# state, parameter counts, state trees, quantization; and how layer and
+# loss objects behave when R calls them.
 
 #' Fit a preprocessing layer's state to data
 #'
@@ -115,5 +116,17 @@ py_to_r_wrapper.keras.src.layers.layer.Layer <- function(x) {
   function(object, ...) {
     if (missing(object)) return(x(...))
     compose_layer(object, x, ...)
+  }
+}
+
+#' @rawNamespace S3method(py_to_r_wrapper, keras.src.losses.loss.Loss)
+NULL
+
+py_to_r_wrapper.keras.src.losses.loss.Loss <- function(x) {
+  # A loss object called from R takes keras3's argument names (`y_true`,
+  # `y_pred`, also matched by `y = ` as R matches partial names).
+  force(x)
+  function(y_true, y_pred, sample_weight = NULL) {
+    x(y_true, y_pred, sample_weight = sample_weight)
   }
 }

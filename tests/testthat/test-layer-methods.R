@@ -83,3 +83,15 @@ test_that("a layer object called from R composes like a layer function", {
   outer <- keras_model_sequential(input_shape = 4) |> model()
   expect_identical(length(outer$layers), 1L)
 })
+
+test_that("a loss object called from R takes keras3's argument names", {
+  loss <- loss_mean_squared_error()
+  y_true <- op_convert_to_tensor(matrix(c(0, 1, 2, 3), 2))
+  y_pred <- op_convert_to_tensor(matrix(c(1, 1, 2, 5), 2))
+  expected <- as.numeric(loss(y_true, y_pred))
+  expect_equal(expected, mean(c(1, 0, 0, 4)) , tolerance = 1e-6)
+  expect_equal(as.numeric(loss(y = y_true, y_pred = y_pred)), expected)
+  expect_equal(as.numeric(loss(y_pred = y_pred, y_true = y_true,
+                               sample_weight = c(1, 0))),
+               mean(c(1, 0)) / 2, tolerance = 1e-6)
+})
