@@ -328,3 +328,26 @@ test_that("train_step() gets `data` as Keras' fit() passes it", {
   expect_identical(traced(tf$data$Dataset$from_tensor_slices(x)$batch(4L)),
                    "x alone")
 })
+
+test_that("calls to Python methods and functions accept a trailing comma", {
+  require_python()
+  layer_scale <- Layer("TrailingScale",
+    build = function(input_shape) {
+      self$scale <- self$add_weight(
+        shape = shape(input_shape[[2]]),
+        initializer = "ones",
+        trainable = TRUE,
+      )
+    },
+    call = function(inputs) op_multiply(inputs, self$scale)
+  )
+  layer <- layer_scale()
+  expect_identical(as.array(layer(matrix(2, 1, 3))$numpy()), matrix(2, 1, 3),
+                   ignore_attr = TRUE)
+  main <- reticulate::py_run_string("def add2(a, b=0):\n    return a + b",
+                                    local = TRUE)
+  expect_identical(main$add2(1L, b = 2L, ), 3L)
+  expect_identical(layer$count_params(), 3L)
+  expect_invisible(layer$set_weights(list(array(c(1, 2, 3))), ))
+  expect_identical(as.vector(layer$get_weights()[[1]]), c(1, 2, 3))
+})
