@@ -142,35 +142,8 @@ rewrite_code <- function(file, name) {
       lines[span[[1]]] <- paste("invisible() # dropped:", deparse(e[[1]]))
     }
   }
-  writeLines(drop_trailing_commas_in_py_calls(lines), file)
+  writeLines(lines, file)
   invisible(file)
-}
-
-# reticulate 1.28 (Debian 12's) cannot call a Python method with a trailing
-# comma (`self$add_weight(shape = s, trainable = TRUE,)`); newer reticulate
-# can. Such commas in `obj$method(...)` calls are removed.
-drop_trailing_commas_in_py_calls <- function(lines) {
-  pd <- utils::getParseData(parse(text = lines, keep.source = TRUE))
-  pd <- pd[pd$terminal, ]
-  pd <- pd[order(pd$line1, pd$col1), ]
-  drop <- list()
-  for (i in which(pd$token == "SYMBOL_FUNCTION_CALL")) {
-    if (i < 2L || pd$token[[i - 1L]] != "'$'" || pd$token[[i + 1L]] != "'('") next
-    depth <- 0L
-    for (j in (i + 1L):nrow(pd)) {
-      if (pd$token[[j]] %in% c("'('", "'['")) depth <- depth + 1L
-      if (pd$token[[j]] == "LBB") depth <- depth + 2L  # `[[` closes with two `]`
-      if (pd$token[[j]] %in% c("')'", "']'")) depth <- depth - 1L
-      if (depth == 0L) break
-    }
-    if (pd$token[[j - 1L]] == "','") drop[[length(drop) + 1L]] <- pd[j - 1L, c("line1", "col1")]
-  }
-  for (d in rev(drop)) {
-    line <- lines[[d$line1]]
-    lines[[d$line1]] <- paste0(substr(line, 1L, d$col1 - 1L),
-                               substr(line, d$col1 + 1L, nchar(line)))
-  }
-  lines
 }
 
 # ------------------------------------------------------------ shims
