@@ -147,11 +147,12 @@ def fit(
                     fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
     attached = []
+    stepper = make_stepper(model)
     try:
         for cb in backups:
             cb.attach(run)
             attached.append(cb)
-        return _train(model, feed, callback_list, run, backups, epochs,
+        return _train(model, stepper, feed, callback_list, run, backups, epochs,
                       initial_epoch, validation_batch_size or feed.batch_size,
                       validation_freq, validation_steps)
     except BaseException as e:
@@ -159,6 +160,7 @@ def fit(
             cb.abort(e)
         raise
     finally:
+        stepper.close()  # the training state back on the model, as Keras does
         for cb in attached:
             cb.detach()
 
@@ -175,19 +177,9 @@ def _build(model, batch):
             raise
 
 
-def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
+def _train(model, stepper, feed, callbacks, run, backups, epochs, initial_epoch,
            validation_batch_size, validation_freq, validation_steps=None):
     model.stop_training = False
-    stepper = make_stepper(model)
-    try:
-        return _epochs(model, stepper, feed, callbacks, run, backups, epochs,
-                       initial_epoch, validation_batch_size, validation_freq)
-    finally:
-        stepper.close()  # the training state back on the model, as Keras does
-
-
-def _epochs(model, stepper, feed, callbacks, run, backups, epochs,
-            initial_epoch, validation_batch_size, validation_freq):
     callbacks.on_train_begin()
 
     start_epoch, start_batch = initial_epoch, 0
