@@ -37,8 +37,9 @@ A machine without Keras (GPU machines often have jax, torch and Orbax
 only) gets it from wheels brought along. Where PyPI can be reached:
 
     pip download keras==3.15.1 --no-deps -d wheels/
-    pip download absl-py namex optree ml-dtypes h5py rich markdown-it-py mdurl \\
-        pygments packaging --only-binary=:all: --platform manylinux2014_x86_64 \\
+    pip download --no-deps absl-py namex optree ml-dtypes h5py rich \\
+        markdown-it-py mdurl pygments packaging typing-extensions \\
+        --only-binary=:all: --platform manylinux2014_x86_64 \\
         --python-version 3.11 -d wheels/      # repeat for 3.10, 3.12: the GPU
                                               # machine's Python is not known
 On the GPU machine, from the repository root (only what is missing is
