@@ -426,6 +426,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         _, _, info = loaded
         plan = plans[info["path"]]
         plan.apply()
+        if plan.inexact:
+            self._warn_once("inexact", "The resume is not exact: this process "
+                            "cannot restore " + "; ".join(plan.inexact) + ".")
         restored = plan.state
         fit.plan = plan
         fit.progress = dataclasses.replace(
@@ -528,13 +531,14 @@ class BackupAndRestore(keras.callbacks.Callback):
             batches_since_save=self.policy.batches_since_save,
             shuffle_seed=(self._driver.shuffle_seed if self._driver is not None
                           else None))
-        arrays, meta = training_state.capture(
+        captured = training_state.capture(
             self.model, progress, include_metrics, callbacks=fit.callbacks,
             into=saver.host_buffers)
         store = fit.store
 
         def write(cancel):
-            return store.save(arrays, meta, epoch=epoch, batch=batch,
+            return store.save(captured.host_arrays(), captured.meta, epoch=epoch,
+                              batch=batch,
                               cancel=cancel if saver.asynchronous else None)
 
         try:

@@ -17,6 +17,7 @@ import keras
 from keras.src import tree
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from kerasbackup.backend_step import make_stepper
 from kerasbackup.callback import BackupAndRestore, DriverRun
 from kerasbackup.errors import ResumeWarning
 
@@ -146,11 +147,12 @@ def fit(
                     fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
     attached = []
+    stepper = make_stepper(model)
     try:
         for cb in backups:
             cb.attach(run)
             attached.append(cb)
-        return _train(model, feed, callback_list, run, backups, epochs,
+        return _train(model, stepper, feed, callback_list, run, backups, epochs,
                       initial_epoch, validation_batch_size or feed.batch_size,
                       validation_freq, validation_steps)
     except BaseException as e:
@@ -158,6 +160,7 @@ def fit(
             cb.abort(e)
         raise
     finally:
+        stepper.close()  # the training state back on the model, as Keras does
         for cb in attached:
             cb.detach()
 
@@ -174,10 +177,9 @@ def _build(model, batch):
             raise
 
 
-def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
+def _train(model, stepper, feed, callbacks, run, backups, epochs, initial_epoch,
            validation_batch_size, validation_freq, validation_steps=None):
     model.stop_training = False
-    model.make_train_function()
     callbacks.on_train_begin()
 
     start_epoch, start_batch = initial_epoch, 0
@@ -201,13 +203,15 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         model.reset_metrics()
         skip = start_batch if epoch == start_epoch else 0
         callbacks.on_epoch_begin(epoch)  # a resumed epoch's metrics are restored here
+        stepper.begin_epoch()
         logs = None
         for step, batch in feed.batches(epoch, skip):
             callbacks.on_train_batch_begin(step)
-            logs = model.train_function(iter([batch]))
+            logs = stepper.step(batch)
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
+        stepper.end_epoch()
         if logs is None:
             epoch_logs = dict(model.get_metrics_result())
         else:
