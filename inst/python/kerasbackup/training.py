@@ -17,6 +17,7 @@ import keras
 from keras.src import tree
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from kerasbackup import distributed, replicas, shims
 from kerasbackup.callback import BackupAndRestore, DriverRun
 from kerasbackup.errors import ResumeWarning
 
@@ -103,6 +104,11 @@ def fit(
     and resume at the right epoch and batch count, with a warning that their
     order is not reproduced.
 
+    Under a multi-worker engine (tf.distribute.MultiWorkerMirroredStrategy,
+    jax.distributed), every worker calls fit() with the same arrays and the
+    global `batch_size`; each trains on its share of every batch, chosen by
+    its rank (see distributed.py).
+
     Returns:
         The `History` of the whole run, restored epochs included.
     """
@@ -127,9 +133,12 @@ def fit(
         feed = _StreamFeed(x, steps_per_epoch)
     if feed.validation is None and validation_data is not None:
         feed.validation = _unpack(validation_data)
+    cluster = distributed.cluster_for(model)
+    if cluster.world > 1:
+        _check_shares(feed, cluster.world)
 
-    first = feed.peek()
-    model._symbolic_build(data_batch=first)
+    with distributed.scope(model):
+        model._symbolic_build(data_batch=cluster.share(feed.peek()))
 
     callback_list = keras.callbacks.CallbackList(
         callbacks,
@@ -141,6 +150,7 @@ def fit(
         model=model,
     )
     shuffle_seed = int(np.random.randint(0, 2**31 - 1)) if feed.shuffles else None
+    shuffle_seed = cluster.broadcast(shuffle_seed)  # one data order for all workers
     run = DriverRun(callbacks=list(callback_list.callbacks),
                     fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
@@ -149,9 +159,10 @@ def fit(
         for cb in backups:
             cb.attach(run)
             attached.append(cb)
-        return _train(model, feed, callback_list, run, backups, epochs,
-                      initial_epoch, validation_batch_size or feed.batch_size,
-                      validation_freq)
+        with shims.applied_for(model), cluster.peer_errors():
+            return _train(model, feed, callback_list, run, backups, epochs,
+                          initial_epoch, validation_batch_size or feed.batch_size,
+                          validation_freq, cluster)
     except BaseException as e:
         for cb in attached:
             cb.abort(e)
@@ -162,7 +173,7 @@ def fit(
 
 
 def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
-           validation_batch_size, validation_freq):
+           validation_batch_size, validation_freq, cluster):
     model.stop_training = False
     model.make_train_function()
     callbacks.on_train_begin()
@@ -191,6 +202,8 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         logs = None
         for step, batch in feed.batches(epoch, skip):
             callbacks.on_train_batch_begin(step)
+            # This worker's share, split among its replicas (TF strategies).
+            batch = replicas.split_batch(model, cluster.share(batch))
             logs = model.train_function(iter([batch]))
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
@@ -215,6 +228,28 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         model.optimizer.finalize_variable_values(model.trainable_weights)
     callbacks.on_train_end(logs=training_logs)
     return model.history
+
+
+def _check_shares(feed, world):
+    """Refuses data whose global batches do not split evenly among the workers."""
+    if not isinstance(feed, _ArrayFeed):
+        raise ValueError(
+            f"kerasbackup.fit() with {world} workers needs in-memory arrays "
+            "(x, y): each worker takes its share of every global batch by its "
+            "rank, which a dataset or generator cannot provide.")
+    sizes = {feed.batch_size}
+    last = feed.n - (feed.steps - 1) * feed.batch_size
+    if 0 < last < feed.batch_size:
+        sizes.add(last)
+    odd = sorted(b for b in sizes if b % world)
+    if odd:
+        raise ValueError(
+            f"kerasbackup.fit() with {world} workers splits every global batch "
+            f"into {world} equal shares, but batches of {odd[0]} samples do not "
+            f"split evenly (batch_size={feed.batch_size}, {feed.n} training "
+            f"samples). Use a batch_size and a number of samples that are "
+            f"multiples of {world}, or steps_per_epoch to leave out a last, "
+            "smaller batch.")
 
 
 def _unpack(data):
