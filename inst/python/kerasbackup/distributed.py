@@ -333,7 +333,7 @@ class JaxCluster(Cluster):
         self._previous = key
 
     def broadcast(self, obj):
-        key = self._next_key("broadcast")
+        key = self.interval_key("broadcast")
         if self.is_chief:
             self.client.key_value_set(key, json.dumps(obj))
         value = json.loads(self._get(key, "a broadcast"))
@@ -342,7 +342,7 @@ class JaxCluster(Cluster):
         return value
 
     def allgather(self, obj):
-        key = self._next_key("allgather")
+        key = self.interval_key("allgather")
         mine = f"{key}/{self.rank}"
         self.client.key_value_set(mine, json.dumps(obj))
         values = [json.loads(self._get(f"{key}/{r}", "an exchange"))
@@ -443,6 +443,30 @@ def scope(model):
     return contextlib.nullcontext()
 
 
+# ------------------------------------------------------------- data shares
+
+
+def check_shares(samples, batch_size, steps, world):
+    """Refuses global batches that do not split into `world` equal shares.
+
+    `samples` training samples in `steps` batches of `batch_size` (the last
+    one may be smaller). Raises ValueError naming the sizes.
+    """
+    sizes = {int(batch_size)}
+    last = int(samples) - (int(steps) - 1) * int(batch_size)
+    if 0 < last < batch_size:
+        sizes.add(last)
+    odd = sorted(b for b in sizes if b % world)
+    if odd:
+        raise ValueError(
+            f"kerasbackup.fit() with {world} workers splits every global batch "
+            f"into {world} equal shares, but batches of {odd[0]} samples do not "
+            f"split evenly (batch_size={batch_size}, {samples} training "
+            f"samples). Use a batch_size and a number of samples that are "
+            f"multiples of {world}, or steps_per_epoch to leave out a last, "
+            "smaller batch.")
+
+
 # ------------------------------------------------------------- agreements
 
 
@@ -513,7 +537,9 @@ class StopAgreement:
         self.agreed_at = None  # time.monotonic() of the agreement to stop
         self.agreements = 0
         self._batches = 0
-        self._next = 1  # the first batch (compilation) sets the pace
+        #: Batches between agreements: 1 at first (the first batch compiles
+        #: and sets no pace), then the chief's proposal from its batch rate.
+        self.interval = 1
         self._since = time.monotonic()
 
     def _agree(self, flag):
@@ -525,7 +551,7 @@ class StopAgreement:
         stop, interval = self.cluster.agree(flag, proposal)
         self.agreements += 1
         self._batches = 0
-        self._next = max(int(interval), 1)
+        self.interval = max(int(interval), 1)
         self._since = time.monotonic()
         if stop and not self.agreed:
             self.agreed, self.agreed_at = True, self._since
@@ -536,7 +562,7 @@ class StopAgreement:
         if self.cluster.world == 1:
             return bool(flag)
         self._batches += 1
-        if self._batches >= self._next and not self.agreed:
+        if self._batches >= self.interval and not self.agreed:
             return self._agree(flag)
         return self.agreed
 

@@ -231,25 +231,12 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
 
 
 def _check_shares(feed, world):
-    """Refuses data whose global batches do not split evenly among the workers."""
     if not isinstance(feed, _ArrayFeed):
         raise ValueError(
             f"kerasbackup.fit() with {world} workers needs in-memory arrays "
             "(x, y): each worker takes its share of every global batch by its "
             "rank, which a dataset or generator cannot provide.")
-    sizes = {feed.batch_size}
-    last = feed.n - (feed.steps - 1) * feed.batch_size
-    if 0 < last < feed.batch_size:
-        sizes.add(last)
-    odd = sorted(b for b in sizes if b % world)
-    if odd:
-        raise ValueError(
-            f"kerasbackup.fit() with {world} workers splits every global batch "
-            f"into {world} equal shares, but batches of {odd[0]} samples do not "
-            f"split evenly (batch_size={feed.batch_size}, {feed.n} training "
-            f"samples). Use a batch_size and a number of samples that are "
-            f"multiples of {world}, or steps_per_epoch to leave out a last, "
-            "smaller batch.")
+    distributed.check_shares(feed.n, feed.batch_size, feed.steps, world)
 
 
 def _unpack(data):
