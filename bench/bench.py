@@ -53,6 +53,10 @@ FULL = {
     "batch_calls": 200_000,
     "small_fit": (4096, 32, 64, 5, 32, 5),  # samples, features, units, epochs, batch, repeats
     "preempt": (1024, 8, 3),  # width, layers (8.4M params, ~100 MB with Adam), repeats
+    # Per backend, each in a process of its own: saves, then fit() overhead.
+    "backend_size": ("25M", 2048, 6),
+    "backend_repeats": 5,
+    "backend_fit": {"fit_epoch_seconds": 2.0, "fit_epochs": 3, "fit_repeats": 3},
 }
 QUICK = {
     "sizes": [("60k", 128, 3)],
@@ -65,7 +69,11 @@ QUICK = {
     "batch_calls": 2_000,
     "small_fit": (512, 8, 16, 2, 32, 1),
     "preempt": (256, 2, 1),
+    "backend_size": ("60k", 128, 3),
+    "backend_repeats": 1,
+    "backend_fit": {"fit_epoch_seconds": 0.3, "fit_epochs": 2, "fit_repeats": 1},
 }
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def log(msg):
@@ -236,7 +244,8 @@ def checkpoint_arrays(model):
     """The arrays a save writes (variables and generators), as the callback captures them."""
     from kerasbackup import state
 
-    arrays, _ = state.capture(model, state.TrainingState(epoch=0), include_metrics=False)
+    arrays = state.capture(model, state.TrainingState(epoch=0),
+                           include_metrics=False).host_arrays()
     return [np.ascontiguousarray(a) for a in arrays.values()]
 
 
@@ -594,6 +603,39 @@ def measure_preemption(cfg, workdir):
 
 
 
+# ---------------------------------------------------------------- per backend
+
+
+def measure_backends(cfg, quick, workdir):
+    """The same saves and fit() overheads on each backend, one process each, in turn."""
+    rows = []
+    for backend in BACKENDS:
+        out = os.path.join(workdir, f"backend-{backend}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--backend-row", out,
+               "--dir", workdir] + (["--quick"] if quick else [])
+        log(f"backend {backend}: a process of its own")
+        try:
+            p = subprocess.run(cmd, env=dict(os.environ, KERAS_BACKEND=backend),
+                               stdout=subprocess.DEVNULL, timeout=1800)
+            if p.returncode != 0:
+                raise RuntimeError(f"exit {p.returncode} (its progress and error are above)")
+            with open(out) as f:
+                rows.append(json.load(f))
+        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as e:
+            rows.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
+    return rows
+
+
+def backend_row(cfg, workdir):
+    """One backend's row (run with KERAS_BACKEND set; see measure_backends)."""
+    import keras
+
+    label, width, layers = cfg["backend_size"]
+    saves = measure_saves(label, width, layers, cfg["backend_repeats"], workdir)
+    fit = measure_fit(label, width, layers, dict(cfg, **cfg["backend_fit"]), workdir)
+    return {"backend": keras.backend.backend(), "saves": saves, "fit": fit}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -739,6 +781,38 @@ def report(results):
         lambda s: ms(med(s["restore"]["keras_load_weights"])))
     add("")
 
+    rows = results.get("backends")
+    if rows:
+        first = next((r for r in rows if "saves" in r), None)
+        size = (f"{first['saves']['params'] / 1e6:.2f} M params, "
+                f"{mb(first['saves']['state_bytes'])} state, " if first else "")
+        heading(f"Per backend ({size}one process per backend, in turn; medians)",
+                "Backend", "stall, ours async (default)", "stall, ours sync",
+                "stall, Keras' callback", "ours async / Keras'",
+                "ours async, until written", "raw write + fsync",
+                "fit() overhead per save, ours", "Keras' callback", "ours / Keras'")
+        for row in rows:
+            if "error" in row:
+                add(f"| {row['backend']} | error: {row['error']} |" + " |" * 8)
+                continue
+            sv = row["saves"]
+            _, over = fit_overheads(row["fit"])
+            ours, kers = (over["ours (defaults)"][2],
+                          over["Keras BackupAndRestore (defaults)"][2])
+            ratio = (f"{ours / kers:.2f}×" if ours > 0 and kers > 0
+                     else "within noise")
+            add(f"| {row['backend']} | {ms(T(sv, 'async_stall'))} | {ms(T(sv, 'sync'))} | "
+                f"{ms(T(sv, 'keras'))} | {T(sv, 'async_stall') / T(sv, 'keras'):.2f}× | "
+                f"{ms(T(sv, 'async_written'))} | {ms(T(sv, 'raw'))} | "
+                f"{ours * 1000:+.0f} ms | {kers * 1000:+.0f} ms | {ratio} |")
+        add("")
+        add("On JAX and torch the asynchronous save's snapshot is a copy on the "
+            "variables' device; it reaches host memory on the saver's thread. "
+            "On the CPU the device is host memory, so this copy is the same "
+            "memcpy as TensorFlow's; the gain is on an accelerator "
+            "(`bench/gpu_check.py`).")
+        add("")
+
     pb = results.get("batch_cost")
     if pb:
         heading("Callback cost per batch, no save due (on_train_batch_begin + _end)",
@@ -792,7 +866,10 @@ def main(argv=None):
     p.add_argument("--report", default=None,
                    help="markdown report (default: bench/RESULTS.md, none with --quick)")
     p.add_argument("--dir", default=None, help="parent of the scratch directory")
-    p.add_argument("--skip", default="", help="comma list of: saves,fit,batch,r,preempt")
+    p.add_argument("--skip", default="",
+                   help="comma list of: saves,fit,batch,r,preempt,backends")
+    p.add_argument("--backend-row", default=None, metavar="JSON",
+                   help="internal: measure this process' backend only, into JSON")
     p.add_argument("--from-json", default=None,
                    help="only write the report of an earlier run's results.json")
     args = p.parse_args(argv)
@@ -808,6 +885,14 @@ def main(argv=None):
     report_path = args.report or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
     skip = set(filter(None, args.skip.split(",")))
     workdir = tempfile.mkdtemp(prefix="kerasbackup-bench-", dir=args.dir)
+    if args.backend_row:
+        try:
+            row = backend_row(cfg, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        with open(args.backend_row, "w") as f:
+            json.dump(row, f)
+        return 0
     results = {"quick": args.quick}
     try:
         results["machine"] = machine_line(workdir)
@@ -825,6 +910,8 @@ def main(argv=None):
             results["r"] = measure_r(cfg)
         if "preempt" not in skip:
             results["preemption"] = measure_preemption(cfg, workdir)
+        if "backends" not in skip:
+            results["backends"] = measure_backends(cfg, args.quick, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["runtime"] = time.perf_counter() - T_START

@@ -449,6 +449,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         except Exception as e:
             error = e
         fit.cluster.raise_together(error, "restoring the checkpoint")
+        if plan.inexact:
+            self._warn_once("inexact", "The resume is not exact: this process "
+                            "cannot restore " + "; ".join(plan.inexact) + ".")
         restored = plan.state
         fit.plan = plan
         fit.progress = dataclasses.replace(
@@ -558,7 +561,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             batches_since_save=self.policy.batches_since_save,
             shuffle_seed=(self._driver.shuffle_seed if self._driver is not None
                           else None))
-        arrays, meta = training_state.capture(
+        captured = training_state.capture(
             self.model, progress, include_metrics, callbacks=fit.callbacks,
             into=saver.host_buffers, cluster=fit.cluster)
         store = fit.store
@@ -566,7 +569,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             return  # not the chief: it took part in the capture, the chief writes
 
         def write(cancel):
-            return store.save(arrays, meta, epoch=epoch, batch=batch,
+            return store.save(captured.host_arrays(), captured.meta, epoch=epoch,
+                              batch=batch,
                               cancel=cancel if saver.asynchronous else None)
 
         try:

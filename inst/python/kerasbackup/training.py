@@ -18,6 +18,7 @@ from keras.src import tree
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from kerasbackup import distributed, replicas, shims
+from kerasbackup.backend_step import make_stepper
 from kerasbackup.callback import BackupAndRestore, DriverRun
 from kerasbackup.errors import ResumeWarning
 
@@ -175,7 +176,17 @@ def fit(
 def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
            validation_batch_size, validation_freq, cluster):
     model.stop_training = False
-    model.make_train_function()
+    stepper = make_stepper(model)
+    try:
+        return _epochs(model, stepper, feed, callbacks, run, backups, epochs,
+                       initial_epoch, validation_batch_size, validation_freq,
+                       cluster)
+    finally:
+        stepper.close()  # the training state back on the model, as Keras does
+
+
+def _epochs(model, stepper, feed, callbacks, run, backups, epochs,
+            initial_epoch, validation_batch_size, validation_freq, cluster):
     callbacks.on_train_begin()
 
     start_epoch, start_batch = initial_epoch, 0
@@ -199,15 +210,16 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         model.reset_metrics()
         skip = start_batch if epoch == start_epoch else 0
         callbacks.on_epoch_begin(epoch)  # a resumed epoch's metrics are restored here
+        stepper.begin_epoch()
         logs = None
         for step, batch in feed.batches(epoch, skip):
             callbacks.on_train_batch_begin(step)
             # This worker's share, split among its replicas (TF strategies).
-            batch = replicas.split_batch(model, cluster.share(batch))
-            logs = model.train_function(iter([batch]))
+            logs = stepper.step(replicas.split_batch(model, cluster.share(batch)))
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
+        stepper.end_epoch()
         if logs is None:
             epoch_logs = dict(model.get_metrics_result())
         else:
