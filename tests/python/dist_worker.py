@@ -24,14 +24,20 @@ Files under --events (E), all written atomically:
 Exit status: 0 completed, 42 preempted, 43 PeerLostError, 44 another error.
 """
 
-import argparse
-import json
 import os
-import sys
 
-import numpy as np
+if os.environ.get("KB_TEST_NETNS"):  # before any socket or thread (helpers_dist.py)
+    import netns
 
-import helpers_training as ht
+    netns.join(os.environ["KB_TEST_NETNS"])
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import helpers_training as ht  # noqa: E402
 
 EXIT = {"ok": 0, "preempted": 42, "peer_lost": 43, "error": 44}
 
@@ -138,7 +144,7 @@ def make_engine(args):
         from kerasbackup.distributed import initialize_jax
 
         initialize_jax(f"127.0.0.1:{args.port}", args.world, args.rank,
-                       timeout=int(args.timeout))
+                       timeout=args.timeout, collectives_host="127.0.0.1")
     import jax
 
     keras.distribution.set_distribution(keras.distribution.DataParallel(

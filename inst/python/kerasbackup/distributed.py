@@ -31,6 +31,7 @@ LocalCluster: it has nobody to agree with.
 
 import contextlib
 import json
+import math
 import os
 import time
 
@@ -298,9 +299,9 @@ class JaxCluster(Cluster):
     Agreements go through the coordination service's key-value store: each
     worker sets its key and reads the others' with a bounded blocking get.
     Every worker runs the same sequence of agreements, so a process-wide
-    counter names each one; a worker removes its key of the previous round
-    once it has read every key of the current one (by then all workers have
-    read it).
+    counter names each one. A worker removes the keys it set in earlier
+    rounds once it has read every worker's key of an exchange: each of them
+    set that key after it had read everything before.
     """
 
     engine = "jax"
@@ -311,7 +312,7 @@ class JaxCluster(Cluster):
         self.client = _jax_client()
         if self.client is None:
             raise RuntimeError("jax.distributed is not initialized")
-        self._previous = None
+        self._mine = []  # keys this worker set that others may still read
 
     def _next_key(self, what):
         JaxCluster._round += 1
@@ -324,30 +325,31 @@ class JaxCluster(Cluster):
         except Exception as e:  # XlaRuntimeError: DEADLINE_EXCEEDED, UNAVAILABLE
             raise lost_peer(self.rank, what, self.timeout, e) from e
 
-    def _forget_previous(self, key):
-        if self._previous is not None:
+    def _set(self, key, value):
+        self.client.key_value_set(key, value)
+        self._mine.append(key)
+
+    def _forget_read(self):
+        """Removes this worker's keys of the rounds before the exchange just done."""
+        done, self._mine = self._mine[:-1], self._mine[-1:]
+        for key in done:
             try:
-                self.client.key_value_delete(self._previous)
+                self.client.key_value_delete(key)
             except Exception:
                 pass  # only memory in the coordination service
-        self._previous = key
 
     def broadcast(self, obj):
-        key = self.interval_key("broadcast")
+        key = self._next_key("broadcast")
         if self.is_chief:
-            self.client.key_value_set(key, json.dumps(obj))
-        value = json.loads(self._get(key, "a broadcast"))
-        if self.is_chief:
-            self._forget_previous(key)
-        return value
+            self._set(key, json.dumps(obj))
+        return json.loads(self._get(key, "a broadcast"))
 
     def allgather(self, obj):
-        key = self.interval_key("allgather")
-        mine = f"{key}/{self.rank}"
-        self.client.key_value_set(mine, json.dumps(obj))
+        key = self._next_key("allgather")
+        self._set(f"{key}/{self.rank}", json.dumps(obj))
         values = [json.loads(self._get(f"{key}/{r}", "an exchange"))
                   for r in range(self.world)]
-        self._forget_previous(mine)
+        self._forget_read()
         return values
 
     @contextlib.contextmanager
@@ -364,6 +366,88 @@ def is_jax_peer_error(error):
     """Whether a JAX runtime error says a peer was lost (gloo, coordination service)."""
     return (type(error).__name__ in ("XlaRuntimeError", "JaxRuntimeError")
             and any(m in str(error) for m in _JAX_LOST))
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def initialize_jax(coordinator_address, num_processes, process_id, timeout=None,
+                   init_timeout=300, bind_address=None, collectives_host=None):
+    """Joins this process to a jax.distributed cluster, with bounded waits.
+
+    What `keras.distribution.initialize()` does, with the bounds it does
+    not pass: our agreements wait at most `timeout` seconds (default: the
+    peer timeout, `KERASBACKUP_PEER_TIMEOUT`), a peer without heartbeats for
+    twice as long counts as lost for JAX (its own default is 100 s), and a
+    peer that does not come within `init_timeout` seconds ends the start.
+    Then, as Keras does, the processes agree on Keras' random seed.
+
+    Args:
+        coordinator_address: "host:port" of process 0's coordination service.
+        num_processes, process_id: the number of processes and this one's rank.
+        timeout: the bound on waiting for a peer in our agreements; JAX's
+            heartbeat bound is twice it, so that our PeerLostError comes
+            first where we wait.
+        init_timeout: seconds to wait for every process at start-up.
+        bind_address: where process 0's coordination service listens
+            (default: the coordinator address itself if it is a loopback
+            address, else JAX's default, every interface).
+        collectives_host: the address the CPU collectives (gloo) listen on
+            (default: JAX's, the address of this host's name).
+
+    A peer lost later ends the survivors in bounded time: with a
+    PeerLostError when it is noticed in one of our agreements (after
+    `timeout`) or by a collective of the train step (a dead peer's closed
+    connection, at once). Otherwise JAX's coordination service ends the
+    process itself (SIGABRT, after `2 * timeout` without heartbeats, or at
+    once when process 0, which runs the service, is gone), printing that
+    "another task died": a frozen peer inside a train step, or a lost
+    coordinator.
+    """
+    import jax
+
+    timeout = int(math.ceil(peer_timeout() if timeout is None else float(timeout)))
+    host, _, port = str(coordinator_address).rpartition(":")
+    if bind_address is None and host in _LOOPBACK:
+        bind_address = coordinator_address
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=int(num_processes),
+        process_id=int(process_id), initialization_timeout=int(init_timeout),
+        heartbeat_timeout_seconds=2 * timeout, coordinator_bind_address=bind_address)
+    with _gloo_host(collectives_host):
+        jax.devices()  # the CPU backend and its collectives start here
+    # Keras 3.15.1 (and the 3.16 development tree): the seed agreement of
+    # keras.distribution.initialize() has no public name of its own.
+    from keras.src.backend.jax.distribution_lib import initialize_rng
+
+    initialize_rng()
+
+
+@contextlib.contextmanager
+def _gloo_host(host):
+    """Makes JAX's gloo collectives listen on `host` while the backend starts.
+
+    jax 0.7.1 creates them with no address (gloo then takes the address of
+    the host's name) and has no setting for it; its private factory takes
+    one, so it is wrapped for the duration.
+    """
+    if host is None:
+        yield
+        return
+    from jax._src.lib import xla_client
+
+    xla = xla_client._xla
+    original = xla.make_gloo_tcp_collectives
+
+    def make(distributed_client, hostname=None, interface=None):
+        return original(distributed_client=distributed_client,
+                        hostname=hostname or host, interface=interface)
+
+    xla.make_gloo_tcp_collectives = make
+    try:
+        yield
+    finally:
+        xla.make_gloo_tcp_collectives = original
 
 
 def _jax_cluster(timeout):
