@@ -9,7 +9,8 @@ VPY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
   r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-generics r-cran-cli \
-  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr pandoc qpdf
+  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr \
+  r-cran-zeallot r-cran-ggplot2 r-cran-png graphviz pandoc qpdf
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := build/kerasbackup_$(VERSION).tar.gz
 # RLIB=/some/dir installs into that library instead of the system one (and
@@ -20,7 +21,7 @@ export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
 INSTALL_LIB := -l $(RLIB)
 endif
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage
 
 setup: r-deps python-env
 
@@ -72,10 +73,15 @@ rcheck: install
 	  grep -h "^\[ FAIL" kerasbackup.Rcheck/tests/testthat.Rout | tail -n 1
 
 # The benchmark's code paths, on tiny models (figures not checked: speed is
-# judged by `make bench`, never by tests).
+# judged by `make bench`, never by tests), and the GPU check on the CPU
+# (its exact resumes must pass; its stall figures are not checked).
 bench-smoke: install
 	$(VPY) bench/bench.py --quick --out build/bench-quick.json > build/bench-quick.md
-	@grep -q "^## Targets" build/bench-quick.md && echo "bench --quick ran"
+	@grep -q "^## Targets" build/bench-quick.md && grep -q "^## Per backend" build/bench-quick.md \
+	  && ! grep -q "| error: " build/bench-quick.md && echo "bench --quick ran"
+	$(VPY) bench/gpu_check.py --params 2e5 --repeats 2 --skip keras,raw > build/gpu-check-smoke.txt
+	@cat build/gpu-check-smoke.txt
+	@test "$$(grep -c 'exact resume PASSED' build/gpu-check-smoke.txt)" = 2 && echo "gpu_check smoke ran"
 
 test: pytest rcheck bench-smoke
 
@@ -84,3 +90,12 @@ bench: install
 
 clean:
 	rm -rf build
+
+# Regenerate the R wrappers from the pinned Keras, then their help pages.
+wrappers: python-env
+	$(VPY) tools/generate-wrappers.py
+	Rscript -e 'roxygen2::roxygenise()'
+
+# keras3's exported names that this package covers, per family.
+coverage:
+	Rscript tools/coverage.R

@@ -19,8 +19,10 @@ import keras
 import helpers_training as ht
 
 BACKENDS = ("tensorflow", "jax", "torch")
-# The exact-resume (kill -9 included), preemption and per-backend suites.
-SUITES = ("test_resume.py", "test_preemption.py", "test_backends.py")
+# Exact resume (kill -9 included), preemption, the per-backend tests, and
+# the checks of a restore and of the callback's guarantees, streamed data.
+SUITES = ("test_resume.py", "test_preemption.py", "test_backends.py",
+          "test_restore_checks.py", "test_callback.py", "test_streams.py")
 OTHERS = [b for b in BACKENDS if b != keras.backend.backend()]
 
 

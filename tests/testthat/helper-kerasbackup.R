@@ -9,6 +9,9 @@ skip_if_no_python <- function() {
   testthat::skip("Python with keras is not available")
 }
 
+# The keras3-API tests' name for the same check.
+require_python <- skip_if_no_python
+
 plain_message <- function(expr) {
   withr::local_options(cli.unicode = FALSE, cli.num_colors = 1L)
   err <- tryCatch(expr, error = function(e) e)
@@ -42,4 +45,67 @@ toy_model <- function(seed = 1, dropout = TRUE, optimizer = NULL) {
 
 optimizer_state <- function(model) {
   lapply(model$optimizer$variables, function(v) v$numpy())
+}
+
+# Keras' Python module, for building test fixtures the R API has no wrapper for.
+keras <- NULL
+if (kerasbackup:::python_ready()) keras <- kerasbackup:::py_keras()
+
+tensor_dtype_of <- function(x) kerasbackup:::tensor_dtype(x)
+
+# Replace a function of the package for the rest of the calling test
+# (testthat 3.1.6 has no local_mocked_bindings()).
+local_package_binding <- function(name, value, env = parent.frame()) {
+  ns <- asNamespace("kerasbackup")
+  old <- get(name, envir = ns)
+  unlockBinding(name, ns)
+  assign(name, value, envir = ns)
+  withr::defer({
+    assign(name, old, envir = ns)
+    lockBinding(name, ns)
+  }, envir = env)
+}
+
+# Keras' cache folder for downloaded datasets.
+keras_datasets_dir <- function() {
+  file.path(reticulate::import("keras.src.backend.config")$keras_home(), "datasets")
+}
+
+# An interrupted fit() and its resume (test-resume.R, scripts/resume-backend.R).
+interrupt_at <- function(epoch_at, batch_at) {
+  new_callback_class(
+    "InterruptAt",
+    on_train_batch_begin = function(batch, logs = NULL) {
+      if (self$model$optimizer$iterations$numpy() > 0 &&
+          identical(as.integer(self$current_epoch), as.integer(epoch_at)) &&
+          batch == batch_at) {
+        stop("Interrupting!")
+      }
+    },
+    on_epoch_begin = function(epoch, logs = NULL) {
+      self$current_epoch <- epoch
+    }
+  )()
+}
+
+train <- function(backup_dir, extra = list(), save_freq = 2L, epochs = 5) {
+  data <- toy_data()
+  model <- toy_model()
+  callbacks <- c(
+    list(callback_backup_and_restore(backup_dir, save_freq = save_freq),
+         callback_early_stopping(patience = 50),
+         callback_reduce_lr_on_plateau(patience = 1, factor = 0.5)),
+    extra
+  )
+  history <- model %>% fit(data$x, data$y, epochs = epochs, batch_size = 6,
+                           validation_split = 0.2, shuffle = TRUE,
+                           callbacks = callbacks, verbose = 0)
+  list(model = model, history = history, callbacks = callbacks)
+}
+
+callback_state <- function(callbacks) {
+  es <- callbacks[[2]]
+  rl <- callbacks[[3]]
+  list(es = list(es$wait, es$best, es$best_epoch, es$stopped_epoch),
+       rl = list(rl$wait, rl$best, rl$cooldown_counter))
 }

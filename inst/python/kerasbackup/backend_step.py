@@ -20,6 +20,8 @@ This module is the only one that touches Keras' private names of the JAX
 fit loop (see `JaxStepper`).
 """
 
+import numpy as np
+
 import keras
 
 
@@ -115,9 +117,15 @@ class JaxStepper(Stepper):
         self.state = None
 
     def place(self, batch):
+        import jax
         from keras.src.backend.jax.trainer import _distribute_data
 
-        return _distribute_data(batch)
+        # Keras' JAX fit() feeds NumPy arrays (tf.data elements included,
+        # which jax.device_put does not take).
+        def host(v):
+            return v if v is None or isinstance(v, (np.ndarray, jax.Array)) else np.asarray(v)
+
+        return _distribute_data(keras.tree.map_structure(host, batch))
 
     def begin_epoch(self):
         # Variables may have been assigned since (a restore, a callback):

@@ -6,8 +6,8 @@ capture is a copy made on the variables' own device, which is much faster
 than a copy to host memory on an accelerator; the copy to host memory then
 happens on the saver's thread, while training goes on:
 
-- JAX: `jnp.array(value, copy=True)`, dispatched asynchronously and ordered
-  before the next (donating) step by JAX itself; the saver thread's
+- JAX: one jitted copy of all the arrays, dispatched asynchronously and
+  ordered before the next (donating) step by JAX itself; the saver thread's
   `np.asarray()` waits for it and brings it to host memory.
 - torch: `copy_()` into a device buffer reused from one save to the next,
   then an event recorded on the current stream. On a GPU the saver thread
@@ -42,9 +42,7 @@ class DeviceSnapshot:
         """Copies `variable`'s value on its device; returns its (shape, dtype) for the table."""
         value = variable.value
         if self.backend == "jax":
-            import jax.numpy as jnp
-
-            self.copies[name] = jnp.array(value, copy=True)
+            self.copies[name] = value  # copied all at once by seal()
         elif self.backend == "torch":
             self.copies[name] = self._torch_copy(name, value)
         else:
@@ -65,8 +63,16 @@ class DeviceSnapshot:
         return buf
 
     def seal(self):
-        """Ends the capture (training thread): marks where the copies end on each stream."""
-        if self.backend != "torch":
+        """Ends the capture (training thread): the copies are queued on the device.
+
+        JAX: one compiled copy of every array (a single dispatch; compiled at
+        the first save for these shapes). torch: an event after the copies on
+        each device's current stream, for the saver thread to wait on.
+        """
+        if self.backend == "jax":
+            names = list(self.copies)
+            copied = _jax_copy_all()([self.copies[n] for n in names])
+            self.copies = dict(zip(names, copied))
             return
         import torch
 
@@ -108,6 +114,19 @@ class DeviceSnapshot:
         for stream in streams.values():
             stream.synchronize()
         return {name: _torch_numpy(t) for name, t in host.items()}
+
+
+_JAX_COPY = []
+
+
+def _jax_copy_all():
+    """A jitted copy of a list of arrays: new buffers, never the inputs'."""
+    if not _JAX_COPY:
+        import jax
+        import jax.numpy as jnp
+
+        _JAX_COPY.append(jax.jit(lambda arrays: [jnp.copy(a) for a in arrays]))
+    return _JAX_COPY[0]
 
 
 def _torch_numpy(tensor):

@@ -93,6 +93,7 @@ def fit(
     sample_weight=None,
     initial_epoch=0,
     steps_per_epoch=None,
+    validation_steps=None,
     validation_batch_size=None,
     validation_freq=1,
 ):
@@ -139,7 +140,7 @@ def fit(
         _check_shares(feed, cluster.world)
 
     with distributed.scope(model):
-        model._symbolic_build(data_batch=cluster.share(feed.peek()))
+        _build(model, cluster.share(feed.peek()))
 
     callback_list = keras.callbacks.CallbackList(
         callbacks,
@@ -156,37 +157,40 @@ def fit(
                     fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
     attached = []
+    stepper = make_stepper(model)
     try:
         for cb in backups:
             cb.attach(run)
             attached.append(cb)
         with shims.applied_for(model), cluster.peer_errors():
-            return _train(model, feed, callback_list, run, backups, epochs,
+            return _train(model, stepper, feed, callback_list, run, backups, epochs,
                           initial_epoch, validation_batch_size or feed.batch_size,
-                          validation_freq, cluster)
+                          validation_freq, validation_steps, cluster)
     except BaseException as e:
         for cb in attached:
             cb.abort(e)
         raise
     finally:
+        stepper.close()  # the training state back on the model, as Keras does
         for cb in attached:
             cb.detach()
 
 
-def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
-           validation_batch_size, validation_freq, cluster):
-    model.stop_training = False
-    stepper = make_stepper(model)
+def _build(model, batch):
     try:
-        return _epochs(model, stepper, feed, callbacks, run, backups, epochs,
-                       initial_epoch, validation_batch_size, validation_freq,
-                       cluster)
-    finally:
-        stepper.close()  # the training state back on the model, as Keras does
+        model._symbolic_build(data_batch=batch)
+    except RuntimeError as e:
+        # A subclassed model that cannot run symbolically (a GAN whose
+        # train_step calls its parts, with no call() of its own): Keras' own
+        # TensorFlow fit() leaves it to be built by the first traced step,
+        # and so do we.
+        if "Unable to automatically build the model" not in str(e):
+            raise
 
 
-def _epochs(model, stepper, feed, callbacks, run, backups, epochs,
-            initial_epoch, validation_batch_size, validation_freq, cluster):
+def _train(model, stepper, feed, callbacks, run, backups, epochs, initial_epoch,
+           validation_batch_size, validation_freq, validation_steps, cluster):
+    model.stop_training = False
     callbacks.on_train_begin()
 
     start_epoch, start_batch = initial_epoch, 0
@@ -228,7 +232,8 @@ def _epochs(model, stepper, feed, callbacks, run, backups, epochs,
             vx, vy, vw = feed.validation
             val_logs = model.evaluate(
                 x=vx, y=vy, sample_weight=vw, batch_size=validation_batch_size,
-                callbacks=callbacks, return_dict=True, verbose=0,
+                steps=validation_steps, callbacks=callbacks, return_dict=True,
+                verbose=0,
             )
             epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
@@ -252,6 +257,9 @@ def _check_shares(feed, world):
 
 
 def _unpack(data):
+    if not isinstance(data, (list, tuple)):
+        # A dataset or other iterable: evaluate() reads it as it is.
+        return data, None, None
     x, y, w = data_adapter_utils.unpack_x_y_sample_weight(tuple(data))
     return _numpy_tree(x), _numpy_tree(y), _numpy_tree(w)
 
@@ -297,7 +305,7 @@ class _ArrayFeed:
 
     def _batch(self, index):
         x, y, w = self.data
-        return (_take(x, index), _take(y, index), _take(w, index))
+        return _keras_batch(_take(x, index), _take(y, index), _take(w, index))
 
     def order(self, epoch):
         if not self.shuffles:
@@ -373,6 +381,15 @@ class _StreamFeed:
 
 
 def _as_batch(batch):
-    if isinstance(batch, (list, tuple)):
+    # As Keras passes a stream's element to train_step(): lists become tuples,
+    # anything else (a lone `x`, a dict) is left as it is.
+    if isinstance(batch, list):
         return tuple(batch)
-    return (batch,)
+    return batch
+
+
+def _keras_batch(x, y, w):
+    # The `data` Keras hands to train_step() for in-memory arrays: `x` alone
+    # without targets, `(x, y)` without weights, else `(x, y, w)`. A custom
+    # train_step() (often written in R) relies on this structure.
+    return data_adapter_utils.pack_x_y_sample_weight(x, y, w)
