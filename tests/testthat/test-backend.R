@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 test_that("use_backend() checks its argument and the imported backend", {
   expect_true("kerasbackup_invalid_argument" %in%

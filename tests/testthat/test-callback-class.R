@@ -66,7 +66,7 @@ test_that("constructor arguments become fields of the instance", {
 })
 
 test_that("initialize() runs as the constructor; trailing commas are accepted", {
-  require_python()
+  skip_if_no_python()
   callback_stop_at_min_loss <- Callback(
     "StopAtMinLoss",
     `__doc__` = "Stops when the loss has not improved for `patience` epochs.",
@@ -115,7 +115,7 @@ test_that("initialize() runs as the constructor; trailing commas are accepted", 
 })
 
 test_that("callbacks keep private state and reach self$model", {
-  require_python()
+  skip_if_no_python()
   recorder <- Callback(
     "LossRecorder",
     initialize = function(every = 1L) {
@@ -142,7 +142,7 @@ test_that("callbacks keep private state and reach self$model", {
 })
 
 test_that("a class without initialize() refuses unnamed constructor arguments", {
-  require_python()
+  skip_if_no_python()
   cls <- Callback("Plain", on_train_begin = function(logs = NULL) NULL)
   err <- plain_message(cls(3))
   expect_true("kerasbackup_invalid_argument" %in% err$class)

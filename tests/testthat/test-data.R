@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 two_in_two_out <- function() {
   set_random_seed(3)

@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 test_that("offline, dataset loaders give a classed error naming the URL", {
   # Point Python's HTTP(S) proxy at a closed local port: every download fails

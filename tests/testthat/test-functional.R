@@ -6,7 +6,7 @@ dims <- function(tensor) {
 }
 
 test_that("keras_input() converts shapes and passes its arguments on", {
-  require_python()
+  skip_if_no_python()
   expect_identical(dims(keras_input(shape = 3)), list(NA_integer_, 3L))
   expect_identical(dims(keras_input(shape = c(NA, 2))),
                    list(NA_integer_, NA_integer_, 2L))
@@ -24,7 +24,7 @@ test_that("keras_input() converts shapes and passes its arguments on", {
 })
 
 test_that("keras_input() refuses bad arguments, naming them", {
-  require_python()
+  skip_if_no_python()
   for (bad in list(list(shape = "a"), list(shape = 3, batch_size = 1.5),
                    list(shape = 3, name = 3), list(shape = 3, sparse = "yes"),
                    list(shape = 3, optional = NA), list(shape = c(2, -3)))) {
@@ -36,7 +36,7 @@ test_that("keras_input() refuses bad arguments, naming them", {
 })
 
 test_that("keras_model() takes one or several inputs and outputs, named or not", {
-  require_python()
+  skip_if_no_python()
   set_random_seed(1)
   a <- keras_input(shape = 3, name = "a")
   b <- keras_input(shape = 2, name = "b")
@@ -68,7 +68,7 @@ test_that("keras_model() takes one or several inputs and outputs, named or not",
 })
 
 test_that("keras_model_sequential() names its input and takes input_* arguments", {
-  require_python()
+  skip_if_no_python()
   model <- keras_model_sequential(input_shape = 4, input_name = "features",
                                   input_dtype = "float64", name = "seq") %>%
     layer_dense(2)

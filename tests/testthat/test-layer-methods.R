@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 test_that("adapt(), get_vocabulary() and set_vocabulary() on preprocessing layers", {
   norm <- keras$layers$Normalization()

@@ -1,7 +1,7 @@
 # Generated layer wrappers: in a Sequential model, on a tensor, and alone.
 
 test_that("a layer is added to a Sequential model, which is returned invisibly", {
-  require_python()
+  skip_if_no_python()
   model <- keras_model_sequential(input_shape = c(28, 28, 1))
   expect_invisible(layer_conv_2d(model, filters = 4, kernel_size = c(3, 3)))
   model %>%
@@ -15,7 +15,7 @@ test_that("a layer is added to a Sequential model, which is returned invisibly",
 })
 
 test_that("layers compose with the native pipe too, in reading order", {
-  require_python()
+  skip_if_no_python()
   model <- keras_model_sequential(input_shape = 8) |>
     layer_dense(4, name = "first") |>
     layer_dense(2, name = "second")
@@ -23,7 +23,7 @@ test_that("layers compose with the native pipe too, in reading order", {
 })
 
 test_that("a layer called on a tensor returns its output", {
-  require_python()
+  skip_if_no_python()
   x <- op_ones(c(2, 5, 3))
   expect_identical(shape(layer_dense(x, units = 4)), shape(2, 5, 4))
   expect_identical(shape(layer_lstm(x, units = 6)), shape(2, 6))
@@ -35,7 +35,7 @@ test_that("a layer called on a tensor returns its output", {
 })
 
 test_that("without object, a layer wrapper returns the layer", {
-  require_python()
+  skip_if_no_python()
   layer <- layer_dense(units = 3, activation = "relu", name = "d")
   expect_s3_class(layer, "keras.src.layers.core.dense.Dense")
   expect_identical(layer$units, 3L)
@@ -48,7 +48,7 @@ test_that("without object, a layer wrapper returns the layer", {
 })
 
 test_that("merging layers take a list of tensors or several tensors", {
-  require_python()
+  skip_if_no_python()
   a <- op_ones(c(2, 3))
   b <- op_zeros(c(2, 3))
   expect_identical(shape(layer_concatenate(list(a, b))), shape(2, 6))
@@ -58,7 +58,7 @@ test_that("merging layers take a list of tensors or several tensors", {
 })
 
 test_that("layer arguments follow keras3's conventions", {
-  require_python()
+  skip_if_no_python()
   # 1-based axis, integer units, shapes with unknown dimensions
   expect_identical(layer_batch_normalization(axis = 2)$axis, 1L)
   expect_identical(layer_layer_normalization(axis = -1)$axis, -1L)
@@ -88,7 +88,7 @@ test_that("a non-whole int argument is a classed error naming it", {
 })
 
 test_that("initializers, regularizers and constraints work inside a layer", {
-  require_python()
+  skip_if_no_python()
   layer <- layer_dense(
     units = 3,
     kernel_initializer = initializer_constant(0.5),
@@ -110,7 +110,7 @@ test_that("initializers, regularizers and constraints work inside a layer", {
 })
 
 test_that("preprocessing layers adapt and run", {
-  require_python()
+  skip_if_no_python()
   norm <- layer_normalization()
   norm$adapt(matrix(c(1, 2, 3, 4, 5, 6), 3))
   expect_equal(as.numeric(as_r(norm$mean)), c(2, 5))

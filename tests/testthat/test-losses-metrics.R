@@ -1,7 +1,7 @@
 # Losses and metrics: the object form (no y_true/y_pred) and the function form.
 
 test_that("a loss called without y_true and y_pred is a loss object", {
-  require_python()
+  skip_if_no_python()
   loss <- loss_sparse_categorical_crossentropy(from_logits = TRUE)
   expect_s3_class(loss, "keras.src.losses.losses.SparseCategoricalCrossentropy")
   expect_true(loss$from_logits)
@@ -10,7 +10,7 @@ test_that("a loss called without y_true and y_pred is a loss object", {
 })
 
 test_that("a loss called with y_true and y_pred computes per-sample values", {
-  require_python()
+  skip_if_no_python()
   y_true <- rbind(c(0, 1), c(1, 0))
   y_pred <- rbind(c(0, 3), c(1, 2))
   expect_equal(as.numeric(as_r(loss_mean_squared_error(y_true, y_pred))), c(2, 2))
@@ -22,7 +22,7 @@ test_that("a loss called with y_true and y_pred computes per-sample values", {
 })
 
 test_that("metrics have both forms too, and class-only metrics are objects", {
-  require_python()
+  skip_if_no_python()
   m <- metric_sparse_categorical_accuracy()
   expect_s3_class(m, "keras.src.metrics.accuracy_metrics.SparseCategoricalAccuracy")
   m$update_state(c(1, 0), rbind(c(0.2, 0.8), c(0.3, 0.7)))
@@ -35,7 +35,7 @@ test_that("metrics have both forms too, and class-only metrics are objects", {
 })
 
 test_that("losses, metrics and R functions work in compile() and fit()", {
-  require_python()
+  skip_if_no_python()
   set_random_seed(2)
   data <- toy_data(n = 16)
   model <- keras_model_sequential(input_shape = 6) %>% layer_dense(1)

@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 small_model <- function() {
   set_random_seed(1)

@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 trained_model <- function() {
   set_random_seed(2)

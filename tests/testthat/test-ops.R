@@ -1,7 +1,7 @@
 # Generated op_* wrappers: 1-based axes, integer conversion, shapes, callables.
 
 test_that("axes are 1-based and negative axes count from the end", {
-  require_python()
+  skip_if_no_python()
   x <- op_reshape(op_arange(0, 24), c(2, 3, 4))
   expect_identical(shape(op_mean(x, axis = 1)), shape(3, 4))
   expect_identical(shape(op_sum(x, axis = 2)), shape(2, 4))
@@ -16,7 +16,7 @@ test_that("axes are 1-based and negative axes count from the end", {
 })
 
 test_that("indices given to and returned by ops are 1-based unless zero_indexed", {
-  require_python()
+  skip_if_no_python()
   v <- c(1, 9, 5)
   expect_identical(as.integer(as_r(op_argmax(v, axis = 1))), 2L)
   expect_identical(as.integer(as_r(op_argmax(v, zero_indexed = TRUE))), 1L)
@@ -33,7 +33,7 @@ test_that("indices given to and returned by ops are 1-based unless zero_indexed"
 })
 
 test_that("tensordot takes a count of axes or 1-based axis lists", {
-  require_python()
+  skip_if_no_python()
   a <- op_ones(c(2, 3, 4))
   b <- op_ones(c(3, 4, 5))
   expect_identical(shape(op_tensordot(a, b, axes = 2)), shape(2, 5))
@@ -41,7 +41,7 @@ test_that("tensordot takes a count of axes or 1-based axis lists", {
 })
 
 test_that("whole numbers become integers; shapes accept NA and shape()", {
-  require_python()
+  skip_if_no_python()
   expect_identical(py_text(op_arange(1, 4)$dtype), "<dtype: 'int32'>")
   expect_identical(as_r(op_arange(1, 4)), array(1:3))
   expect_identical(shape(op_ones(shape(2, 3))), shape(2, 3))
@@ -53,7 +53,7 @@ test_that("whole numbers become integers; shapes accept NA and shape()", {
 })
 
 test_that("ops take R arrays and several positional tensors", {
-  require_python()
+  skip_if_no_python()
   m <- matrix(c(1, 2, 3, 4), 2)
   expect_equal(as_r(op_matmul(m, m)), m %*% m)
   expect_equal(as_r(op_add(m, 1)), m + 1)
@@ -65,7 +65,7 @@ test_that("ops take R arrays and several positional tensors", {
 })
 
 test_that("ops take R functions where Keras takes a callable", {
-  require_python()
+  skip_if_no_python()
   out <- op_while_loop(cond = function(i) op_less(i, 5),
                        body = function(i) list(op_add(i, 1)), loop_vars = list(0))
   expect_equal(as.numeric(as_r(out[[1]])), 5)
@@ -76,7 +76,7 @@ test_that("ops take R functions where Keras takes a callable", {
 })
 
 test_that("nn, linalg, math and image ops are there", {
-  require_python()
+  skip_if_no_python()
   expect_equal(as.numeric(as_r(op_relu(c(-1, 2)))), c(0, 2))
   expect_equal(as.numeric(as_r(op_softmax(c(0, 0)))), c(0.5, 0.5))
   expect_equal(as_r(op_inv(diag(2) * 2)), diag(2) / 2)
@@ -88,6 +88,6 @@ test_that("nn, linalg, math and image ops are there", {
 })
 
 test_that("op_shape() returns a shape()", {
-  require_python()
+  skip_if_no_python()
   expect_identical(op_shape(op_ones(c(2, 3))), shape(2, 3))
 })

@@ -1,7 +1,7 @@
 # Optimizers, learning-rate schedules and callbacks.
 
 test_that("optimizers take keras3's arguments", {
-  require_python()
+  skip_if_no_python()
   opt <- optimizer_rmsprop(learning_rate = 0.01, rho = 0.8)
   expect_s3_class(opt, "keras.src.optimizers.rmsprop.RMSprop")
   expect_equal(as.numeric(as_r(opt$learning_rate)), 0.01, tolerance = 1e-7)
@@ -13,7 +13,7 @@ test_that("optimizers take keras3's arguments", {
 })
 
 test_that("learning-rate schedules compute rates and drive optimizers", {
-  require_python()
+  skip_if_no_python()
   sched <- learning_rate_schedule_exponential_decay(0.1, decay_steps = 10, decay_rate = 0.5)
   expect_equal(as.numeric(as_r(sched(10))), 0.05, tolerance = 1e-6)
   expect_identical(sched$decay_steps, 10L)
@@ -30,7 +30,7 @@ test_that("learning-rate schedules compute rates and drive optimizers", {
 })
 
 test_that("callbacks take integers, paths and 1-based R hooks", {
-  require_python()
+  skip_if_no_python()
   es <- callback_early_stopping(patience = 3, min_delta = 0.001)
   expect_identical(es$patience, 3L)
   expect_equal(es$min_delta, 0.001)

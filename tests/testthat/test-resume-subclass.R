@@ -52,7 +52,7 @@ regression_data <- function(n = 40, seed = 11) {
 }
 
 test_that("a functional model with two inputs and two outputs resumes exactly", {
-  require_python()
+  skip_if_no_python()
   make_model <- function() {
     set_random_seed(1)
     a <- keras_input(shape = 3, name = "a")
@@ -82,7 +82,7 @@ test_that("a functional model with two inputs and two outputs resumes exactly", 
 })
 
 test_that("a custom R layer with weights and its own seed generator resumes exactly", {
-  require_python()
+  skip_if_no_python()
   layer_noisy_dense <- Layer("NoisyDense",
     initialize = function(units, rate = 0.3, seed = 7, ...) {
       super$initialize(...)
@@ -119,7 +119,7 @@ test_that("a custom R layer with weights and its own seed generator resumes exac
 })
 
 test_that("an R Model() with a custom train_step() resumes exactly", {
-  require_python()
+  skip_if_no_python()
   tf <- reticulate::import("tensorflow")
   `%as%` <- reticulate::`%as%`
   StepModel <- Model("StepModel",
@@ -157,7 +157,7 @@ test_that("an R Model() with a custom train_step() resumes exactly", {
 })
 
 test_that("an R Metric() resumes exactly, its accumulators included", {
-  require_python()
+  skip_if_no_python()
   metric_sum_abs <- Metric("SumAbsError",
     initialize = function(name = "sum_abs", ...) {
       super$initialize(name = name, ...)

@@ -90,7 +90,7 @@ test_that("a bad int is rejected in R, before Python starts", {
 })
 
 test_that("shapes convert to Python tuples and back from tensors", {
-  require_python()
+  skip_if_no_python()
   expect_identical(reticulate::py_str(reticulate::r_to_py(shape(2, NA))), "(2, None)")
   expect_identical(reticulate::py_str(as_shape(c(NA, 3))), "(None, 3)")
   expect_null(as_shape(NULL))
@@ -102,7 +102,7 @@ test_that("shapes convert to Python tuples and back from tensors", {
 })
 
 test_that("R functions become Python callables with their argument names", {
-  require_python()
+  skip_if_no_python()
   inspect <- reticulate::import("inspect")
   f <- structure(function(y_true, y_pred) y_true, name = "my_fn")
   fn <- as_callable(f)
@@ -116,7 +116,7 @@ test_that("R functions become Python callables with their argument names", {
 })
 
 test_that("every generated wrapper resolves to a Keras object", {
-  require_python()
+  skip_if_no_python()
   ns <- asNamespace("kerasbackup")
   exports <- getNamespaceExports("kerasbackup")
   funs <- Filter(function(name) is.function(ns[[name]]), exports)

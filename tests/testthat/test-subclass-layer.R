@@ -24,7 +24,7 @@ layer_linear <- Layer(
 )
 
 test_that("a Layer() generator makes layers, composing like keras3's wrappers", {
-  require_python()
+  skip_if_no_python()
   expect_s3_class(layer_linear, "kerasbackup_class_generator")
   expect_identical(names(formals(layer_linear)), c("object", "units", "..."))
   expect_output(print(layer_linear), "<layer class Linear>")
@@ -56,7 +56,7 @@ test_that("a Layer() generator makes layers, composing like keras3's wrappers", 
 })
 
 test_that("R methods are seen by Keras with their own arguments", {
-  require_python()
+  skip_if_no_python()
   inspect <- reticulate::import("inspect")
   layer <- Layer("Sig",
     initialize = function(rate, scale = 2, ...) {
@@ -89,7 +89,7 @@ test_that("R methods are seen by Keras with their own arguments", {
 })
 
 test_that("training= reaches call(); a layer's own seed generator drives its randomness", {
-  require_python()
+  skip_if_no_python()
   layer_noise <- Layer("Noise",
     initialize = function(seed = 1, ...) {
       super$initialize(...)
@@ -117,7 +117,7 @@ test_that("training= reaches call(); a layer's own seed generator drives its ran
 })
 
 test_that("self, super() and super$, and private state work in every method", {
-  require_python()
+  skip_if_no_python()
   layer_counting <- Layer("Counting",
     initialize = function(...) {
       super()$initialize(...)
@@ -148,7 +148,7 @@ test_that("self, super() and super$, and private state work in every method", {
 })
 
 test_that("get_config() and from_config() work as in keras3", {
-  require_python()
+  skip_if_no_python()
   keras <- keras_py()
   layer <- layer_linear(units = 3, name = "lin3")
   config <- layer$get_config()
@@ -198,7 +198,7 @@ test_that("get_config() and from_config() work as in keras3", {
 })
 
 test_that("inherit takes a Python class or another generator", {
-  require_python()
+  skip_if_no_python()
   keras <- keras_py()
   layer_double_dense <- Layer("DoubleDense",
     inherit = keras$layers$Dense,
@@ -228,7 +228,7 @@ test_that("bad class definitions are refused clearly", {
   expect_match(err$message, "not both")
   err <- plain_message(Layer("X", private = list(1)))
   expect_match(err$message, "`private`", fixed = TRUE)
-  require_python()
+  skip_if_no_python()
   bad <- Layer("Bad", inherit = 42)
   err <- plain_message(bad())
   expect_match(err$message, "`inherit`", fixed = TRUE)
@@ -237,7 +237,7 @@ test_that("bad class definitions are refused clearly", {
 # ---------------------------------------------------------------- Model()
 
 test_that("a Model() subclass with its own layers and call() trains with fit()", {
-  require_python()
+  skip_if_no_python()
   mlp <- Model("MLP",
     initialize = function(hidden = 8, ...) {
       super$initialize(...)
@@ -261,7 +261,7 @@ test_that("a Model() subclass with its own layers and call() trains with fit()",
 })
 
 test_that("a Model() with a custom train_step() and test_step() drives fit() and evaluate()", {
-  require_python()
+  skip_if_no_python()
   tf <- reticulate::import("tensorflow")
   `%as%` <- reticulate::`%as%`
   step_model <- new_model_class("StepModel",
@@ -304,7 +304,7 @@ test_that("a Model() with a custom train_step() and test_step() drives fit() and
 })
 
 test_that("train_step() gets `data` as Keras' fit() passes it", {
-  require_python()
+  skip_if_no_python()
   tf <- reticulate::import("tensorflow")
   traced <- function(x, ...) {
     seen <- new.env()
@@ -330,7 +330,7 @@ test_that("train_step() gets `data` as Keras' fit() passes it", {
 })
 
 test_that("calls to Python methods and functions accept a trailing comma", {
-  require_python()
+  skip_if_no_python()
   layer_scale <- Layer("TrailingScale",
     build = function(input_shape) {
       self$scale <- self$add_weight(

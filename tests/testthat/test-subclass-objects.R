@@ -24,7 +24,7 @@ loss_abs <- Loss(
 )
 
 test_that("an R Metric() accumulates over batches, resets, and is reported by fit()", {
-  require_python()
+  skip_if_no_python()
   expect_identical(new_metric_class, Metric)
   expect_output(print(metric_max_abs_error), "<metric class MaxAbsError>")
   m <- metric_max_abs_error()
@@ -52,7 +52,7 @@ test_that("an R Metric() accumulates over batches, resets, and is reported by fi
 })
 
 test_that("an R Loss() is applied per sample and reduced by Keras", {
-  require_python()
+  skip_if_no_python()
   expect_identical(new_loss_class, Loss)
   loss <- loss_abs(name = "abs")
   expect_identical(loss$name, "abs")
@@ -73,7 +73,7 @@ test_that("an R Loss() is applied per sample and reduced by Keras", {
 })
 
 test_that("an R LearningRateSchedule() sets the learning rate at each step", {
-  require_python()
+  skip_if_no_python()
   schedule_halving <- LearningRateSchedule(
     "Halving",
     initialize = function(initial = 0.1, every = 2) {
@@ -102,7 +102,7 @@ test_that("an R LearningRateSchedule() sets the learning rate at each step", {
 })
 
 test_that("an R Constraint() projects weights after each step", {
-  require_python()
+  skip_if_no_python()
   constraint_nonneg <- Constraint(
     "NonNegative",
     call = function(w) op_relu(w),

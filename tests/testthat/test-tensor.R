@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 test_that("tensors and variables convert to R arrays and numbers", {
   x <- op_ones(c(2, 3))

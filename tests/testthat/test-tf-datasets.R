@@ -1,4 +1,4 @@
-require_python()
+skip_if_no_python()
 
 test_that("tensor_slices_dataset() makes tuples from lists and dicts from named lists", {
   x <- matrix(1:6, 3)

@@ -1,7 +1,7 @@
 # random_*, config_*, utilities, datasets and applications.
 
 test_that("random_* take shapes and integer seeds, and repeat with a seed", {
-  require_python()
+  skip_if_no_python()
   a <- random_normal(c(2, 3), seed = 42)
   b <- random_normal(shape(2, 3), seed = 42)
   expect_identical(shape(a), shape(2, 3))
@@ -19,7 +19,7 @@ test_that("random_* take shapes and integer seeds, and repeat with a seed", {
 })
 
 test_that("config_* read and set Keras' configuration", {
-  require_python()
+  skip_if_no_python()
   expect_identical(config_backend(), "tensorflow")
   expect_identical(config_floatx(), "float32")
   old <- config_epsilon()
@@ -34,7 +34,7 @@ test_that("config_* read and set Keras' configuration", {
 })
 
 test_that("to_categorical, normalize and pad_sequences work on R values", {
-  require_python()
+  skip_if_no_python()
   expect_identical(to_categorical(c(0, 2, 1)), rbind(c(1, 0, 0), c(0, 0, 1), c(0, 1, 0)))
   expect_identical(dim(to_categorical(c(0, 1), num_classes = 4)), c(2L, 4L))
   expect_equal(normalize(matrix(c(3, 0, 4, 1), 2)), rbind(c(0.6, 0.8), c(0, 1)))
@@ -45,7 +45,7 @@ test_that("to_categorical, normalize and pad_sequences work on R values", {
 })
 
 test_that("timeseries_dataset_from_array makes windows of an R vector", {
-  require_python()
+  skip_if_no_python()
   ds <- timeseries_dataset_from_array(1:10, targets = NULL, sequence_length = 3,
                                       batch_size = 4)
   batches <- reticulate::iterate(ds, function(b) as_r(b))
@@ -56,7 +56,7 @@ test_that("timeseries_dataset_from_array makes windows of an R vector", {
 })
 
 test_that("dataset utilities read directories", {
-  require_python()
+  skip_if_no_python()
   dir <- withr::local_tempdir()
   for (cls in c("neg", "pos")) {
     dir.create(file.path(dir, cls))
@@ -70,7 +70,7 @@ test_that("dataset utilities read directories", {
 })
 
 test_that("image utilities round-trip an array", {
-  require_python()
+  skip_if_no_python()
   img <- array(runif(8 * 8 * 3), c(8, 8, 3)) * 255
   path <- withr::local_tempfile(fileext = ".png")
   image_array_save(path, img)
@@ -80,7 +80,7 @@ test_that("image utilities round-trip an array", {
 })
 
 test_that("an application is built without weights and preprocesses its inputs", {
-  require_python()
+  skip_if_no_python()
   model <- application_mobilenet_v3_small(weights = NULL, input_shape = c(32, 32, 3),
                                           classes = 5, include_preprocessing = FALSE)
   expect_identical(shape(model$output), shape(NA, 5))
@@ -95,7 +95,7 @@ test_that("an application is built without weights and preprocesses its inputs",
 })
 
 test_that("a failed download names its URL in a classed error", {
-  require_python()
+  skip_if_no_python()
   url <- "http://127.0.0.1:9/kerasbackup-missing.npz"
   err <- plain_message(get_file("kerasbackup-missing.npz", origin = url,
                                 cache_dir = withr::local_tempdir()))
@@ -105,7 +105,7 @@ test_that("a failed download names its URL in a classed error", {
 })
 
 test_that("dataset_mnist() loads the data or names what it could not download", {
-  require_python()
+  skip_if_no_python()
   # Offline (as on the test machines) the download fails; with a network or a
   # cached copy the data loads. Either way the result is checked.
   out <- tryCatch(dataset_mnist(), kerasbackup_download_error = function(e) e)
