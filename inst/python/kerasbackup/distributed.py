@@ -404,6 +404,11 @@ def initialize_jax(coordinator_address, num_processes, process_id, timeout=None,
     "another task died": a frozen peer inside a train step, or a lost
     coordinator.
     """
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            "initialize_jax() starts jax.distributed for the JAX backend, but "
+            f"Keras runs on {keras.backend.backend()!r}: choose the backend "
+            "first (KERAS_BACKEND=jax; in R, use_backend(\"jax\")).")
     import jax
 
     timeout = int(math.ceil(peer_timeout() if timeout is None else float(timeout)))
