@@ -325,6 +325,15 @@ def assert_rows(result, rows):
         assert got == rows, f"{path}: {got}, expected {rows}"
 
 
+def assert_reference(group, rows, *more_dirs):
+    """The 2 workers of a reference run hold one model, each its own generators,
+    and only the chief wrote into backup_dir (and `more_dirs`)."""
+    ht.assert_same_npz(group.final(0), group.final(1))
+    assert group.result(0)["numpy_rng"] != group.result(1)["numpy_rng"]
+    assert_rows(group.result(0), rows)
+    assert_only_chief_wrote(group, group.backup_dir, *more_dirs)
+
+
 def kill_and_resume_one_process(engine, tmp_path, rows, steps):
     """One process: an uninterrupted run, then a run killed at a random batch and
     resumed (with another model seed: what it restores must come from backup_dir)."""

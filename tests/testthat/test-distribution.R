@@ -22,16 +22,8 @@ test_that("distribution_initialize() checks its arguments in R", {
 
 test_that("one process joins a JAX job from R and fit() trains data-parallel", {
   skip_if_no_python()
-  out <- tempfile(fileext = ".rds")
-  run <- callr::rscript(
-    test_path("scripts", "distribution-jax.R"),
-    cmdargs = c(normalizePath(test_path("helper-kerasbackup.R")), out),
-    env = c(callr::rcmd_safe_env(), JAX_PLATFORMS = "cpu",
-            XLA_FLAGS = "--xla_force_host_platform_device_count=2"),
-    stderr = "2>&1", fail_on_status = FALSE, show = FALSE, timeout = 900
-  )
-  expect_identical(run$status, 0L, info = run$stdout)
-  res <- readRDS(out)
+  res <- run_script("distribution-jax.R", env = c(
+    JAX_PLATFORMS = "cpu", XLA_FLAGS = "--xla_force_host_platform_device_count=2"))
   expect_match(res$distribution, "DataParallel$")
   expect_identical(res$devices, 2L)
   expect_gt(res$rows, 0)

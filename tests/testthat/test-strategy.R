@@ -5,16 +5,8 @@
 
 test_that("fit() in a strategy scope made from R resumes bit-identically", {
   skip_if_no_python()
-  out <- tempfile(fileext = ".rds")
-  run <- callr::rscript(
-    test_path("scripts", "strategy.R"),
-    cmdargs = c(normalizePath(test_path("helper-kerasbackup.R")), out),
-    env = c(callr::rcmd_safe_env(), KERAS_BACKEND = "tensorflow",
-            TF_CPP_MIN_LOG_LEVEL = "3"),
-    stderr = "2>&1", fail_on_status = FALSE, show = FALSE, timeout = 900
-  )
-  expect_identical(run$status, 0L, info = run$stdout)
-  res <- readRDS(out)
+  res <- run_script("strategy.R", env = c(KERAS_BACKEND = "tensorflow",
+                                           TF_CPP_MIN_LOG_LEVEL = "3"))
   expect_identical(res$replicas, 2L)
   expect_true(res$stopped)
   expect_equal(res$checkpoint, c(epoch = 3, batch = 2, verified = 1))

@@ -155,6 +155,20 @@ class Cluster(LocalCluster):
                 f"rank {self.rank}: {what} failed on {who}, so all workers "
                 f"stop: {t}")
 
+    @contextlib.contextmanager
+    def peer_errors(self, what="training"):
+        """Turns the engine's errors for a lost peer into PeerLostError."""
+        try:
+            yield
+        except Exception as e:
+            if not self.is_peer_error(e):
+                raise
+            raise lost_peer(self.rank, what, self.timeout, e) from e
+
+    def is_peer_error(self, error):
+        """Whether `error`, raised by the engine, says a peer was lost."""
+        return False
+
     def share(self, batch):
         """This worker's rows of a global batch: the rank-th of `world` equal parts."""
         def cut(v):
@@ -237,14 +251,8 @@ class TFCluster(Cluster):
                         "the stop agreement")
         return bool(out[0] > 0), int(out[1])
 
-    @contextlib.contextmanager
-    def peer_errors(self, what="training"):
-        try:
-            yield
-        except Exception as e:
-            if not is_tf_peer_error(e):
-                raise
-            raise lost_peer(self.rank, what, self.timeout, e) from e
+    def is_peer_error(self, error):
+        return is_tf_peer_error(error)
 
 
 def is_tf_peer_error(error):
@@ -352,14 +360,8 @@ class JaxCluster(Cluster):
         self._forget_read()
         return values
 
-    @contextlib.contextmanager
-    def peer_errors(self, what="training"):
-        try:
-            yield
-        except Exception as e:
-            if not is_jax_peer_error(e):
-                raise
-            raise lost_peer(self.rank, what, None, e) from e
+    def is_peer_error(self, error):
+        return is_jax_peer_error(error)
 
 
 def is_jax_peer_error(error):

@@ -10,7 +10,7 @@
 suppressPackageStartupMessages(library(kerasbackup))
 
 args <- commandArgs(trailingOnly = TRUE)
-source(args[[1]])  # toy_data(), toy_model(), interrupt_at(), optimizer_state()
+source(args[[1]])  # toy_data(), toy_model(), interrupt_at(), same_training()
 
 tf <- reticulate::import("tensorflow")
 cpu <- tf$config$list_physical_devices("CPU")[[1]]
@@ -41,15 +41,10 @@ stopped <- tryCatch({
 info <- backup_info(dir)
 resumed <- train_mirrored(dir, fit_in_scope = FALSE)
 
-saveRDS(list(
-  replicas = reference$model$distribute_strategy$num_replicas_in_sync,
-  stopped = stopped,
-  checkpoint = c(epoch = info$epoch, batch = info$batch, verified = info$verified),
-  weights = identical(get_weights(resumed$model), get_weights(reference$model)),
-  optimizer = identical(optimizer_state(resumed$model),
-                        optimizer_state(reference$model)),
-  history = identical(resumed$history$metrics, reference$history$metrics),
-  rows = c(resumed = nrow(as.data.frame(resumed$history)),
-           reference = nrow(as.data.frame(reference$history))),
-  cleaned_up = !dir.exists(dir)
+saveRDS(c(
+  list(replicas = reference$model$distribute_strategy$num_replicas_in_sync,
+       stopped = stopped,
+       checkpoint = c(epoch = info$epoch, batch = info$batch, verified = info$verified),
+       cleaned_up = !dir.exists(dir)),
+  same_training(resumed, reference)
 ), args[[2]])
