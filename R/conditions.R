@@ -10,6 +10,8 @@ kerasbackup_classes <- c(
   NoCheckpointError = "kerasbackup_no_checkpoint",
   BackupWriteError = "kerasbackup_write_error",
   BackupDirError = "kerasbackup_backup_dir_error",
+  PeerLostError = "kerasbackup_peer_lost",
+  ResumeMismatchError = "kerasbackup_resume_mismatch",
   BackupError = "kerasbackup_error"
 )
 

@@ -109,3 +109,30 @@ callback_state <- function(callbacks) {
   list(es = list(es$wait, es$best, es$best_epoch, es$stopped_epoch),
        rl = list(rl$wait, rl$best, rl$cooldown_counter))
 }
+
+# Runs scripts/<script> in an Rscript of its own (for what is fixed once per
+# process: the Keras backend, TensorFlow's devices) with this helper's path,
+# `args` and an output path; returns what the script saved there.
+run_script <- function(script, args = character(), env = character()) {
+  out <- tempfile(fileext = ".rds")
+  run <- callr::rscript(
+    test_path("scripts", script),
+    cmdargs = c(normalizePath(test_path("helper-kerasbackup.R")), args, out),
+    env = c(callr::rcmd_safe_env(), env),
+    stderr = "2>&1", fail_on_status = FALSE, show = FALSE, timeout = 900
+  )
+  testthat::expect_identical(run$status, 0L, info = run$stdout)
+  readRDS(out)
+}
+
+# Whether a resumed run ended as the uninterrupted one, part by part.
+same_training <- function(resumed, reference) {
+  list(
+    weights = identical(get_weights(resumed$model), get_weights(reference$model)),
+    optimizer = identical(optimizer_state(resumed$model),
+                          optimizer_state(reference$model)),
+    history = identical(resumed$history$metrics, reference$history$metrics),
+    rows = c(resumed = nrow(as.data.frame(resumed$history)),
+             reference = nrow(as.data.frame(reference$history)))
+  )
+}

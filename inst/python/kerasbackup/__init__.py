@@ -28,6 +28,9 @@ _EXPORTS = {
     "CorruptCheckpointError": "kerasbackup.store",
     "NoCheckpointError": "kerasbackup.store",
     "backup_info": "kerasbackup.store",
+    "initialize_jax": "kerasbackup.distributed",
+    "PeerLostError": "kerasbackup.errors",
+    "ResumeMismatchError": "kerasbackup.errors",
 }
 
 __all__ = sorted(_EXPORTS)

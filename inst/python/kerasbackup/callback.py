@@ -22,11 +22,13 @@ import numpy as np
 
 import keras
 
+from kerasbackup import distributed, replicas
 from kerasbackup import state as training_state
 from kerasbackup.errors import PreemptedError, ResumeWarning, SaveErrorWarning
 from kerasbackup.policy import SavePolicy
 from kerasbackup.saver import AsyncSaver
-from kerasbackup.store import BackupLockedError, BackupWriteError, CheckpointStore
+from kerasbackup.store import (
+    BackupLockedError, BackupWriteError, CheckpointStore, load_published)
 
 _SAVE_ERROR_MODES = ("stop", "warn")
 
@@ -108,7 +110,9 @@ class _Fit:
         self.thread = threading.get_ident()
         self.callbacks = callbacks  # the siblings whose state is saved
         self.callback_list = callback_list  # model.fit()'s, to tell if it still runs
-        self.store = None
+        self.cluster = distributed.LocalCluster()  # the workers (distributed.py)
+        self.stop = None  # a StopAgreement: when preemption stops every worker
+        self.store = None  # the chief's only: other workers never write
         self.saver = None
         self.watcher = None
         self.progress = None  # a TrainingState: where training is, history
@@ -274,12 +278,16 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.restored_info = None
         self.policy.start()  # a restore below picks up the saved count
         try:
-            fit.store = CheckpointStore(self.backup_dir,
-                                        keep=2 if self.double_checkpoint else 1)
-            fit.store.open()
-            _HOLDERS[os.path.realpath(self.backup_dir)] = self
+            fit.cluster = distributed.cluster_for(self.model)
+            fit.stop = distributed.StopAgreement(fit.cluster)
+            if fit.cluster.is_chief:
+                fit.store = CheckpointStore(self.backup_dir,
+                                            keep=2 if self.double_checkpoint else 1)
+                fit.store.open()
+                _HOLDERS[os.path.realpath(self.backup_dir)] = self
             fit.saver = AsyncSaver(self.async_save)
-            self._restore()
+            with distributed.scope(self.model):
+                self._restore()
             if self.save_before_preemption:
                 from kerasbackup.preemption import PreemptionWatcher
 
@@ -296,7 +304,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         fit = self._fit
-        self._settle()
+        self._settle(agree=True)
         fit.progress.epoch = epoch
         resumed = fit.plan is not None and fit.plan.state.epoch == epoch
         batch = fit.plan.state.batch if resumed else 0
@@ -324,7 +332,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                                     self._iterations())
                 fit.unsettled = True
         fit.progress.batch = self.policy.batches_in_epoch
-        if fit.watcher is not None and fit.watcher.requested:
+        if fit.watcher is not None and fit.stop.batch_end(fit.watcher.requested):
             fit.unsettled = True
 
     def on_test_begin(self, logs=None):
@@ -350,7 +358,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         fit = self._fit
         try:
-            if self._preempt_requested():
+            if self._preempt_requested(agree=True):
                 self._mark_end_of_training()
                 fit.pending_save = None
                 self._settle(preempt=True)  # saves the end state and raises
@@ -358,9 +366,9 @@ class BackupAndRestore(keras.callbacks.Callback):
                 fit.pending_save = None  # it would be deleted right away
             self._settle(preempt=False)
             self._wait_for_saver()
-            if self.delete_checkpoint:
+            if self.delete_checkpoint and fit.store is not None:
                 fit.store.delete()
-            if self._preempt_requested():
+            if self._preempt_requested(agree=True):
                 # The signal came during the final save or the clean-up:
                 # keep a checkpoint of the end state, then stop as preempted.
                 self._mark_end_of_training()
@@ -385,7 +393,10 @@ class BackupAndRestore(keras.callbacks.Callback):
         try:
             if isinstance(error, KeyboardInterrupt):
                 fit.saver.cancel()
-            elif not isinstance(error, (PreemptedError, BackupWriteError)):
+            elif not isinstance(error, (PreemptedError, BackupWriteError)) \
+                    and fit.cluster.world == 1:
+                # (With several workers the save would wait for the others,
+                # which may have stopped: the last published one stays.)
                 self._flush_pending()
             fit.saver.wait_until_finished()
         finally:
@@ -398,6 +409,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         fit_info = self._driver.fingerprint if self._driver is not None else None
         if fit_info is None and self.params:
             fit_info = {"steps per epoch": self.params.get("steps")}
+        # Another number of workers or replicas reduces in another order.
+        fit_info = dict(fit_info or {}, workers=fit.cluster.world,
+                        replicas=replicas.replica_count(model))
         if not model.built:
             raise ValueError(
                 "To use the BackupAndRestore callback with model.fit(), the "
@@ -414,18 +428,27 @@ class BackupAndRestore(keras.callbacks.Callback):
             try:
                 plans[info["path"]] = training_state.check_restore(
                     model, meta, arrays, current, self.allow_changes,
-                    backup_dir=self.backup_dir)
+                    backup_dir=self.backup_dir, rank=fit.cluster.rank)
             except training_state.InvalidCheckpointContent as e:
                 return [{"file": f, "kind": "invalid content", "detail": d}
                         for f, d in e.problems]
             return None
 
-        loaded = fit.store.load(accept=accept)
+        # The chief picks the checkpoint; every other worker reads that one.
+        loaded = distributed.load_agreed(
+            fit.cluster, lambda: fit.store.load(accept=accept),
+            lambda seq: load_published(self.backup_dir, seq, accept=accept),
+            self.backup_dir)
         if loaded is None:
             return
         _, _, info = loaded
         plan = plans[info["path"]]
-        plan.apply()
+        error = None
+        try:
+            plan.apply()
+        except Exception as e:
+            error = e
+        fit.cluster.raise_together(error, "restoring the checkpoint")
         if plan.inexact:
             self._warn_once("inexact", "The resume is not exact: this process "
                             "cannot restore " + "; ".join(plan.inexact) + ".")
@@ -465,7 +488,9 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._restore_metrics(plan)
 
     def _restore_metrics(self, plan):
-        if not plan.apply_metrics():
+        with distributed.scope(self.model):
+            applied = plan.apply_metrics()
+        if not applied:
             self._warn_once(
                 "metrics",
                 "The metric accumulators of the interrupted epoch could not be "
@@ -501,8 +526,13 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ save
 
-    def _settle(self, preempt=True):
-        """Runs what was left for the next hook: restores, history, saves."""
+    def _settle(self, preempt=True, agree=False):
+        """Runs what was left for the next hook: restores, history, saves.
+
+        `agree`: the workers compare preemption flags here (see
+        distributed.StopAgreement), as at every epoch begin: batch counts
+        cannot see the time an epoch end takes (validation, saves).
+        """
         fit = self._fit
         fit.unsettled = False
         if fit.pending_callbacks:
@@ -518,7 +548,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             epoch, batch, include_metrics, _ = fit.pending_save
             fit.pending_save = None
             self._save(epoch, batch, include_metrics)
-        if preempt and self._preempt_requested():
+        if preempt and self._preempt_requested(agree=agree):
             self._preempt()
 
     def _save(self, epoch, batch, include_metrics):
@@ -533,8 +563,10 @@ class BackupAndRestore(keras.callbacks.Callback):
                           else None))
         captured = training_state.capture(
             self.model, progress, include_metrics, callbacks=fit.callbacks,
-            into=saver.host_buffers)
+            into=saver.host_buffers, cluster=fit.cluster)
         store = fit.store
+        if store is None:
+            return  # not the chief: it took part in the capture, the chief writes
 
         def write(cancel):
             return store.save(captured.host_arrays(), captured.meta, epoch=epoch,
@@ -582,9 +614,17 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ preemption
 
-    def _preempt_requested(self):
-        watcher = self._fit.watcher
-        return watcher is not None and watcher.requested
+    def _preempt_requested(self, agree=False):
+        """Whether to stop for preemption: the workers' agreed answer.
+
+        `agree=True` agrees at once (every worker calls it at the same hook).
+        """
+        fit = self._fit
+        if fit.watcher is None:
+            return False
+        if agree:
+            return fit.stop.now(fit.watcher.requested)
+        return fit.stop.requested(fit.watcher.requested)
 
     def _mark_end_of_training(self):
         # A signal after the last batch: keep a checkpoint of the end state
@@ -597,21 +637,36 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def _preempt(self):
         fit = self._fit
-        watcher = fit.watcher
+        watcher, cluster = fit.watcher, fit.cluster
         # A signal that lands during a save only sets a flag, so the save
         # completes; a second one aborts (see preemption.py).
         self._wait_for_saver()
-        if not fit.store.is_open:
-            fit.store.open()  # the clean-up had already closed it
-        last = fit.store.latest
         current = (fit.progress.epoch, fit.progress.batch)
-        if last is None or (last.get("epoch"), last.get("batch")) != current:
-            self._save(*current, include_metrics=current[1] > 0)
-            self._wait_for_saver()
-        seconds = time.monotonic() - watcher.requested_at
-        name = watcher.requested_name
+        # The chief says whether the position is saved yet; every worker
+        # then takes part in the save, and none stops before it is published.
+        error, needed = None, False
+        if cluster.is_chief:
+            try:
+                if not fit.store.is_open:
+                    fit.store.open()  # the clean-up had already closed it
+                last = fit.store.latest
+                needed = last is None or (last.get("epoch"), last.get("batch")) != current
+            except Exception as e:
+                error = e
+        needed = cluster.broadcast(needed)
+        cluster.raise_together(error, "preparing the preemption checkpoint")
+        try:
+            if needed:
+                self._save(*current, include_metrics=current[1] > 0)
+                self._wait_for_saver()
+        except Exception as e:
+            error = e
+        cluster.raise_together(error, "publishing the preemption checkpoint")
+        seconds = time.monotonic() - (watcher.requested_at or fit.stop.agreed_at)
+        name = watcher.requested_name or "a signal to another worker"
+        who = f" (rank {cluster.rank})" if cluster.world > 1 else ""
         print(
-            f"kerasbackup: {name} received; checkpoint published in "
+            f"kerasbackup{who}: {name} received; checkpoint published in "
             f"'{self.backup_dir}' at epoch {current[0] + 1}, batch {current[1]} "
             f"({seconds:.2f} s after the signal).",
             file=sys.stderr,

@@ -24,6 +24,8 @@ import numpy as np
 
 import keras
 
+from kerasbackup import replicas
+
 # Keras callbacks whose state we save, and the attributes that hold it.
 # Anything else opts in with get_state()/set_state().
 _CALLBACK_ATTRS = {
@@ -99,6 +101,8 @@ class TrainingState:
         rng: JSON part of the global random generators (see `capture_rng()`).
         callbacks: saved states of the other callbacks, by position.
         keras_version: the Keras that wrote it.
+        rng_ranks: with several workers, every worker's generators by rank
+            (`rng_to_json()`), each restored on its own worker.
     """
 
     epoch: int
@@ -112,6 +116,7 @@ class TrainingState:
     rng: dict = dataclasses.field(default_factory=dict)
     callbacks: list = dataclasses.field(default_factory=list)
     keras_version: str = ""
+    rng_ranks: list = dataclasses.field(default_factory=list)
 
     def to_meta(self):
         """A JSON copy (later edits of the lists here do not reach it)."""
@@ -144,6 +149,7 @@ class TrainingState:
         need(isinstance(meta.get("fingerprint", {}), dict), "fingerprint is not an object")
         need(isinstance(meta.get("rng", {}), dict), "rng is not an object")
         need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
+        need(isinstance(meta.get("rng_ranks", []), list), "rng_ranks is not a list")
         need(_valid_index(meta.get("variables")), "the variable table is malformed")
         if problems:
             raise InvalidCheckpointContent(problems)
@@ -189,7 +195,7 @@ def ensure_optimizer_built(model):
         opt.build(model.trainable_variables)
 
 
-def capture_variables(model, include_metrics, into=None, device=None):
+def capture_variables(model, include_metrics, into=None, device=None, writer=True):
     """Takes the model's, optimizer's (and metrics') variables to host memory.
 
     Without `into`, returns read-only views that cost no copy: with
@@ -200,6 +206,10 @@ def capture_variables(model, include_metrics, into=None, device=None):
     into buffers reused from the previous capture, for a background write.
     With `device` (a `snapshot.DeviceSnapshot`), each value is copied on its
     device instead, into `device`, and left out of the arrays returned.
+    Variables that keep one value per replica are captured with one row per
+    replica (see replicas.py), a collective under a multi-worker strategy:
+    a worker that does not write (`writer=False`) still takes part in it,
+    and captures nothing else.
 
     Returns `(arrays, index)`; `index` records each variable's path, shape
     and dtype so that a restore can check them before assigning anything.
@@ -207,13 +217,16 @@ def capture_variables(model, include_metrics, into=None, device=None):
     arrays, index = {}, {}
     for group, variables in variable_groups(model, include_metrics):
         entries = []
+        per_replica = replicas.gather(variables)
         for i, v in enumerate(variables):
+            if not writer:
+                continue
             name = f"{group}/{i:05d}"
-            if device is not None:
+            if device is not None and i not in per_replica:
                 shape, dtype = device.add(name, v)
                 entries.append([v.path, list(shape), dtype])
                 continue
-            value = _host_view(v)
+            value = per_replica[i] if i in per_replica else _host_view(v)
             if into is not None:
                 buf = into.get(name)
                 if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
@@ -260,7 +273,7 @@ def _model_differences(group, saved, variables):
         return [(f"{group} variables", len(saved), len(variables))]
     differences = []
     for v, (path, shape, dtype) in zip(variables, saved):
-        now = (str(v.dtype), tuple(v.shape))
+        now = (str(v.dtype), replicas.captured_shape(v))
         if now != (dtype, tuple(shape)):
             differences.append((f"{group} variable {path}",
                                 f"{dtype}{tuple(shape)}", f"{now[0]}{now[1]}"))
@@ -375,6 +388,28 @@ def check_rng(arrays, meta):
                             f"expected {want[0]}{want[1]}")
     problems += _check_torch_rng(arrays)
     return problems
+
+
+def rng_to_json(arrays, meta):
+    """A captured generator state as one JSON value (to send it to another worker)."""
+    return {"meta": meta,
+            "arrays": {k: [str(a.dtype), list(a.shape), a.reshape(-1).tolist()]
+                       for k, a in arrays.items()}}
+
+
+def rng_from_json(value):
+    """`(arrays, meta)` from `rng_to_json()`; raises TypeError/ValueError if malformed."""
+    if not (isinstance(value, dict) and isinstance(value.get("meta"), dict)
+            and isinstance(value.get("arrays"), dict)):
+        raise TypeError("not a generator state")
+    arrays = {}
+    for name, entry in value["arrays"].items():
+        if not (isinstance(name, str) and name.startswith("rng/")
+                and isinstance(entry, list) and len(entry) == 3):
+            raise TypeError(f"malformed generator array {name!r}")
+        dtype, shape, flat = entry
+        arrays[name] = np.array(flat, dtype=np.dtype(dtype)).reshape(shape)
+    return arrays, value["meta"]
 
 
 def _torch_cuda_names(arrays):
@@ -673,7 +708,7 @@ class Capture:
         return self._arrays
 
 
-def capture(model, state, include_metrics, callbacks=None, into=None):
+def capture(model, state, include_metrics, callbacks=None, into=None, cluster=None):
     """Snapshots the whole training state: returns a `Capture` for the store.
 
     `state` (a TrainingState) gives the position, history and fingerprint;
@@ -681,25 +716,36 @@ def capture(model, state, include_metrics, callbacks=None, into=None):
     `into` is the saver's dict of buffers for a background save: with it,
     on JAX and torch, the variables are copied on their device here and
     reach host memory in `Capture.host_arrays()`; elsewhere they are copied
-    into reused host buffers.
+    into reused host buffers. With several workers (`cluster`, see
+    distributed.py) every worker calls this at the same batch: the
+    per-replica values and every worker's generators are collected from all
+    of them, and only the chief, which writes, gets a Capture; the others
+    get None.
     """
     from kerasbackup import snapshot
 
+    writer = cluster is None or cluster.is_chief
     device = None
-    if into is not None and snapshot.supported():
+    if writer and into is not None and snapshot.supported():
         device = snapshot.DeviceSnapshot(into)
     arrays, index = capture_variables(model, include_metrics, into=into,
-                                      device=device)
+                                      device=device, writer=writer)
     if device is not None:
         device.seal()
     rng_arrays, rng_meta = capture_rng()
+    rng_ranks = []
+    if cluster is not None and cluster.world > 1:
+        rng_ranks = cluster.allgather(rng_to_json(rng_arrays, rng_meta))
+    if not writer:
+        return None
     arrays.update(rng_arrays)
     cb_meta = []
     if callbacks:
         cb_arrays, cb_meta = capture_callbacks(callbacks)
         arrays.update(cb_arrays)
     state = dataclasses.replace(state, variables=index, rng=rng_meta,
-                                callbacks=cb_meta, keras_version=keras_version())
+                                callbacks=cb_meta, rng_ranks=rng_ranks,
+                                keras_version=keras_version())
     return Capture(arrays, state.to_meta(), device)
 
 
@@ -714,6 +760,7 @@ class RestorePlan:
         state: the TrainingState read from it.
         arrays: its arrays.
         groups: the variable groups assigned by `apply()`.
+        rng: `(arrays, meta)` of the generators this worker restores.
         inexact: what `apply()` cannot put back in this process, in words
             (e.g. CUDA generators of devices it lacks); the resume is then
             not exact.
@@ -723,21 +770,25 @@ class RestorePlan:
     state: TrainingState
     arrays: dict
     groups: list
+    rng: tuple = None
     inexact: list = dataclasses.field(default_factory=list)
 
     def apply(self):
         """Assigns the variables and the generators, all or none of them."""
         current = dict(variable_groups(self.model, False))
-        undo_vars = [(v, _host_view(v)) for g in self.groups for v in current[g]]
+        undo_vars = []
+        for g in self.groups:
+            per_replica = replicas.gather(current[g])
+            undo_vars += [(v, per_replica[i] if i in per_replica else _host_view(v))
+                          for i, v in enumerate(current[g])]
         undo_rng = capture_rng()
         try:
-            for group in self.groups:
-                for i, v in enumerate(current[group]):
-                    v.assign(self.arrays[f"{group}/{i:05d}"])
-            restore_rng(self.arrays, self.state.rng)
+            replicas.assign([(v, self.arrays[f"{group}/{i:05d}"])
+                             for group in self.groups
+                             for i, v in enumerate(current[group])])
+            restore_rng(*(self.rng or (self.arrays, self.state.rng)))
         except BaseException:
-            for v, value in undo_vars:
-                v.assign(value)
+            replicas.assign(undo_vars)
             restore_rng(*undo_rng)
             raise
 
@@ -752,13 +803,13 @@ class RestorePlan:
         variables = list(self.model.metrics_variables)
         if saved is None or _model_differences("metrics", saved, variables):
             return False
-        for i, v in enumerate(variables):
-            v.assign(self.arrays[f"metrics/{i:05d}"])
+        replicas.assign([(v, self.arrays[f"metrics/{i:05d}"])
+                         for i, v in enumerate(variables)])
         return True
 
 
 def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
-                  backup_dir=None):
+                  backup_dir=None, rank=0):
     """Checks a loaded checkpoint against the model without assigning anything.
 
     Returns a RestorePlan. Raises InvalidCheckpointContent when the checkpoint
@@ -789,6 +840,13 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
     if "metrics" in state.variables:
         problems += _table_problems("metrics", state.variables["metrics"], arrays)
     problems += check_rng(arrays, state.rng)
+    rng = None
+    if rank < len(state.rng_ranks):  # several workers: each its own generators
+        try:
+            rng = rng_from_json(state.rng_ranks[rank])
+            problems += [f"rank {rank}: {p}" for p in check_rng(*rng)]
+        except (TypeError, ValueError) as e:
+            problems.append(f"the generators saved for rank {rank} are malformed: {e}")
     problems += check_callbacks(state.callbacks, arrays)
     steps = current_fingerprint.get("steps per epoch")
     if same_setup and isinstance(steps, int) and state.batch > steps:
@@ -801,4 +859,5 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
         raise InvalidCheckpointContent([("state.json", p) for p in problems])
     if differences:
         raise FingerprintMismatchError(backup_dir, differences)
-    return RestorePlan(model, state, arrays, groups, inexact_rng(arrays))
+    return RestorePlan(model, state, arrays, groups, rng,
+                       inexact_rng(rng[0] if rng else arrays))

@@ -73,6 +73,7 @@ from kerasbackup.store.local import (
     backup_info,
     inspect_checkpoint,
     list_checkpoints,
+    load_published,
 )
 from kerasbackup.store.publish import PHASES, set_phase_hook
 
@@ -83,5 +84,5 @@ __all__ = [
     "CheckpointFallbackWarning", "CheckpointStore", "CorruptCheckpointError",
     "Inspection", "NoCheckpointError", "SaveCancelled", "StaleLockWarning",
     "backup_info", "checkpoint_name", "inspect_checkpoint", "list_checkpoints",
-    "parse_checkpoint_name", "set_phase_hook",
+    "load_published", "parse_checkpoint_name", "set_phase_hook",
 ]

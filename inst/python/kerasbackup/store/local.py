@@ -13,12 +13,13 @@ import warnings
 import weakref
 
 from kerasbackup.errors import (
-    BackupDirError, BackupLockedError, BackupWriteError, SaveCancelled)
+    BackupDirError, BackupLockedError, BackupWriteError, NoCheckpointError, SaveCancelled)
 from kerasbackup.store import publish as pub
 from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
 from kerasbackup.store.fileio import CheckpointFiles, DirHandle, os_error_text
 from kerasbackup.store.format import (
-    MARKER_NAME, Inspection, build_state, parse_checkpoint_name, prepare_arrays)
+    MARKER_NAME, Inspection, build_state, checkpoint_name, parse_checkpoint_name,
+    prepare_arrays)
 from kerasbackup.store.lock import DirLock
 from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
 
@@ -390,6 +391,35 @@ def _inspect(directory, seq, name, mode):
         except FileNotFoundError:
             return None  # pruned by the writer while we looked at it
     return ins
+
+
+def load_published(backup_dir, seq, accept=None):
+    """Loads published checkpoint `seq` without taking the lock or writing anything.
+
+    For the workers of a distributed fit() that read what the chief (the one
+    writer, holding the lock) published. The checkpoint is verified as by
+    `CheckpointStore.load()`, and `accept` may reject it likewise. Returns
+    `(arrays, meta, info)`; raises NoCheckpointError if backup_dir or the
+    checkpoint does not exist here, CorruptCheckpointError if it fails
+    verification or `accept`.
+    """
+    d = local_path(backup_dir)
+    name = checkpoint_name(int(seq))
+    try:
+        directory = DirHandle.open(d)
+    except FileNotFoundError:
+        directory = None
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot read backup_dir '{d}': {os_error_text(e)}", d, e) from e
+    if directory is None:
+        raise NoCheckpointError(f"backup_dir '{d}' does not exist here", d)
+    with directory:
+        ins = _inspect(directory, int(seq), name, LOAD)
+    if ins is None:
+        raise NoCheckpointError(
+            f"backup_dir '{d}' holds no checkpoint {name}", d)
+    return load_newest([ins], d, required=True, accept=accept)
 
 
 def list_checkpoints(backup_dir):
