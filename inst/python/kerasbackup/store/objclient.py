@@ -559,16 +559,16 @@ _CLIENTS = {"s3": S3Client, "s3a": S3Client, "gs": GCSClient, "gcs": GCSClient}
 
 def open_client(url, storage_options=None, retry=None, **kw):
     """Returns the client for `url` (s3://, gs://, memory://); raises ValueError."""
+    scheme = urlsplit(str(url)).scheme.lower()
+    if scheme != "memory" and scheme not in _CLIENTS:
+        raise UnsupportedURLError(
+            f"backup_dir '{display_url(url)}': the '{scheme}://' file system has "
+            "no conditional writes we can rely on; supported are s3:// (and "
+            "S3-compatible servers through AWS_ENDPOINT_URL), gs:// and memory://")
     scheme, bucket, prefix = split_url(url)
     opts = dict(storage_options or {})
     if scheme == "memory":
         if opts:
             raise ValueError("memory:// takes no storage_options")
         return MemoryClient(bucket, prefix, retry, **kw)
-    cls = _CLIENTS.get(scheme)
-    if cls is None:
-        raise UnsupportedURLError(
-            f"backup_dir '{display_url(url)}': the '{scheme}://' file system has "
-            "no conditional writes we can rely on; supported are s3:// (and "
-            "S3-compatible servers through AWS_ENDPOINT_URL), gs:// and memory://")
-    return cls(bucket, prefix, opts, retry, **kw)
+    return _CLIENTS[scheme](bucket, prefix, opts, retry, **kw)

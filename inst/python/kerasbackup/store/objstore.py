@@ -329,6 +329,7 @@ class ObjectCheckpointStore:
         self._mutex = threading.RLock()
         self._latest = None
         self._latest_token = None
+        self._latest_unsure = False  # a commit's answer was lost
         self._max_seq = 0
         self._objects_of = {}  # seq -> data prefix, for checkpoints we know
 
@@ -354,6 +355,11 @@ class ObjectCheckpointStore:
     def is_open(self):
         """Whether this object holds backup_dir's lease."""
         return self._lease.held
+
+    @property
+    def lease(self):
+        """The lease.Lease of this store (its token, holder and renewals)."""
+        return self._lease
 
     def open(self):
         """Takes the lease, stamps LATEST with it and collects leftovers.
@@ -448,6 +454,15 @@ class ObjectCheckpointStore:
     def _ensure_open(self):
         if not self._lease.held:
             self.open()
+        if self._latest_unsure:
+            current, token, _ = self._ckpts.read_latest()
+            if current is None or current.get("owner") != self._lease.token:
+                raise compat.BackupLockedError(
+                    f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
+                    "another writer; this process no longer owns the backup_dir.",
+                    self.backup_dir, {})
+            self._latest, self._latest_token = current, token
+            self._latest_unsure = False
 
     # ------------------------------------------------------------------ save
 
@@ -511,7 +526,9 @@ class ObjectCheckpointStore:
             except Exception as e:
                 # A commit whose answer was lost may have succeeded: its
                 # objects stay for collect() to judge against LATEST.
-                if not committing:
+                if committing:
+                    self._latest_unsure = True
+                else:
                     self._remove(written)
                 raise compat.BackupWriteError(
                     f"could not write a checkpoint to backup_dir '{d}': "
