@@ -455,12 +455,7 @@ class ObjectCheckpointStore:
         if not self._lease.held:
             self.open()
         if self._latest_unsure:
-            current, token, _ = self._ckpts.read_latest()
-            if current is None or current.get("owner") != self._lease.token:
-                raise compat.BackupLockedError(
-                    f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
-                    "another writer; this process no longer owns the backup_dir.",
-                    self.backup_dir, {})
+            current, token = self._read_own_latest("")
             self._latest, self._latest_token = current, token
             self._latest_unsure = False
 
@@ -591,12 +586,7 @@ class ObjectCheckpointStore:
                 self._latest = json.loads(body)
                 return
             except PreconditionFailed:
-                current, token, _ = self._ckpts.read_latest()
-            if current is None or current.get("owner") != self._lease.token:
-                raise compat.BackupLockedError(
-                    f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
-                    "another writer; this process no longer owns the backup_dir and "
-                    "did not publish.", self.backup_dir, {})
+                current, token = self._read_own_latest(" and did not publish")
             # Still ours: an earlier commit's answer was lost. Catch up.
             self._latest, self._latest_token = current, token
             if any(e["seq"] == seq and e["manifest_crc32"] == mcrc
@@ -764,12 +754,18 @@ class ObjectCheckpointStore:
         try:
             self._latest_token = self._client.replace(LATEST_NAME, body, self._latest_token)
         except PreconditionFailed:
-            current, _, _ = self._ckpts.read_latest()
-            if current is None or current.get("owner") != self._lease.token:
-                raise compat.BackupLockedError(
-                    f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
-                    "another writer; nothing was deleted.", self.backup_dir, {}) from None
+            self._read_own_latest("; nothing was deleted")
             raise
+
+    def _read_own_latest(self, outcome):
+        """Re-reads LATEST; raises BackupLockedError unless it still names our lease."""
+        current, token, _ = self._ckpts.read_latest()
+        if current is None or current.get("owner") != self._lease.token:
+            raise compat.BackupLockedError(
+                f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
+                f"another writer; this process no longer owns the backup_dir{outcome}.",
+                self.backup_dir, {})
+        return current, token
 
 
 def _info(ckpts, verify, options):
