@@ -523,3 +523,20 @@ def test_iter_parts_covers_buffers_exactly():
         assert [n for n, _, _ in parts] == list(range(1, len(parts) + 1))
         assert all(len(p) == size for _, _, p in parts[:-1])
         assert [o for _, o, _ in parts] == [size * i for i in range(len(parts))]
+
+
+def test_open_can_wait_for_a_lease_left_on_another_host(url, raw):
+    """A writer killed on another machine leaves a live-looking lease until it expires."""
+    import time
+    now = time.time()
+    raw.create(".lease", json.dumps({
+        "format": lease.LEASE_FORMAT, "token": "f" * 32, "ttl": 1.0, "count": 0,
+        "holder": {"pid": 1, "host": "elsewhere.invalid", "started": "then"},
+        "renewed": "then", "expires_at": now + 1.0, "expires": "soon"}).encode())
+    with pytest.raises(compat.BackupLockedError, match="elsewhere.invalid"):
+        Store(url).open()  # lease_wait=0: at once
+    s = Store(url, lease_ttl=1.0, lease_wait=120)
+    with pytest.warns(compat.StaleLockWarning, match="expired"):
+        s.open()  # watched it until it expired (a state, bounded by lease_wait)
+    assert json.loads(raw.read(".lease")[0])["token"] == s.lease.token
+    s.close()

@@ -111,15 +111,23 @@ class Lease:
             return f"it expired at {current.get('expires')} without renewal"
         return None
 
-    def acquire(self):
-        """Takes the lease or raises BackupLockedError; starts the renewer."""
+    def acquire(self, wait=0.0):
+        """Takes the lease or raises BackupLockedError; starts the renewer.
+
+        With `wait` > 0, a live lease is watched for up to `wait` seconds
+        (a holder killed on another host leaves its lease until it
+        expires), re-read every `renew_every` seconds.
+        """
         with self._mutex:
             if self.held:
                 return self
             self.holder = {"pid": os.getpid(), "host": socket.gethostname(),
                            "started": compat.utc_now()}
             self._lost = None
-            for _ in range(10):
+            give_up = self.monotonic() + float(wait)
+            tries = 0
+            while tries < 10:
+                tries += 1
                 start = self.monotonic()
                 try:
                     self._etag = self.client.create(LEASE_NAME, self._body())
@@ -133,7 +141,12 @@ class Lease:
                 current = parse_lease(raw)
                 why = self._stale(current)
                 if why is None:
-                    self._raise_locked(current)
+                    left = give_up - self.monotonic()
+                    if left <= 0:
+                        self._raise_locked(current)
+                    time.sleep(min(self.renew_every, left))
+                    tries = 0  # watching a live lease is not contention
+                    continue
                 start = self.monotonic()
                 try:
                     self._etag = self.client.replace(LEASE_NAME, self._body(), etag)

@@ -304,6 +304,9 @@ class ObjectCheckpointStore:
         storage_options: fsspec options (credentials, endpoint, ...); they
             are never shown or written.
         lease_ttl: seconds the lease lives without renewal.
+        lease_wait: seconds open() watches a live lease held elsewhere
+            before raising BackupLockedError (a writer killed on another
+            host holds it until it expires; 0 raises at once).
         clock: wall clock for the lease (tests inject one).
         retry: an objclient.RetryPolicy for transient errors.
         part_size, workers: multipart part size and concurrent transfers.
@@ -311,7 +314,7 @@ class ObjectCheckpointStore:
     """
 
     def __init__(self, url, keep=1, storage_options=None, lease_ttl=60.0,
-                 clock=time.time, retry=None, part_size=None, workers=8, client=None):
+                 lease_wait=0.0, clock=time.time, retry=None, part_size=None, workers=8, client=None):
         if int(keep) < 1:
             raise ValueError(f"keep must be >= 1, got {keep!r}")
         self.backup_dir = display_url(url)
@@ -326,6 +329,7 @@ class ObjectCheckpointStore:
             raise compat.BackupDirError(str(e), self.backup_dir) from None
         self._ckpts = _Checkpoints(self._client, self.backup_dir, int(workers))
         self._lease = Lease(self._client, self.backup_dir, ttl=lease_ttl, clock=clock)
+        self._lease_wait = float(lease_wait)
         self._mutex = threading.RLock()
         self._latest = None
         self._latest_token = None
@@ -375,7 +379,7 @@ class ObjectCheckpointStore:
             try:
                 names = self._client.list()
                 self._check_prefix(names)
-                self._lease.acquire()
+                self._lease.acquire(wait=self._lease_wait)
                 try:
                     if MARKER_NAME not in names:
                         try:
