@@ -11,12 +11,17 @@ of the store, "saved SEQ EPOCH" after each save returned. The test kills it
 after a random number of lines.
 """
 
+import os
 import sys
 import warnings
 
 import numpy as np
 
-from objstore_import import compat, objstore
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "inst", "python"))
+
+from kerasbackup import errors  # noqa: E402  (after the path is set)
+from kerasbackup.store import objstore, phases  # noqa: E402
 
 
 def make_arrays(epoch, part_size):
@@ -41,7 +46,7 @@ def main(url, part_size):
         sys.stdout.flush()
     store = objstore.ObjectCheckpointStore(url, keep=2, part_size=part_size)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", compat.StaleLockWarning)
+        warnings.simplefilter("ignore", errors.StaleLockWarning)
         store.open()
     loaded = store.load()
     epoch = -1
@@ -50,7 +55,7 @@ def main(url, part_size):
         epoch = meta["epoch"]
         check_arrays(arrays, epoch, part_size)
     say("resumed", epoch)
-    compat.set_phase_hook(lambda name, info: say("phase", name))
+    phases.set_phase_hook(lambda name, info: say("phase", name))
     while True:
         epoch += 1
         info = store.save(make_arrays(epoch, part_size), {"epoch": epoch}, epoch, 0)

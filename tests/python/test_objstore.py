@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from objstore_import import compat, lease, objclient, objstore
+from kerasbackup import errors
+from kerasbackup.store import format as fmt
+from kerasbackup.store import lease, objclient, objstore, phases
 
 Store = objstore.ObjectCheckpointStore
 
@@ -44,16 +46,16 @@ def hook():
     """Installs a phase hook for one test: hook.set(fn)."""
     class H:
         def set(self, fn):
-            compat.set_phase_hook(fn)
+            phases.set_phase_hook(fn)
     yield H()
-    compat.set_phase_hook(None)
+    phases.set_phase_hook(None)
 
 
 def test_save_load_bit_identical_and_meta(url):
     meta = {"epoch": 3, "history": {"loss": [0.5, np.float32(0.25)]}}
     with Store(url) as s:
         assert s.load() is None
-        with pytest.raises(compat.NoCheckpointError):
+        with pytest.raises(errors.NoCheckpointError):
             s.load(required=True)
         info = s.save(arrays_for(3), meta, epoch=3, batch=7)
         assert info["seq"] == 1 and info["verified"] is True
@@ -78,10 +80,10 @@ def test_layout_manifest_format_and_keep(url, raw):
     assert len(data) == 2
     assert names - set(manifests) - {n for n in names if n.startswith("data-")} \
         == {".kerasbackup", "LATEST"}  # the lease went with close()
-    m, problem = compat.parse_manifest(raw.read(manifests[-1])[0])
-    assert problem is None
-    assert m["format_version"] == compat.FORMAT_VERSION and m["seq"] == 4
-    assert set(m["files"]) == {compat.ARRAYS_NAME, compat.STATE_NAME}
+    m = fmt.parse_manifest(raw.read(manifests[-1])[0])  # the local format's checker
+    assert json.loads(raw.read(manifests[-1])[0])["format_version"] == fmt.FORMAT_VERSION
+    assert m.seq == 4 and set(m.files) == {fmt.ARRAYS_NAME, fmt.STATE_NAME}
+    assert m.extra["objects"].startswith("data-")
     latest = objstore.parse_latest(raw.read("LATEST")[0])
     assert [e["seq"] for e in latest["checkpoints"]] == [3, 4]
     assert [i["seq"] for i in objstore.backup_info(url)] == [3, 4]
@@ -100,7 +102,7 @@ def test_failure_before_commit_keeps_previous_and_hides_partial(url, raw, hook, 
             if name == phase:
                 raise OSError(5, "injected failure at " + name)
         hook.set(fail)
-        with pytest.raises(compat.BackupWriteError) as err:
+        with pytest.raises(errors.BackupWriteError) as err:
             s.save(arrays_for(2), {"e": 2}, 2, 0)
         hook.set(None)
         assert "previous checkpoint" in str(err.value)
@@ -169,7 +171,7 @@ def test_foreign_objects_never_touched(url, raw):
 
 def test_foreign_prefix_refused(url, raw):
     raw.create("someone-elses.csv", b"a,b")
-    with pytest.raises(compat.BackupDirError, match="not created by kerasbackup"):
+    with pytest.raises(errors.BackupDirError, match="not created by kerasbackup"):
         Store(url).open()
     assert set(raw.list()) == {"someone-elses.csv"}
 
@@ -199,7 +201,7 @@ def test_damaged_arrays_fall_back_with_warning(url, raw):
     assert [i["verified"] for i in infos] == [True, False]
     assert "checksum mismatch" in infos[1]["problem"]
     with Store(url, keep=2) as s:
-        with pytest.warns(compat.CheckpointFallbackWarning, match="checksum mismatch"):
+        with pytest.warns(errors.CheckpointFallbackWarning, match="checksum mismatch"):
             a, meta, info = s.load()
     assert meta == {"e": 1} and info["seq"] == 1
     assert_same(a, arrays_for(1))
@@ -224,7 +226,7 @@ def test_every_checkpoint_damaged_raises_corrupt(url, raw, damage):
         raw.create("ckpt-0000000001.json", b"{not json")
         kind = "manifest unreadable"
     with Store(url) as s:
-        with pytest.raises(compat.CorruptCheckpointError) as err:
+        with pytest.raises(errors.CorruptCheckpointError) as err:
             s.load()
     assert err.value.problems[0]["kind"] == kind
     assert "left in place" in str(err.value)
@@ -239,12 +241,12 @@ def test_manifest_replaced_after_commit_is_detected(url, raw):
     m1 = json.loads(raw.read("ckpt-0000000001.json")[0])
     forged = dict(m1, seq=2, epoch=99)
     forged.pop("manifest_crc32")
-    forged["manifest_crc32"] = compat.manifest_crc(forged)
+    forged["manifest_crc32"] = fmt.manifest_crc32(forged)
     raw.delete("ckpt-0000000002.json")
     raw.create("ckpt-0000000002.json", json.dumps(forged).encode())
-    assert compat.parse_manifest(json.dumps(forged).encode())[1] is None  # self-consistent
+    fmt.parse_manifest(json.dumps(forged).encode())  # self-consistent: parses
     with Store(url, keep=2) as s:
-        with pytest.warns(compat.CheckpointFallbackWarning, match="replaced after the commit"):
+        with pytest.warns(errors.CheckpointFallbackWarning, match="replaced after the commit"):
             _, meta, _ = s.load()
     assert meta == {"e": 1}
     assert m2["manifest_crc32"] != forged["manifest_crc32"]
@@ -256,7 +258,7 @@ def test_unreadable_latest_is_rebuilt_from_manifests(url, raw):
     raw.delete("LATEST")
     raw.create("LATEST", b"garbage")
     assert [i["seq"] for i in objstore.backup_info(url)] == [1]
-    with pytest.warns(compat.CheckpointFallbackWarning, match="LATEST is unreadable"):
+    with pytest.warns(errors.CheckpointFallbackWarning, match="LATEST is unreadable"):
         with Store(url) as s:
             assert s.load()[1] == {"e": 1}
     assert objstore.parse_latest(raw.read("LATEST")[0]) is not None
@@ -268,7 +270,7 @@ def test_cancel_before_commit(url, raw):
         before = set(raw.list())
         cancel = threading.Event()
         cancel.set()
-        with pytest.raises(compat.SaveCancelled):
+        with pytest.raises(errors.SaveCancelled):
             s.save(arrays_for(2), {"e": 2}, 2, 0, cancel=cancel)
         assert set(raw.list()) == before
         assert s.load()[1] == {"e": 1}
@@ -327,7 +329,7 @@ def test_persistent_failure_is_a_write_error_and_keeps_previous(url):
     with Store(url, client=client) as s:
         s.save(arrays_for(1), {"e": 1}, 1, 0)
         client.fails = 10**6
-        with pytest.raises(compat.BackupWriteError, match="injected create failure") as err:
+        with pytest.raises(errors.BackupWriteError, match="injected create failure") as err:
             s.save(arrays_for(2), {"e": 2}, 2, 0)
         assert isinstance(err.value.os_error, ConnectionResetError)
         client.fails = 0
@@ -356,7 +358,7 @@ def test_commit_whose_answer_was_lost(url):
     with Store(url, client=client, keep=2) as s:
         s.save(arrays_for(1), {"e": 1}, 1, 0)
         client.armed = True
-        with pytest.raises(compat.BackupWriteError):
+        with pytest.raises(errors.BackupWriteError):
             s.save(arrays_for(2), {"e": 2}, 2, 0)
         # It did commit; the objects were kept, and the store catches up.
         assert [i["seq"] for i in s.checkpoints()] == [1, 2]
@@ -372,11 +374,11 @@ def test_second_writer_is_locked_out(url):
     with Store(url) as a:
         a.save(arrays_for(1), {}, 1, 0)
         b = Store(url)
-        with pytest.raises(compat.BackupLockedError) as err:
+        with pytest.raises(errors.BackupLockedError) as err:
             b.open()
         assert err.value.holder["pid"] == os.getpid()
         assert "in use by another store object in this process" in str(err.value)
-        with pytest.raises(compat.BackupLockedError):
+        with pytest.raises(errors.BackupLockedError):
             b.load()
     with Store(url) as b:  # released at close
         assert b.load() is not None
@@ -388,19 +390,19 @@ def test_expired_lease_is_taken_over_and_old_writer_fenced(url, raw):
     a.save(arrays_for(1), {"e": 1}, 1, 0)
     later = lambda: time.time() + 3600  # noqa: E731  b's clock is an hour ahead
     b = Store(url, lease_ttl=30, clock=later)
-    with pytest.warns(compat.StaleLockWarning, match="expired"):
+    with pytest.warns(errors.StaleLockWarning, match="expired"):
         b.open()
     held = json.loads(raw.read(".lease")[0])
     assert held["token"] == b.lease.token != a.lease.token
     # The old writer can no longer publish, even before it notices.
-    with pytest.raises(compat.BackupLockedError):
+    with pytest.raises(errors.BackupLockedError):
         a.save(arrays_for(2), {"e": 2}, 2, 0)
     assert [i["seq"] for i in objstore.backup_info(url)] == [1]
     b.save(arrays_for(3), {"e": 3}, 3, 0)
     assert b.load()[1] == {"e": 3}
     a.close()  # must not remove b's lease
     assert json.loads(raw.read(".lease")[0])["holder"]["started"] is not None
-    with pytest.raises(compat.BackupLockedError):
+    with pytest.raises(errors.BackupLockedError):
         Store(url).open()
     b.close()
 
@@ -414,10 +416,10 @@ def test_fenced_writer_cannot_publish_after_takeover_mid_save(url, raw, hook):
     def take_over(name, info):
         if name == "manifest_written" and not b.is_open:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", compat.StaleLockWarning)
+                warnings.simplefilter("ignore", errors.StaleLockWarning)
                 b.open()
     hook.set(take_over)
-    with pytest.raises(compat.BackupLockedError, match="taken over"):
+    with pytest.raises(errors.BackupLockedError, match="taken over"):
         a.save(arrays_for(2), {"e": 2}, 2, 0)
     hook.set(None)
     assert [i["seq"] for i in objstore.backup_info(url)] == [1]
@@ -463,11 +465,11 @@ def test_lease_lost_to_another_holder_is_reported(url, raw):
     a = lease.Lease(client, url, ttl=10, renew_every=10**6)
     a.acquire()
     b = lease.Lease(client, url, ttl=10, clock=lambda: 4e9)
-    with pytest.warns(compat.StaleLockWarning):
+    with pytest.warns(errors.StaleLockWarning):
         b.acquire()
-    with pytest.raises(compat.BackupLockedError, match="lost its lease"):
+    with pytest.raises(errors.BackupLockedError, match="lost its lease"):
         a.renew()
-    with pytest.raises(compat.BackupLockedError):
+    with pytest.raises(errors.BackupLockedError):
         a.check()
     a.release()
     assert json.loads(raw.read(".lease")[0])["token"] == b.token
@@ -482,7 +484,7 @@ def test_lease_lost_to_another_holder_is_reported(url, raw):
     ("file:///tmp/x", "no conditional writes"),
 ])
 def test_unsupported_scheme_is_a_dir_error(bad, match):
-    with pytest.raises(compat.BackupDirError, match=match):
+    with pytest.raises(errors.BackupDirError, match=match):
         Store(bad)
 
 
@@ -533,10 +535,10 @@ def test_open_can_wait_for_a_lease_left_on_another_host(url, raw):
         "format": lease.LEASE_FORMAT, "token": "f" * 32, "ttl": 1.0, "count": 0,
         "holder": {"pid": 1, "host": "elsewhere.invalid", "started": "then"},
         "renewed": "then", "expires_at": now + 1.0, "expires": "soon"}).encode())
-    with pytest.raises(compat.BackupLockedError, match="elsewhere.invalid"):
+    with pytest.raises(errors.BackupLockedError, match="elsewhere.invalid"):
         Store(url).open()  # lease_wait=0: at once
     s = Store(url, lease_ttl=1.0, lease_wait=120)
-    with pytest.warns(compat.StaleLockWarning, match="expired"):
+    with pytest.warns(errors.StaleLockWarning, match="expired"):
         s.open()  # watched it until it expired (a state, bounded by lease_wait)
     assert json.loads(raw.read(".lease")[0])["token"] == s.lease.token
     s.close()

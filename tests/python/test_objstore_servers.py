@@ -15,13 +15,19 @@ import numpy as np
 import pytest
 
 from objservers import BUCKET, SERVERS
-from objstore_import import compat, objclient, objstore
+from kerasbackup import errors
+from kerasbackup.store import objclient, objstore, phases
 from objstore_writer import check_arrays, make_arrays
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+INST_PYTHON = os.path.abspath(os.path.join(HERE, "..", "..", "inst", "python"))
 Store = objstore.ObjectCheckpointStore
 # S3 parts must be >= 5 MiB (but the last); GCS composes parts of any size.
 PART_SIZE = {"s3": 5 * 2**20, "gs": 2**20}
+
+
+def child_env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([INST_PYTHON, HERE]))
 
 
 @pytest.fixture(scope="module", params=["s3", "gs"])
@@ -52,8 +58,8 @@ def part_size(server):
 
 @pytest.fixture
 def hook():
-    yield compat.set_phase_hook
-    compat.set_phase_hook(None)
+    yield phases.set_phase_hook
+    phases.set_phase_hook(None)
 
 
 def test_save_load_bit_identical_with_parallel_parts(url, part_size, hook):
@@ -83,7 +89,7 @@ def test_damaged_object_falls_back(url, part_size):
     raw.delete(name)
     raw.create(name, bytes(data))
     with Store(url, keep=2, part_size=part_size) as s:
-        with pytest.warns(compat.CheckpointFallbackWarning, match="checksum mismatch"):
+        with pytest.warns(errors.CheckpointFallbackWarning, match="checksum mismatch"):
             arrays, meta, _ = s.load()
     assert meta == {"epoch": 0}
     check_arrays(arrays, 0, part_size)
@@ -97,7 +103,7 @@ def test_object_overwritten_behind_our_back_is_detected(url, part_size):
     size, token = raw.stat(objects + "/state.json")
     raw.replace(objects + "/state.json", b"x" * size, token)  # same size, other bytes
     with Store(url, part_size=part_size) as s:
-        with pytest.raises(compat.CorruptCheckpointError) as err:
+        with pytest.raises(errors.CorruptCheckpointError) as err:
             s.load()
     assert err.value.problems[0]["file"] == "state.json"
     assert err.value.problems[0]["kind"] == "checksum mismatch"
@@ -118,14 +124,15 @@ def test_conditional_writes_are_enforced_by_the_server(url):
 def test_two_writers_one_is_locked_out(url):
     with Store(url) as a:
         a.save({"x": np.arange(3)}, {}, 0, 0)
-        with pytest.raises(compat.BackupLockedError) as err:
+        with pytest.raises(errors.BackupLockedError) as err:
             Store(url).open()
         assert err.value.holder["pid"] == os.getpid()
         # A writer in another process too.
-        code = ("import sys; from objstore_import import objstore, compat\n"
+        code = ("import sys\nfrom kerasbackup.store import objstore\n"
+                "from kerasbackup.errors import BackupLockedError\n"
                 "try:\n    objstore.ObjectCheckpointStore(sys.argv[1]).open()\n"
-                "except compat.BackupLockedError as e:\n    print('LOCKED', e.holder['pid'])\n")
-        out = subprocess.run([sys.executable, "-c", code, url], cwd=HERE,
+                "except BackupLockedError as e:\n    print('LOCKED', e.holder['pid'])\n")
+        out = subprocess.run([sys.executable, "-c", code, url], cwd=HERE, env=child_env(),
                              capture_output=True, text=True, timeout=300)
         assert out.stdout.split() == ["LOCKED", str(os.getpid())], out.stderr
 
@@ -134,9 +141,9 @@ def test_expired_lease_is_taken_over(url):
     a = Store(url, lease_ttl=30).open()
     a.save({"x": np.arange(3)}, {"by": "a"}, 0, 0)
     b = Store(url, lease_ttl=30, clock=lambda: time.time() + 3600)
-    with pytest.warns(compat.StaleLockWarning, match="expired"):
+    with pytest.warns(errors.StaleLockWarning, match="expired"):
         b.open()
-    with pytest.raises(compat.BackupLockedError):
+    with pytest.raises(errors.BackupLockedError):
         a.save({"x": np.arange(3)}, {"by": "a"}, 1, 0)
     b.save({"x": np.arange(4)}, {"by": "b"}, 1, 0)
     assert b.load()[1] == {"by": "b"}
@@ -160,7 +167,7 @@ def test_server_stopped_mid_upload_then_restarted(server, url, part_size, hook):
                 server.stop()
                 stopped.append(info["part"])
         hook(stop_server)
-        with pytest.raises(compat.BackupWriteError) as err:
+        with pytest.raises(errors.BackupWriteError) as err:
             s.save(make_arrays(1, part_size), {"epoch": 1}, 1, 0)
         hook(None)
         assert stopped
@@ -185,7 +192,7 @@ def test_kill_9_during_uploads(server, url, part_size):
     kills = int(os.environ.get("KB_OBJSTORE_KILLS", "12"))
     print(f"seed {seed}, {kills} kills on {server.scheme}")
     rng = random.Random(seed)
-    env = dict(os.environ, PYTHONPATH=HERE)
+    env = child_env()
     last_saved = -1
     landed = {}
     for k in range(kills):
@@ -218,7 +225,7 @@ def test_kill_9_during_uploads(server, url, part_size):
         if last_saved >= 0:
             assert infos and infos[-1]["epoch"] >= last_saved
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", compat.StaleLockWarning)
+                warnings.simplefilter("ignore", errors.StaleLockWarning)
                 with Store(url, keep=2, part_size=part_size) as s:
                     arrays, meta, _ = s.load()
             check_arrays(arrays, meta["epoch"], part_size)

@@ -18,14 +18,18 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 import warnings
 import weakref
 from datetime import datetime, timezone
 
-from . import compat
-from .objclient import PreconditionFailed
+from kerasbackup.errors import BackupLockedError, StaleLockWarning
+from kerasbackup.store.format import utc_now
+from kerasbackup.store.lock import pid_alive
+from kerasbackup.store.objclient import PreconditionFailed
+from kerasbackup.store.phases import phase
 
 LEASE_NAME = ".lease"
 LEASE_FORMAT = "kerasbackup-lease"
@@ -105,7 +109,7 @@ class Lease:
         h = current["holder"]
         pid, host = h.get("pid"), h.get("host")
         if (isinstance(pid, int) and host == socket.gethostname()
-                and pid != os.getpid() and not compat.pid_alive(pid)):
+                and pid != os.getpid() and not pid_alive(pid)):
             return f"process {pid} on this host is no longer running"
         if self.clock() > current["expires_at"]:
             return f"it expired at {current.get('expires')} without renewal"
@@ -122,10 +126,10 @@ class Lease:
             if self.held:
                 return self
             self.holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                           "started": compat.utc_now()}
+                           "started": utc_now()}
             self._lost = None
             give_up = self.monotonic() + float(wait)
-            tries = 0
+            tries, waited = 0, False
             while tries < 10:
                 tries += 1
                 start = self.monotonic()
@@ -142,9 +146,14 @@ class Lease:
                 why = self._stale(current)
                 if why is None:
                     left = give_up - self.monotonic()
-                    if left <= 0:
+                    if left <= 0 or self._ours(current):
                         self._raise_locked(current)
-                    time.sleep(min(self.renew_every, left))
+                    if not waited:
+                        waited = True
+                        self._say_waiting(current, left)
+                    # Re-read when it would expire, at the latest.
+                    expiry = current["expires_at"] - self.clock() + 0.05
+                    time.sleep(max(0.01, min(self.renew_every, left, expiry)))
                     tries = 0  # watching a live lease is not contention
                     continue
                 start = self.monotonic()
@@ -157,27 +166,40 @@ class Lease:
                     f"backup_dir '{self.where}': taking over the lease of process "
                     f"{h.get('pid')} on host {h.get('host')} (started "
                     f"{h.get('started')}) because {why}; it was probably killed.",
-                    compat.StaleLockWarning, stacklevel=3)
+                    StaleLockWarning, stacklevel=3)
                 break
             else:
-                raise compat.BackupLockedError(
+                raise BackupLockedError(
                     f"backup_dir '{self.where}': could not take the lease; other "
                     "processes keep changing it.", self.where, {})
             self._valid_until = start + self.ttl - self.margin
             _HELD.add(self)
-            compat.phase("lease_acquired", backup_dir=self.where, path=LEASE_NAME)
+            phase("lease_acquired", backup_dir=self.where, path=LEASE_NAME)
             self._stop.clear()
             self._thread = threading.Thread(target=self._renew_loop, daemon=True,
                                             name="kerasbackup-lease")
             self._thread.start()
             return self
 
+    @staticmethod
+    def _ours(current):
+        """Whether the lease is held by this very process (it cannot expire on us)."""
+        h = current["holder"]
+        return h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
+
+    def _say_waiting(self, current, left):
+        # In a pod's or a job's log this explains the pause at train begin.
+        h = current["holder"]
+        print(f"kerasbackup: backup_dir '{self.where}' is leased by pid "
+              f"{h.get('pid')} on host {h.get('host')} (started {h.get('started')}) "
+              f"until {current.get('expires')}; waiting up to {left:.0f} s for it "
+              "to be released or to expire.", file=sys.stderr, flush=True)
+
     def _raise_locked(self, current):
         h = dict(current["holder"])
-        who = ("another store object in this process"
-               if h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
-               else "another process")
-        raise compat.BackupLockedError(
+        who = "another store object in this process" if self._ours(current) else \
+            "another process"
+        raise BackupLockedError(
             f"backup_dir '{self.where}' is in use by {who}: pid {h.get('pid')} on "
             f"host {h.get('host')}, started {h.get('started')}; its lease expires "
             f"at {current.get('expires')} unless renewed. Only one training run "
@@ -193,7 +215,7 @@ class Lease:
             if self._lost is not None:
                 raise self._lost_error()
             if self._etag is None:
-                raise compat.BackupLockedError(
+                raise BackupLockedError(
                     f"backup_dir '{self.where}': the lease is not held", self.where)
             start = self.monotonic()
             self.renewals += 1
@@ -214,14 +236,14 @@ class Lease:
                     h = (current or {}).get("holder") or {}
                     self._lost = (f"pid {h.get('pid')} on host {h.get('host')} took "
                                   "it over" if current else "the lease object is gone")
-                    compat.phase("lease_lost", backup_dir=self.where, path=LEASE_NAME)
+                    phase("lease_lost", backup_dir=self.where, path=LEASE_NAME)
                     raise self._lost_error() from None
             self._valid_until = start + self.ttl - self.margin
-            compat.phase("lease_renewed", backup_dir=self.where, path=LEASE_NAME,
+            phase("lease_renewed", backup_dir=self.where, path=LEASE_NAME,
                          count=self.renewals)
 
     def _lost_error(self):
-        return compat.BackupLockedError(
+        return BackupLockedError(
             f"backup_dir '{self.where}': this process lost its lease ({self._lost}); "
             "another process owns the backup_dir now, so nothing more is written.",
             self.where, {})
@@ -233,7 +255,7 @@ class Lease:
         """
         with self._mutex:
             if self._lost is not None or self._etag is None:
-                raise self._lost_error() if self._lost else compat.BackupLockedError(
+                raise self._lost_error() if self._lost else BackupLockedError(
                     f"backup_dir '{self.where}': the lease is not held", self.where)
             if self.monotonic() >= self._valid_until:
                 self.renew()
@@ -242,7 +264,7 @@ class Lease:
         while not self._stop.wait(self.renew_every):
             try:
                 self.renew()
-            except compat.BackupLockedError:
+            except BackupLockedError:
                 return
             except Exception:
                 pass  # transient: check() refuses saves once the lease runs out

@@ -3,80 +3,66 @@
 Object stores cannot rename, so a checkpoint is committed in three steps,
 each of which a crash may interrupt without harm:
 
-1. its objects are uploaded under a fresh, unique prefix `data-<hex>/`;
+1. its objects are uploaded under a fresh, unique prefix `data-<hex>/`
+   (arrays.bin in parallel parts);
 2. its manifest `ckpt-<seq>.json` is created with a conditional create
    (it never replaces anything);
 3. the `LATEST` pointer, which lists the committed checkpoints with the
    crc32 of each manifest, is moved by compare-and-swap.
 
 A checkpoint exists only through a manifest that LATEST lists, so partial
-uploads and uncommitted manifests are invisible; they are collected later
-by the owner. LATEST also names the owner's lease token: a new owner stamps
-it when it opens the store, so a writer that lost its lease fails its next
-compare-and-swap (BackupLockedError) and cannot publish. Loads verify the
-manifest against LATEST, every object's size and crc32 (same manifest and
-array-table format as the local store) before returning anything, and
-fall back to the older listed checkpoint as the local store does.
+uploads and uncommitted manifests are invisible; the owner collects them
+later. LATEST also names the owner's lease token: a new owner stamps it
+when it opens the store, so a writer that lost its lease fails its next
+compare-and-swap (BackupLockedError) and cannot publish.
 
-Layout under the backup_dir URL:
-
-    .kerasbackup            marker: this prefix belongs to kerasbackup
-    .lease                  the writer's lease (see lease.py)
-    LATEST                  {"checkpoints": [{seq, manifest_crc32}], "owner", ...}
-    ckpt-0000000007.json    manifest of checkpoint 7: the local manifest's
-                            fields plus "objects": "data-<hex>"
-    data-<hex>/arrays.bin   all arrays' raw bytes, back to back, C order
-    data-<hex>/state.json   array table and the caller's meta
+The checkpoint format (manifest, array table, arrays) is the local
+store's (`format`); loads verify and fall back with the same code
+(`verify`, reading through `objfiles`). The layout is described in
+`objfiles`; the lease in `lease`.
 """
 
 import json
 import os
-import re
 import secrets
 import socket
 import threading
 import time
 import warnings
-import zlib
 
-import numpy as np
+from kerasbackup.errors import (
+    BackupDirError, BackupError, BackupLockedError, BackupWriteError,
+    CheckpointFallbackWarning, SaveCancelled)
+from kerasbackup.store.base import Store
+from kerasbackup.store.fileio import THREAD_MIN, Crc32, chunks
+from kerasbackup.store.format import (
+    ARRAYS_NAME, FORMAT_VERSION, MARKER_NAME, STATE_NAME, FormatError, Inspection,
+    build_manifest, parse_manifest, prepare_save, utc_now)
+from kerasbackup.store.lease import LEASE_NAME, Lease
+from kerasbackup.store.objclient import (
+    PreconditionFailed, UnsupportedURLError, display_url, open_client, scrub)
+from kerasbackup.store.objfiles import (
+    CONTROL_NAMES, LATEST_NAME, ObjectCheckpointFiles, StoreUnreachable,
+    data_prefix_of, is_ours, manifest_name, parse_manifest_name)
+from kerasbackup.store.phases import phase
+from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
 
-from . import compat
-from .lease import LEASE_NAME, Lease
-from .objclient import (PreconditionFailed, UnsupportedURLError, display_url,
-                        is_transient, open_client, scrub)
-
-MARKER_NAME = ".kerasbackup"
-LATEST_NAME = "LATEST"
 LATEST_FORMAT = "kerasbackup-latest"
-_MANIFEST_RE = re.compile(r"^ckpt-(\d{10,})\.json$")
-_DATA_RE = re.compile(r"^(data-[0-9a-f]{24})/(arrays\.bin|state\.json|arrays\.bin\.part-\d{5})$")
-_OBJECTS_RE = re.compile(r"^data-[0-9a-f]{24}$")
-_CONTROL = (MARKER_NAME, LEASE_NAME, LATEST_NAME)
-# Download granularity: ranges fetched concurrently, crc'd in file order.
-_CHUNK = 8 * 2**20
-
-
-def manifest_name(seq):
-    return f"ckpt-{seq:010d}.json"
-
-
-def is_ours(name):
-    """Whether an object name below backup_dir is one the store writes."""
-    return name in _CONTROL or bool(_MANIFEST_RE.match(name) or _DATA_RE.match(name))
+DEFAULT_LEASE_TTL = 60.0
 
 
 def parse_latest(raw):
-    """Returns the LATEST dict, or None if it is not a readable pointer."""
+    """Returns the LATEST dict, or None if `raw` is not a readable pointer."""
     try:
         d = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not (isinstance(d, dict) and d.get("format") == LATEST_FORMAT
             and isinstance(d.get("checkpoints"), list)):
         return None
     for e in d["checkpoints"]:
         if not (isinstance(e, dict) and isinstance(e.get("seq"), int)
+                and not isinstance(e.get("seq"), bool)
                 and isinstance(e.get("manifest_crc32"), str)):
             return None
     return d
@@ -85,16 +71,23 @@ def parse_latest(raw):
 def _latest_body(entries, owner):
     return json.dumps({
         "format": LATEST_FORMAT, "checkpoints": entries, "owner": owner,
-        "commit": secrets.token_hex(8), "updated": compat.utc_now(),
+        "commit": secrets.token_hex(8), "updated": utc_now(),
     }, sort_keys=True).encode()
 
 
 def _error_text(e, storage_options):
+    if isinstance(e, StoreUnreachable):
+        e = e.error
     return scrub(f"{type(e).__name__}: {e}", storage_options)
 
 
+def _os_error(e):
+    e = e.error if isinstance(e, StoreUnreachable) else e
+    return e if isinstance(e, OSError) else None
+
+
 class _Checkpoints:
-    """Reads, inspects and verifies checkpoints; shared by the store and backup_info."""
+    """Finds and inspects committed checkpoints; shared by the store and backup_info."""
 
     def __init__(self, client, where, workers):
         self.client = client
@@ -109,14 +102,11 @@ class _Checkpoints:
             return None, None, None
         return parse_latest(raw), token, raw
 
-    def manifests_in(self, names):
+    @staticmethod
+    def manifests_in(names):
         """[(seq, name)] of the manifests among `names`, oldest first."""
-        found = []
-        for n in names:
-            m = _MANIFEST_RE.match(n)
-            if m:
-                found.append((int(m.group(1)), n))
-        return sorted(found)
+        return sorted((s, n) for n in names
+                      for s in [parse_manifest_name(n)] if s is not None)
 
     def committed(self, names=None):
         """Entries [{seq, manifest_crc32 or None}] that are visible, oldest first.
@@ -126,170 +116,23 @@ class _Checkpoints:
         """
         latest, _, _ = self.read_latest()
         if latest is not None:
-            return sorted(latest["checkpoints"], key=lambda e: e["seq"]), True
+            return sorted(latest["checkpoints"], key=lambda e: e["seq"])
         if names is None:
             names = self.client.list()
-        return [{"seq": s, "manifest_crc32": None}
-                for s, _ in self.manifests_in(names)], False
+        return [{"seq": s, "manifest_crc32": None} for s, _ in self.manifests_in(names)]
 
     def inspect(self, entry, mode):
-        """Inspects one checkpoint: mode "structure", "verify" or "load".
+        """Inspects one checkpoint with the shared verifier; returns an Inspection.
 
-        Returns (info, problems, loaded) as the local store's inspection.
-        Network errors are raised, never reported as damage.
+        Damage is reported in the Inspection; an unreachable store raises
+        StoreUnreachable.
         """
-        seq = entry["seq"]
-        name = manifest_name(seq)
-        path = f"{self.where}/{name}"
-        info = {"path": path, "seq": seq, "epoch": None, "batch": None,
-                "created": None, "size_bytes": 0, "verified": False, "problem": None}
-        problems = []
-
-        def problem(file, kind, detail):
-            problems.append({"checkpoint": path, "file": file, "kind": kind,
-                             "detail": detail})
-
-        def finish(loaded=None):
-            if problems:
-                info["verified"] = False
-                info["problem"] = "; ".join(compat.format_problem(p) for p in problems)
-            return info, problems, loaded
-
-        try:
-            raw, _ = self.client.read(name)
-        except FileNotFoundError:
-            problem(compat.MANIFEST_NAME, "manifest unreadable", f"{name} is missing")
-            return finish()
-        manifest, bad = compat.parse_manifest(raw)
-        if bad:
-            problem(compat.MANIFEST_NAME, bad[0], bad[1])
-            return finish()
-        expected = entry.get("manifest_crc32")
-        if expected is not None and manifest.get("manifest_crc32") != expected:
-            problem(compat.MANIFEST_NAME, "checksum mismatch",
-                    f"{name} has crc32 {manifest.get('manifest_crc32')!r}, LATEST "
-                    f"committed {expected!r}: it was replaced after the commit")
-            return finish()
-        objects = manifest.get("objects")
-        if not (isinstance(objects, str) and _OBJECTS_RE.match(objects)) \
-                or manifest.get("seq") != seq:
-            problem(compat.MANIFEST_NAME, "manifest unreadable",
-                    "not an object-store manifest for this sequence number")
-            return finish()
-        info.update(epoch=manifest.get("epoch"), batch=manifest.get("batch"),
-                    created=manifest.get("created"))
-        files = manifest["files"]
-        info["size_bytes"] = len(raw)
-        for fname in (compat.STATE_NAME, compat.ARRAYS_NAME):
-            want = files[fname]["size"]
-            st = self.client.stat(f"{objects}/{fname}")
-            if st is None:
-                problem(fname, "missing", f"{objects}/{fname} does not exist")
-                continue
-            info["size_bytes"] += st[0]
-            if st[0] != want:
-                kind = "truncated" if st[0] < want else "size mismatch"
-                problem(fname, kind, f"manifest says {want} bytes, object has {st[0]}")
-        if problems:
-            return finish()
-        if mode == "structure":
-            info["verified"] = None
-            return finish()
-
-        try:
-            sraw, _ = self.client.read(f"{objects}/{compat.STATE_NAME}")
-        except FileNotFoundError:
-            problem(compat.STATE_NAME, "missing", "disappeared while being read")
-            return finish()
-        if not self._crc_ok(problem, compat.STATE_NAME, files, sraw):
-            return finish()
-        size = files[compat.ARRAYS_NAME]["size"]
-        try:
-            state = compat.parse_state(sraw, size)
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
-            problem(compat.STATE_NAME, "invalid content", str(e))
-            return finish()
-        arrays = {}
-        try:
-            crc = self._read_arrays(f"{objects}/{compat.ARRAYS_NAME}", state, size,
-                                    arrays if mode == "load" else None)
-        except FileNotFoundError:
-            problem(compat.ARRAYS_NAME, "missing", "disappeared while being read")
-            return finish()
-        except _ShortRead as e:
-            problem(compat.ARRAYS_NAME, "truncated", str(e))
-            return finish()
-        if f"{crc:08x}" != files[compat.ARRAYS_NAME]["crc32"]:
-            problem(compat.ARRAYS_NAME, "checksum mismatch",
-                    f"manifest says crc32 {files[compat.ARRAYS_NAME]['crc32']}, "
-                    f"object hashes to {crc:08x}")
-            return finish()
-        info["verified"] = True
-        if mode == "load":
-            return finish((arrays, state.get("meta")))
-        return finish()
-
-    @staticmethod
-    def _crc_ok(problem, fname, files, data):
-        want, got = files[fname], zlib.crc32(data)
-        if len(data) != want["size"]:
-            problem(fname, "size mismatch", "object changed while being read")
-            return False
-        if f"{got:08x}" != want["crc32"]:
-            problem(fname, "checksum mismatch",
-                    f"manifest says crc32 {want['crc32']}, object hashes to {got:08x}")
-            return False
-        return True
-
-    def _read_arrays(self, name, state, size, arrays):
-        """Fetches ranges concurrently, hashes them in order; fills `arrays` if given."""
-        tasks = []  # (start, end, destination view or None)
-        if arrays is not None:
-            for e in state["arrays"]:
-                a = np.empty(tuple(e["shape"]), dtype=np.dtype(e["dtype"]))
-                arrays[e["name"]] = a
-                flat = a.reshape(-1).view(np.uint8)
-                for lo in range(0, e["nbytes"], _CHUNK):
-                    hi = min(lo + _CHUNK, e["nbytes"])
-                    tasks.append((e["offset"] + lo, e["offset"] + hi, flat[lo:hi]))
-        else:
-            tasks = [(lo, min(lo + _CHUNK, size), None) for lo in range(0, size, _CHUNK)]
-        crc = 0
-        for (start, end, dest), data in zip(tasks, _ordered(
-                lambda t: self.client.read_range(name, t[0], t[1]), tasks, self.workers)):
-            if len(data) != end - start:
-                raise _ShortRead(f"bytes {start}-{end} came back as {len(data)} bytes")
-            crc = zlib.crc32(data, crc)
-            if dest is not None:
-                dest[:] = np.frombuffer(data, dtype=np.uint8)
-        return crc
+        with ObjectCheckpointFiles(self.client, self.where, entry["seq"],
+                                   entry.get("manifest_crc32"), self.workers) as files:
+            return inspect(files, entry["seq"], mode)
 
 
-class _ShortRead(Exception):
-    pass
-
-
-def _ordered(fn, items, workers):
-    """fn over items on a pool, results in order, at most 2*workers ahead."""
-    import collections
-    import concurrent.futures
-    with concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="kerasbackup-download") as pool:
-        window = collections.deque()
-        it = iter(items)
-        try:
-            for item in it:
-                window.append(pool.submit(fn, item))
-                if len(window) >= 2 * workers:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for f in window:
-                f.cancel()
-
-
-class ObjectCheckpointStore:
+class ObjectCheckpointStore(Store):
     """Exclusive, crash-safe reader/writer of one object-store backup_dir.
 
     The same interface as the local CheckpointStore::
@@ -302,7 +145,7 @@ class ObjectCheckpointStore:
         url: `s3://bucket/prefix`, `gs://bucket/prefix` or `memory://...`.
         keep: published checkpoints to retain (1, or 2 for double checkpointing).
         storage_options: fsspec options (credentials, endpoint, ...); they
-            are never shown or written.
+            are never shown, logged or written.
         lease_ttl: seconds the lease lives without renewal.
         lease_wait: seconds open() watches a live lease held elsewhere
             before raising BackupLockedError (a writer killed on another
@@ -313,10 +156,13 @@ class ObjectCheckpointStore:
         client: a ready objclient client (tests inject faulty ones).
     """
 
-    def __init__(self, url, keep=1, storage_options=None, lease_ttl=60.0,
-                 lease_wait=0.0, clock=time.time, retry=None, part_size=None, workers=8, client=None):
+    def __init__(self, url, keep=1, storage_options=None, lease_ttl=DEFAULT_LEASE_TTL,
+                 lease_wait=0.0, clock=time.time, retry=None, part_size=None,
+                 workers=8, client=None):
         if int(keep) < 1:
             raise ValueError(f"keep must be >= 1, got {keep!r}")
+        if not float(lease_wait) >= 0:
+            raise ValueError(f"lease_wait must be >= 0 seconds, got {lease_wait!r}")
         self.backup_dir = display_url(url)
         self.keep = int(keep)
         self._options = dict(storage_options or {})
@@ -326,7 +172,7 @@ class ObjectCheckpointStore:
         try:
             self._client = client or open_client(url, self._options, retry, **kw)
         except UnsupportedURLError as e:
-            raise compat.BackupDirError(str(e), self.backup_dir) from None
+            raise BackupDirError(str(e), self.backup_dir) from None
         self._ckpts = _Checkpoints(self._client, self.backup_dir, int(workers))
         self._lease = Lease(self._client, self.backup_dir, ttl=lease_ttl, clock=clock)
         self._lease_wait = float(lease_wait)
@@ -341,19 +187,6 @@ class ObjectCheckpointStore:
         return f"ObjectCheckpointStore({self.backup_dir!r}, keep={self.keep})"
 
     # ------------------------------------------------------------ open/close
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def is_open(self):
@@ -370,8 +203,9 @@ class ObjectCheckpointStore:
 
         Raises BackupDirError if the prefix holds objects kerasbackup did not
         write (and no marker) or cannot be reached, BackupLockedError if
-        another live writer holds the lease. Warns StaleLockWarning on
-        taking over an expired lease. Idempotent; returns self.
+        another live writer holds the lease (after watching it for
+        `lease_wait` seconds). Warns StaleLockWarning on taking over an
+        expired lease. Idempotent; returns self.
         """
         with self._mutex:
             if self._lease.held:
@@ -384,8 +218,8 @@ class ObjectCheckpointStore:
                     if MARKER_NAME not in names:
                         try:
                             self._client.create(MARKER_NAME, json.dumps(
-                                {"kerasbackup": True, "format_version": compat.FORMAT_VERSION,
-                                 "created": compat.utc_now()}).encode())
+                                {"kerasbackup": True, "format_version": FORMAT_VERSION,
+                                 "created": utc_now()}).encode())
                         except PreconditionFailed:
                             pass
                     self._stamp_latest(names)
@@ -393,12 +227,13 @@ class ObjectCheckpointStore:
                 except BaseException:
                     self._lease.release()
                     raise
-            except (compat.BackupError, compat.SaveCancelled):
+            except (BackupError, SaveCancelled):
                 raise
             except Exception as e:
-                raise compat.BackupDirError(
+                raise BackupDirError(
                     f"cannot use backup_dir '{self.backup_dir}': "
-                    f"{_error_text(e, self._options)}", self.backup_dir, e) from None
+                    f"{_error_text(e, self._options)}", self.backup_dir,
+                    _os_error(e)) from None
             return self
 
     def close(self):
@@ -410,7 +245,7 @@ class ObjectCheckpointStore:
         foreign = sorted(n for n in names if n not in (LEASE_NAME, LATEST_NAME))
         if MARKER_NAME not in names and foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            raise compat.BackupDirError(
+            raise BackupDirError(
                 f"backup_dir '{self.backup_dir}' is not empty and was not created by "
                 f"kerasbackup (no {MARKER_NAME} marker; it contains {shown}). "
                 "Refusing to write into it: choose a new or empty prefix.",
@@ -422,14 +257,13 @@ class ObjectCheckpointStore:
         for _ in range(10):
             latest, token, raw = self._ckpts.read_latest()
             if latest is None:
-                entries, _ = self._ckpts.committed(names)
+                entries = self._ckpts.committed(names)
                 if raw is not None and entries:
                     warnings.warn(
                         f"backup_dir '{self.backup_dir}': {LATEST_NAME} is unreadable; "
                         "rebuilt it from the manifests present.",
-                        compat.CheckpointFallbackWarning, stacklevel=4)
-                entries = [self._rebuilt_entry(e["seq"]) for e in entries]
-                entries = [e for e in entries if e is not None]
+                        CheckpointFallbackWarning, stacklevel=4)
+                entries = [e for e in map(self._rebuilt_entry, entries) if e is not None]
             else:
                 entries = sorted(latest["checkpoints"], key=lambda e: e["seq"])
             body = _latest_body(entries, self._lease.token)
@@ -443,17 +277,22 @@ class ObjectCheckpointStore:
             self._latest = json.loads(body)
             self._max_seq = max([e["seq"] for e in entries] + [self._max_seq])
             return
-        raise compat.BackupLockedError(
+        raise BackupLockedError(
             f"backup_dir '{self.backup_dir}': {LATEST_NAME} keeps changing under "
             "us; another writer is active.", self.backup_dir, {})
 
-    def _rebuilt_entry(self, seq):
+    def _read_manifest(self, seq):
+        """The parsed manifest of `seq`, or None if it is missing or malformed."""
         try:
             raw, _ = self._client.read(manifest_name(seq))
-        except FileNotFoundError:
+            m = parse_manifest(raw)
+        except (FileNotFoundError, FormatError):
             return None
-        manifest, bad = compat.parse_manifest(raw)
-        return None if bad else {"seq": seq, "manifest_crc32": manifest["manifest_crc32"]}
+        return m if m.seq == seq else None
+
+    def _rebuilt_entry(self, entry):
+        m = self._read_manifest(entry["seq"])
+        return None if m is None else {"seq": m.seq, "manifest_crc32": m.crc32}
 
     def _ensure_open(self):
         if not self._lease.held:
@@ -474,12 +313,7 @@ class ObjectCheckpointStore:
         set before the commit raises SaveCancelled and changes nothing
         visible. Arrays must not change until save() returns.
         """
-        entries, buffers, total = compat.prepare_arrays(arrays)
-        state_bytes = json.dumps(
-            {"format_version": compat.FORMAT_VERSION, "arrays": entries, "meta": meta},
-            default=compat.json_default).encode("utf-8")
-        epoch = None if epoch is None else int(epoch)
-        batch = None if batch is None else int(batch)
+        buffers, total, state_bytes, epoch, batch = prepare_save(arrays, meta, epoch, batch)
 
         with self._mutex:
             self._ensure_open()
@@ -489,36 +323,41 @@ class ObjectCheckpointStore:
             committing = False
             try:
                 self._lease.check()
-                compat.phase("staging", backup_dir=d, path=f"{d}/{objects}")
-                crc = 0
-                for b in buffers:
-                    crc = zlib.crc32(b, crc)
-                aname = f"{objects}/{compat.ARRAYS_NAME}"
+                phase("staging", backup_dir=d, path=f"{d}/{objects}")
+                aname = f"{objects}/{ARRAYS_NAME}"
                 written.append(aname)
-                self._client.upload(
-                    aname, buffers, total,
-                    on_part=lambda k, n, done: compat.phase(
-                        "part_uploaded", backup_dir=d, path=f"{d}/{aname}", part=k,
-                        parts=n, written=done, total=total))
-                compat.phase("arrays_written", backup_dir=d, path=f"{d}/{aname}")
-                sname = f"{objects}/{compat.STATE_NAME}"
+                # The checksum runs on a helper thread while the parts upload.
+                crc = Crc32(threaded=total >= THREAD_MIN)
+                try:
+                    for buf in buffers:
+                        for chunk in chunks(buf):
+                            crc.feed(chunk)
+                    self._client.upload(
+                        aname, buffers, total,
+                        on_part=lambda k, n, done: phase(
+                            "part_uploaded", backup_dir=d, path=f"{d}/{aname}", part=k,
+                            parts=n, written=done, total=total))
+                finally:
+                    arrays_crc = crc.result()
+                phase("arrays_written", backup_dir=d, path=f"{d}/{aname}")
+                sname = f"{objects}/{STATE_NAME}"
                 written.append(sname)
                 self._client.create(sname, state_bytes)
-                files = {compat.ARRAYS_NAME: {"size": total, "crc32": f"{crc:08x}"},
-                         compat.STATE_NAME: {"size": len(state_bytes),
-                                             "crc32": f"{zlib.crc32(state_bytes):08x}"}}
+                state_crc = Crc32(threaded=False)
+                state_crc.feed(state_bytes)
+                files = {ARRAYS_NAME: (total, arrays_crc),
+                         STATE_NAME: (len(state_bytes), state_crc.result())}
                 seq, mcrc, msize, created = self._create_manifest(
                     objects, files, epoch, batch, cancel, written)
-                compat.phase("manifest_written", backup_dir=d,
-                             path=f"{d}/{manifest_name(seq)}")
+                phase("manifest_written", backup_dir=d, path=f"{d}/{manifest_name(seq)}")
                 if cancel is not None and cancel.is_set():
-                    raise compat.SaveCancelled(f"save to '{d}' was cancelled")
+                    raise SaveCancelled(f"save to '{d}' was cancelled")
                 committing = True
                 self._commit(seq, mcrc)
-            except compat.SaveCancelled:
+            except SaveCancelled:
                 self._remove(written)
                 raise
-            except compat.BackupLockedError:
+            except BackupLockedError:
                 if not committing:
                     self._remove(written)
                 raise
@@ -529,38 +368,34 @@ class ObjectCheckpointStore:
                     self._latest_unsure = True
                 else:
                     self._remove(written)
-                raise compat.BackupWriteError(
+                raise BackupWriteError(
                     f"could not write a checkpoint to backup_dir '{d}': "
                     f"{_error_text(e, self._options)}. The previous checkpoint, if "
-                    "any, is unchanged.", d, e if isinstance(e, OSError) else None) from None
+                    "any, is unchanged.", d, _os_error(e)) from None
             self._objects_of[seq] = objects
-            compat.phase("published", backup_dir=d, path=f"{d}/{manifest_name(seq)}")
+            path = f"{d}/{manifest_name(seq)}"
+            phase("published", backup_dir=d, path=path)
             try:
                 self.collect()
             except Exception as e:
                 warnings.warn(f"backup_dir '{d}': could not remove an old checkpoint: "
                               f"{_error_text(e, self._options)}", RuntimeWarning,
                               stacklevel=2)
-            compat.phase("pruned", backup_dir=d, path=f"{d}/{manifest_name(seq)}")
-            return {"path": f"{d}/{manifest_name(seq)}", "seq": seq, "epoch": epoch,
-                    "batch": batch, "created": created,
-                    "size_bytes": total + len(state_bytes) + msize,
-                    "verified": True, "problem": None}
+            phase("pruned", backup_dir=d, path=path)
+            return Inspection(path=path, seq=seq, epoch=epoch, batch=batch,
+                              created=created,
+                              size_bytes=total + len(state_bytes) + msize,
+                              verified=True).info()
 
     def _create_manifest(self, objects, files, epoch, batch, cancel, written):
         for _ in range(10):
             seq = max([e["seq"] for e in self._latest["checkpoints"]] + [self._max_seq]) + 1
-            created = compat.utc_now()
-            manifest = {
-                "format": compat.MANIFEST_FORMAT, "format_version": compat.FORMAT_VERSION,
-                "seq": seq, "created": created, "epoch": epoch, "batch": batch,
-                "files": files, "objects": objects,
-                "writer": {"pid": os.getpid(), "host": socket.gethostname()},
-            }
-            manifest["manifest_crc32"] = compat.manifest_crc(manifest)
-            raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
+            raw, created, crc = build_manifest(
+                seq, epoch, batch, files,
+                writer={"pid": os.getpid(), "host": socket.gethostname()},
+                extra={"objects": objects})
             if cancel is not None and cancel.is_set():
-                raise compat.SaveCancelled(f"save to '{self.backup_dir}' was cancelled")
+                raise SaveCancelled(f"save to '{self.backup_dir}' was cancelled")
             self._lease.check()
             self._max_seq = seq
             try:
@@ -573,8 +408,8 @@ class ObjectCheckpointStore:
                 except FileNotFoundError:
                     continue
             written.append(manifest_name(seq))
-            return seq, manifest["manifest_crc32"], len(raw), created
-        raise compat.BackupWriteError(
+            return seq, crc, len(raw), created
+        raise BackupWriteError(
             f"backup_dir '{self.backup_dir}': no free checkpoint number after "
             f"{self._max_seq}", self.backup_dir)
 
@@ -596,7 +431,7 @@ class ObjectCheckpointStore:
             if any(e["seq"] == seq and e["manifest_crc32"] == mcrc
                    for e in current["checkpoints"]):
                 return
-        raise compat.BackupWriteError(
+        raise BackupWriteError(
             f"backup_dir '{self.backup_dir}': {LATEST_NAME} could not be moved",
             self.backup_dir)
 
@@ -624,13 +459,10 @@ class ObjectCheckpointStore:
             for seq in listed:
                 objects = self._objects_of.get(seq)
                 if objects is None:
-                    try:
-                        raw, _ = self._client.read(manifest_name(seq))
-                        objects = json.loads(raw.decode("utf-8")).get("objects")
-                    except FileNotFoundError:
+                    if manifest_name(seq) not in names:
                         continue
-                    except (ValueError, UnicodeDecodeError, AttributeError):
-                        objects = None
+                    m = self._read_manifest(seq)
+                    objects = None if m is None else m.extra.get("objects")
                     if not isinstance(objects, str):
                         keep_objects = None  # unknown: delete no data this time
                         break
@@ -638,11 +470,8 @@ class ObjectCheckpointStore:
                 keep_objects.add(objects)
             doomed = [n for s, n in self._ckpts.manifests_in(names) if s not in listed]
             if keep_objects is not None:
-                doomed += [n for n in names
-                           if _DATA_RE.match(n) and _DATA_RE.match(n).group(1) not in keep_objects]
-                self._client.abort_uploads(
-                    lambda n: bool(_DATA_RE.match(n))
-                    and _DATA_RE.match(n).group(1) in keep_objects)
+                doomed += [n for n in names if data_prefix_of(n) not in (None, *keep_objects)]
+                self._client.abort_uploads(lambda n: data_prefix_of(n) in keep_objects)
             for n in doomed:
                 self._client.delete(n)
             for seq in list(self._objects_of):
@@ -652,62 +481,34 @@ class ObjectCheckpointStore:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, required=False):
+    def load(self, required=False, accept=None):
         """Returns `(arrays, meta, info)` of the newest checkpoint that verifies.
 
-        As the local store: falls back to an older committed checkpoint with
-        a CheckpointFallbackWarning, raises CorruptCheckpointError if none
-        verifies, returns None (or raises NoCheckpointError if `required`)
-        when there is none. Network errors raise BackupDirError rather than
-        falling back.
+        As the local store (`accept`, fallback with CheckpointFallbackWarning,
+        CorruptCheckpointError, NoCheckpointError; see verify.load_newest),
+        over the checkpoints LATEST lists. A store that cannot be reached
+        raises BackupDirError rather than falling back.
         """
         with self._mutex:
             self._ensure_open()
-            d = self.backup_dir
-            failed = []
-            try:
-                for entry in sorted(self._latest["checkpoints"], key=lambda e: e["seq"],
-                                    reverse=True):
-                    info, problems, loaded = self._ckpts.inspect(entry, "load")
-                    if problems:
-                        failed.extend(problems)
-                        continue
-                    if failed:
-                        why = "; ".join(f"'{p['checkpoint']}' {compat.format_problem(p)}"
-                                        for p in failed)
-                        warnings.warn(
-                            f"backup_dir '{d}': newer checkpoint failed verification "
-                            f"({why}); loaded the older checkpoint '{info['path']}' "
-                            f"(epoch {info['epoch']}, batch {info['batch']}) instead. "
-                            "The failed checkpoint was left in place.",
-                            compat.CheckpointFallbackWarning, stacklevel=2)
-                    arrays, meta = loaded
-                    return arrays, meta, info
-            except Exception as e:
-                raise compat.BackupDirError(
-                    f"cannot read backup_dir '{d}': {_error_text(e, self._options)}",
-                    d, e if isinstance(e, OSError) else None) from None
-            if failed:
-                why = "; ".join(f"checkpoint '{p['checkpoint']}': "
-                                f"{compat.format_problem(p)}" for p in failed)
-                raise compat.CorruptCheckpointError(
-                    f"no checkpoint in backup_dir '{d}' passed verification: "
-                    f"{why}. The objects were left in place for inspection.", d, failed)
-            if required:
-                raise compat.NoCheckpointError(f"backup_dir '{d}' contains no checkpoint", d)
-            return None
+            entries = sorted(self._latest["checkpoints"], key=lambda e: e["seq"],
+                             reverse=True)
+            return load_newest((self._inspect(e, LOAD) for e in entries),
+                               self.backup_dir, required, accept)
+
+    def _inspect(self, entry, mode):
+        try:
+            return self._ckpts.inspect(entry, mode)
+        except StoreUnreachable as e:
+            raise BackupDirError(
+                f"cannot read backup_dir '{self.backup_dir}': "
+                f"{_error_text(e, self._options)}", self.backup_dir, _os_error(e)) from None
 
     # ------------------------------------------------------------ inspection
 
     def checkpoints(self, verify=True):
         """Lists the committed checkpoints, oldest first, as info dicts (no lease)."""
         return _info(self._ckpts, verify, self._options)
-
-    @property
-    def latest(self):
-        """Info dict of the newest checkpoint (checksums not re-read), or None."""
-        found = self.checkpoints(verify=False)
-        return found[-1] if found else None
 
     # ---------------------------------------------------------------- delete
 
@@ -725,33 +526,33 @@ class ObjectCheckpointStore:
                 if not self._lease.held and not self._client.list():
                     return
             except Exception as e:
-                raise compat.BackupWriteError(
+                raise BackupWriteError(
                     f"could not delete backup_dir '{d}': {_error_text(e, self._options)}",
                     d, None) from None
             self.open()
             try:
-                compat.phase("deleting", backup_dir=d, path=d)
+                phase("deleting", backup_dir=d, path=d)
                 self._latest["checkpoints"] = []
                 self._commit_empty()
                 names = self._client.list()
                 self._client.abort_uploads(lambda n: False)
                 # Manifests first: a checkpoint never lacks data it names.
-                for n in sorted(names, key=lambda n: not _MANIFEST_RE.match(n)):
-                    if is_ours(n) and n not in _CONTROL:
+                for n in sorted(names, key=lambda n: parse_manifest_name(n) is None):
+                    if is_ours(n) and n not in CONTROL_NAMES:
                         self._client.delete(n)
                 for n in (MARKER_NAME, LATEST_NAME):
                     self._client.delete(n)
-            except compat.BackupError:
+            except BackupError:
                 self._lease.release()
                 raise
             except Exception as e:
                 self._lease.release()
-                raise compat.BackupWriteError(
+                raise BackupWriteError(
                     f"could not delete backup_dir '{d}': {_error_text(e, self._options)}",
-                    d, e if isinstance(e, OSError) else None) from None
+                    d, _os_error(e)) from None
             self._lease.release()
             self._objects_of.clear()
-            compat.phase("deleted", backup_dir=d, path=d)
+            phase("deleted", backup_dir=d, path=d)
 
     def _commit_empty(self):
         body = _latest_body([], self._lease.token)
@@ -765,7 +566,7 @@ class ObjectCheckpointStore:
         """Re-reads LATEST; raises BackupLockedError unless it still names our lease."""
         current, token, _ = self._ckpts.read_latest()
         if current is None or current.get("owner") != self._lease.token:
-            raise compat.BackupLockedError(
+            raise BackupLockedError(
                 f"backup_dir '{self.backup_dir}': {LATEST_NAME} was taken over by "
                 f"another writer; this process no longer owns the backup_dir{outcome}.",
                 self.backup_dir, {})
@@ -774,22 +575,21 @@ class ObjectCheckpointStore:
 
 def _info(ckpts, verify, options):
     d = ckpts.where
+    mode = VERIFY if verify else STRUCTURE
     try:
-        entries, _ = ckpts.committed()
         result = []
-        for entry in entries:
-            info, problems, _ = ckpts.inspect(entry, "verify" if verify else "structure")
-            if problems and problems[0]["kind"] == "manifest unreadable" \
-                    and "is missing" in problems[0]["detail"]:
-                still, _ = ckpts.committed()
-                if all(e["seq"] != entry["seq"] for e in still):
-                    continue  # pruned by the writer while we looked
-            result.append(info)
+        for entry in ckpts.committed():
+            ins = ckpts.inspect(entry, mode)
+            if ins.problems and ins.problems[0].kind == "manifest unreadable" \
+                    and "is missing" in ins.problems[0].detail \
+                    and all(e["seq"] != entry["seq"] for e in ckpts.committed()):
+                continue  # pruned by the writer while we looked
+            result.append(ins.info())
         return result
     except Exception as e:
-        raise compat.BackupDirError(
+        raise BackupDirError(
             f"cannot read backup_dir '{d}': {_error_text(e, options)}", d,
-            e if isinstance(e, OSError) else None) from None
+            _os_error(e)) from None
 
 
 def backup_info(url, verify=True, storage_options=None, retry=None):
@@ -803,9 +603,5 @@ def backup_info(url, verify=True, storage_options=None, retry=None):
     try:
         client = open_client(url, options, retry)
     except UnsupportedURLError as e:
-        raise compat.BackupDirError(str(e), where) from None
+        raise BackupDirError(str(e), where) from None
     return _info(_Checkpoints(client, where, 8), verify, options)
-
-
-__all__ = ["ObjectCheckpointStore", "backup_info", "is_ours", "manifest_name",
-           "parse_latest", "is_transient"]
