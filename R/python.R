@@ -1,11 +1,15 @@
 # Finding and importing Python; install_keras().
 
 # The pinned Python packages: inst/python/requirements.txt is the one list
-# (the Makefile installs from it too).
-python_requirements <- function() {
-  path <- system.file("python", "requirements.txt", package = "kerasbackup",
-                      mustWork = TRUE)
-  lines <- trimws(sub("#.*$", "", readLines(path, warn = FALSE)))
+# (the Makefile installs from it too), and requirements-remote.txt the
+# optional object-store clients (s3fs, gcsfs) for a URL backup_dir.
+python_requirements <- function(files = c("requirements.txt",
+                                          "requirements-remote.txt")) {
+  lines <- unlist(lapply(files, function(file) {
+    path <- system.file("python", file, package = "kerasbackup", mustWork = TRUE)
+    readLines(path, warn = FALSE)
+  }))
+  lines <- trimws(sub("#.*$", "", lines))
   lines[nzchar(lines)]
 }
 
@@ -50,7 +54,7 @@ check_python <- function() {
         i = "Run {.run kerasbackup::install_keras()} to create the
              {.val {default_envname()}} virtualenv, then restart R.",
         i = "Or set {.envvar RETICULATE_PYTHON} to a Python that has
-             {.val {python_requirements()}}."),
+             {.val {python_requirements(\"requirements.txt\")}}."),
       class = c("kerasbackup_python_missing", "kerasbackup_error")
     )
   }
@@ -62,7 +66,9 @@ check_python <- function() {
 #' Creates (or updates) a Python virtualenv holding the pinned versions of
 #' keras, tensorflow-cpu, numpy and h5py that this package is tested with
 #' (listed in `system.file("python", "requirements.txt", package =
-#' "kerasbackup")`, the file the package's own set-up installs from). On load,
+#' "kerasbackup")`, the file the package's own set-up installs from), and
+#' the object-store clients for a URL `backup_dir` (fsspec, s3fs, gcsfs;
+#' `requirements-remote.txt` there). On load,
 #' kerasbackup uses `RETICULATE_PYTHON` when it is set, and this virtualenv
 #' otherwise. NumPy is kept below 2 because reticulate 1.28 cannot convert R
 #' arrays to NumPy 2.

@@ -85,7 +85,7 @@ from kerasbackup.store.format import (
 from kerasbackup.store import local, objstore
 from kerasbackup.store.directory import is_url, local_path
 from kerasbackup.store.local import CheckpointStore, inspect_checkpoint, list_checkpoints
-from kerasbackup.store.objclient import display_url
+from kerasbackup.store.objclient import check_url, display_url
 from kerasbackup.store.objstore import ObjectCheckpointStore
 from kerasbackup.store.phases import OBJECT_PHASES, PHASES, set_phase_hook
 
@@ -125,6 +125,15 @@ def backup_info(backup_dir, verify=True, storage_options=None):
     return local.backup_info(backup_dir, verify=verify)
 
 
+def check_backup_dir(backup_dir):
+    """Raises ValueError for a URL no store can use (scheme, credentials in it, ...).
+
+    Contacts nothing; a local path is checked when the store opens it.
+    """
+    if is_url(backup_dir):
+        check_url(backup_dir)
+
+
 def backup_dir_key(backup_dir):
     """One name per backup_dir however it is spelt (never touches a URL as a path)."""
     if is_url(backup_dir):
@@ -139,6 +148,7 @@ __all__ = [
     "CheckpointFallbackWarning", "CheckpointStore", "CorruptCheckpointError",
     "Inspection", "NoCheckpointError", "OBJECT_PHASES", "ObjectCheckpointStore",
     "SaveCancelled", "StaleLockWarning", "backup_dir_key", "backup_info",
+    "check_backup_dir",
     "checkpoint_name", "inspect_checkpoint", "is_url", "list_checkpoints",
     "open_store", "parse_checkpoint_name", "set_phase_hook",
 ]

@@ -557,15 +557,25 @@ def _parallel(fn, items, workers):
 _CLIENTS = {"s3": S3Client, "s3a": S3Client, "gs": GCSClient, "gcs": GCSClient}
 
 
-def open_client(url, storage_options=None, retry=None, **kw):
-    """Returns the client for `url` (s3://, gs://, memory://); raises ValueError."""
+def check_url(url):
+    """Returns (scheme, bucket, prefix) of a URL checkpoints can be kept under.
+
+    Raises UnsupportedURLError for a scheme without conditional writes, and
+    ValueError for a malformed URL (messages never show credentials).
+    Contacts nothing.
+    """
     scheme = urlsplit(str(url)).scheme.lower()
     if scheme != "memory" and scheme not in _CLIENTS:
         raise UnsupportedURLError(
             f"backup_dir '{display_url(url)}': the '{scheme}://' file system has "
             "no conditional writes we can rely on; supported are s3:// (and "
             "S3-compatible servers through AWS_ENDPOINT_URL), gs:// and memory://")
-    scheme, bucket, prefix = split_url(url)
+    return split_url(url)
+
+
+def open_client(url, storage_options=None, retry=None, **kw):
+    """Returns the client for `url` (s3://, gs://, memory://); raises ValueError."""
+    scheme, bucket, prefix = check_url(url)
     opts = dict(storage_options or {})
     if scheme == "memory":
         if opts:
