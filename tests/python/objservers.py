@@ -7,6 +7,7 @@ in a directory. `env()` is the environment a client (or a child process)
 needs: the standard AWS_ENDPOINT_URL / STORAGE_EMULATOR_HOST variables.
 """
 
+import contextlib
 import glob
 import importlib.resources
 import os
@@ -138,3 +139,26 @@ class FakeGCS:
 
 
 SERVERS = {"s3": MotoS3, "gs": FakeGCS}
+
+
+@contextlib.contextmanager
+def serving(kind):
+    """Runs a server of `kind` ("s3" or "gs") with the test bucket; yields it.
+
+    The standard variables (AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST, test
+    credentials) point clients at it meanwhile, and are put back afterwards.
+    """
+    srv = SERVERS[kind]()
+    saved = {k: os.environ.get(k) for k in srv.env()}
+    os.environ.update(srv.env())
+    try:
+        srv.start()
+        srv.make_bucket()
+        yield srv
+    finally:
+        srv.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -542,3 +542,14 @@ def test_open_can_wait_for_a_lease_left_on_another_host(url, raw):
         s.open()  # watched it until it expired (a state, bounded by lease_wait)
     assert json.loads(raw.read(".lease")[0])["token"] == s.lease.token
     s.close()
+
+
+def test_lease_left_by_an_earlier_store_of_this_process_is_taken_over(url, raw):
+    """A store that could not delete its lease (server down at close) must not lock out the next."""
+    s = Store(url).open()
+    left = raw.read(".lease")[0]
+    s.close()
+    raw.create(".lease", left)  # as if the delete at close() had failed
+    with pytest.warns(errors.StaleLockWarning, match="earlier store of this process"):
+        with Store(url) as again:
+            assert json.loads(raw.read(".lease")[0])["token"] == again.lease.token

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from objservers import BUCKET, SERVERS
+from objservers import BUCKET, serving
 from kerasbackup import errors
 from kerasbackup.store import objclient, objstore, phases
 from objstore_writer import check_arrays, make_arrays
@@ -32,18 +32,8 @@ def child_env():
 
 @pytest.fixture(scope="module", params=["s3", "gs"])
 def server(request):
-    srv = SERVERS[request.param]()
-    saved = {k: os.environ.get(k) for k in srv.env()}
-    os.environ.update(srv.env())
-    srv.start()
-    srv.make_bucket()
-    yield srv
-    srv.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with serving(request.param) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -108,9 +108,12 @@ class Lease:
             return "the lease object is unreadable"
         h = current["holder"]
         pid, host = h.get("pid"), h.get("host")
-        if (isinstance(pid, int) and host == socket.gethostname()
-                and pid != os.getpid() and not pid_alive(pid)):
-            return f"process {pid} on this host is no longer running"
+        if isinstance(pid, int) and host == socket.gethostname():
+            if pid != os.getpid() and not pid_alive(pid):
+                return f"process {pid} on this host is no longer running"
+            if pid == os.getpid() and not self._ours(current):
+                # e.g. a store that could not delete it while the server was down
+                return "it was left by an earlier store of this process"
         if self.clock() > current["expires_at"]:
             return f"it expired at {current.get('expires')} without renewal"
         return None
@@ -183,9 +186,11 @@ class Lease:
 
     @staticmethod
     def _ours(current):
-        """Whether the lease is held by this very process (it cannot expire on us)."""
+        """Whether a live Lease object of this process holds it (it cannot expire on us)."""
         h = current["holder"]
-        return h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
+        return (h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
+                and any(lease.held and lease.token == current.get("token")
+                        for lease in list(_HELD)))
 
     def _say_waiting(self, current, left):
         # In a pod's or a job's log this explains the pause at train begin.
