@@ -9,7 +9,8 @@ VPY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
   r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-generics r-cran-cli \
-  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr pandoc qpdf
+  r-cran-rlang r-cran-magrittr r-cran-withr r-cran-jsonlite r-cran-callr \
+  r-cran-zeallot r-cran-ggplot2 r-cran-png graphviz pandoc qpdf
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := build/kerasbackup_$(VERSION).tar.gz
 # RLIB=/some/dir installs into that library instead of the system one (and
@@ -20,7 +21,7 @@ export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
 INSTALL_LIB := -l $(RLIB)
 endif
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage
 
 setup: r-deps python-env
 
@@ -84,3 +85,12 @@ bench: install
 
 clean:
 	rm -rf build
+
+# Regenerate the R wrappers from the pinned Keras, then their help pages.
+wrappers: python-env
+	$(VPY) tools/generate-wrappers.py
+	Rscript -e 'roxygen2::roxygenise()'
+
+# keras3's exported names that this package covers, per family.
+coverage:
+	Rscript tools/coverage.R

@@ -81,7 +81,10 @@ signal_py_warnings <- function(records, call = NULL) {
 }
 
 as_py_condition <- function(e, call = NULL) {
-  if (inherits(e, "kerasbackup_error") && !inherits(e, "Rcpp::exception")) {
+  if (inherits(e, c("kerasbackup_error", "kerasbackup_python_error")) &&
+      !inherits(e, "Rcpp::exception")) {
+    # Already converted (e.g. by an inner call, inside an R function that
+    # Python called): it is a plain list, not a Python exception.
     return(e)
   }
   if (inherits(e, "python.builtin.BaseException")) {

@@ -1,5 +1,8 @@
 # Training history: the keras3 `keras_training_history` class.
 
+#' @importFrom rlang .data
+NULL
+
 to_keras_training_history <- function(history) {
   params <- history$params
   metrics <- history$history
@@ -26,7 +29,7 @@ to_keras_training_history <- function(history) {
 #' @param row.names,optional Unused, for the generic.
 #' @param metrics Names of the metrics to plot; all by default.
 #' @param ... Unused, or passed to [graphics::plot()].
-#' @returns `as.data.frame()`: a data frame. `print()` and `plot()`: `x`,
+#' @returns `as.data.frame()`: a data frame. `print()`: `x`, invisibly. `plot()`: a ggplot object with ggplot2, `x`
 #'   invisibly.
 #' @name keras_training_history
 #' @examplesIf kerasbackup:::python_ready()
@@ -87,27 +90,84 @@ print.keras_training_history <- function(x, ...) {
 }
 
 #' @rdname keras_training_history
+#' @param y Unused.
+#' @param method `"auto"` (ggplot2 when it is installed, base graphics
+#'   otherwise), `"ggplot2"` or `"base"`.
+#' @param smooth Whether to add a smoothed line when there are at least 10
+#'   epochs.
+#' @param theme_bw Whether to use ggplot2's `theme_bw()`.
 #' @export
-plot.keras_training_history <- function(x, metrics = NULL, ...) {
+plot.keras_training_history <- function(x, y, metrics = NULL,
+                                        method = c("auto", "ggplot2", "base"),
+                                        smooth = getOption("keras.plot.history.smooth", TRUE),
+                                        theme_bw = getOption("keras.plot.history.theme_bw", FALSE),
+                                        ...) {
+  method <- match.arg(method)
+  if (method == "auto") {
+    method <- if (has_ggplot2()) "ggplot2" else "base"
+  }
   df <- as.data.frame(x)
-  if (!is.null(metrics)) df <- df[df$metric %in% metrics, , drop = FALSE]
+  if (!is.null(metrics)) {
+    unknown <- setdiff(metrics, levels(df$metric))
+    if (length(unknown)) {
+      abort_invalid_arg("metrics", metrics, paste(
+        "names of recorded metrics:", paste(levels(df$metric), collapse = ", ")))
+    }
+    df <- df[df$metric %in% metrics, , drop = FALSE]
+    df$metric <- droplevels(df$metric)
+  }
   df <- df[!is.na(df$value), , drop = FALSE]
-  base <- unique(as.character(df$metric))
-  if (!length(base)) return(invisible(x))
+  if (method == "ggplot2") {
+    if (!has_ggplot2()) {
+      cli::cli_abort("{.code method = \"ggplot2\"} needs the {.pkg ggplot2} package.",
+                     class = c("kerasbackup_missing_package", "kerasbackup_error"))
+    }
+    return(plot_history_ggplot(df, smooth, theme_bw))
+  }
+  plot_history_base(df, smooth, ...)
+  invisible(x)
+}
+
+has_ggplot2 <- function() requireNamespace("ggplot2", quietly = TRUE)
+
+plot_history_ggplot <- function(df, smooth, theme_bw) {
+  p <- ggplot2::ggplot(df, ggplot2::aes(x = .data$epoch, y = .data$value,
+                                        colour = .data$data, fill = .data$data))
+  p <- p + ggplot2::geom_point(shape = 21) +
+    ggplot2::facet_grid(metric ~ ., switch = "y", scales = "free_y") +
+    ggplot2::labs(x = "epoch", y = NULL, colour = NULL, fill = NULL)
+  if (smooth && max(c(0, df$epoch)) >= 10) {
+    p <- p + ggplot2::geom_smooth(formula = y ~ x, method = "loess", se = FALSE)
+  } else if (nrow(df)) {
+    p <- p + ggplot2::geom_line()
+  }
+  if (theme_bw) p <- p + ggplot2::theme_bw()
+  p + ggplot2::theme(strip.placement = "outside",
+                     strip.background = ggplot2::element_blank())
+}
+
+plot_history_base <- function(df, smooth, ...) {
+  base <- levels(droplevels(df$metric))
+  if (!length(base)) return(invisible())
   old <- graphics::par(mfrow = c(length(base), 1), mar = c(4, 4, 1, 1))
   on.exit(graphics::par(old))
   for (metric in base) {
     sub <- df[df$metric == metric, , drop = FALSE]
+    sets <- levels(droplevels(sub$data))
     graphics::plot(sub$epoch, sub$value, type = "n", xlab = "epoch",
                    ylab = metric, ...)
-    for (i in seq_along(levels(sub$data))) {
-      d <- sub[sub$data == levels(sub$data)[i], , drop = FALSE]
-      if (nrow(d)) graphics::lines(d$epoch, d$value, type = "o", col = i, pch = 19)
+    for (i in seq_along(sets)) {
+      d <- sub[sub$data == sets[[i]], , drop = FALSE]
+      graphics::points(d$epoch, d$value, col = i, pch = 19)
+      if (smooth && nrow(d) >= 10) {
+        graphics::lines(stats::lowess(d$epoch, d$value), col = i)
+      } else {
+        graphics::lines(d$epoch, d$value, col = i)
+      }
     }
-    if (length(unique(sub$data)) > 1) {
-      graphics::legend("topright", legend = levels(droplevels(sub$data)),
-                       col = seq_along(unique(sub$data)), lty = 1, bty = "n")
+    if (length(sets) > 1L) {
+      graphics::legend("topright", legend = sets, col = seq_along(sets),
+                       lty = 1, pch = 19, bty = "n")
     }
   }
-  invisible(x)
 }

@@ -11,28 +11,6 @@ generics::fit
 #' @export
 magrittr::`%>%`
 
-#' Create a sequential model
-#'
-#' @param input_shape Optional shape of one sample (without the batch
-#'   dimension), e.g. `c(20)`. Without it the model is built on first use.
-#' @param name Optional name of the model.
-#' @param ... Layers to add, in order.
-#' @param layers A list of layers to add.
-#' @returns A Keras `Sequential` model.
-#' @export
-#' @examplesIf kerasbackup:::python_ready()
-#' model <- keras_model_sequential(input_shape = 20) %>%
-#'   layer_dense(10)
-keras_model_sequential <- function(input_shape = NULL, name = NULL, ...,
-                                   layers = list()) {
-  keras <- py_keras()
-  layers <- c(list(...), layers)
-  if (!is.null(input_shape)) {
-    layers <- c(list(keras$Input(shape = as_shape(input_shape))), layers)
-  }
-  with_py_errors(keras$Sequential(layers = layers, name = name))
-}
-
 #' Configure a model for training
 #'
 #' @param object A Keras model.
@@ -49,9 +27,26 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ...,
 compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
                                                  loss = NULL, metrics = NULL,
                                                  ...) {
-  if (!is.null(metrics)) metrics <- as.list(metrics)
-  with_py_errors(object$compile(optimizer = optimizer, loss = loss,
-                                metrics = metrics, ...))
+  # R functions become Python callables named after the argument (as keras3
+  # does), so a saved model names them and load_model() can find them.
+  loss <- as_callable(loss, "loss", default_name = arg_symbol_name(
+    substitute(loss), "custom_loss"))
+  if (!is.null(metrics)) {
+    # One metric (a name, function or object) or a list/vector of them.
+    metrics <- if (is.function(metrics) || is_py_object(metrics)) list(metrics)
+               else as.list(metrics)
+    fn_names <- rlang::names2(metrics)
+    for (i in seq_along(metrics)) {
+      if (is.function(metrics[[i]]) && !is_py_object(metrics[[i]])) {
+        metrics[[i]] <- as_callable(metrics[[i]], "metrics", default_name =
+          if (nzchar(fn_names[[i]])) fn_names[[i]] else paste0("custom_metric_", i))
+      }
+    }
+  }
+  # list2() lets a call end with a trailing comma, as keras3's do.
+  args <- c(list(optimizer = optimizer, loss = loss, metrics = metrics),
+            rlang::list2(...))
+  with_py_errors(do.call(object$compile, args))
   invisible(object)
 }
 
@@ -82,6 +77,8 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #' @param sample_weight Optional vector of per-sample weights.
 #' @param initial_epoch Integer, the epoch (1-based) to start at.
 #' @param steps_per_epoch Optional integer, batches per epoch.
+#' @param validation_steps Optional number of batches of `validation_data`
+#'   to evaluate at the end of each epoch (all by default).
 #' @param validation_batch_size Optional batch size for validation.
 #' @param validation_freq Integer, validate every `validation_freq` epochs.
 #' @param ... Unused; an error if given.
@@ -105,18 +102,14 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                                              sample_weight = NULL,
                                              initial_epoch = 1L,
                                              steps_per_epoch = NULL,
+                                             validation_steps = NULL,
                                              validation_batch_size = NULL,
                                              validation_freq = 1L) {
   rlang::check_dots_empty()
   check_fit_args()
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
-  if (!is.null(validation_data)) validation_data <- unname(as.list(validation_data))
-  if (!is.null(class_weight)) {
-    class_weight <- stats::setNames(as.list(class_weight),
-                                    names(class_weight) %||% seq_along(class_weight) - 1L)
-    names_int <- as.integer(names(class_weight))
-    class_weight <- reticulate::py_dict(as.list(names_int), unname(class_weight))
-  }
+  validation_data <- as_validation_data(validation_data)
+  class_weight <- as_class_weight(class_weight)
   verbose <- resolve_verbose(verbose)
   history <- with_py_errors(py_kb()$fit(
     object,
@@ -132,6 +125,7 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
     sample_weight = as_py_data(sample_weight),
     initial_epoch = as.integer(initial_epoch) - 1L,
     steps_per_epoch = as_int_or_null(steps_per_epoch),
+    validation_steps = as_int_or_null(validation_steps),
     validation_batch_size = as_int_or_null(validation_batch_size),
     validation_freq = as.integer(validation_freq)
   ))
@@ -144,12 +138,15 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #' dispatches on an argument named `x`, which here names the data.
 #'
 #' @param object A compiled Keras model.
-#' @param x,y Test data.
+#' @param x,y Test data, in the forms [fit()][fit.keras.src.models.model.Model]
+#'   takes (arrays, lists, named lists, a `tf.data.Dataset`).
 #' @param ... More arguments to Keras' `Model.evaluate()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose 0, 1 or 2.
+#' @param verbose `"auto"`, 0, 1 or 2.
 #' @param sample_weight Optional per-sample weights.
-#' @returns A named numeric vector of the loss and metrics.
+#' @param steps Optional number of batches to evaluate.
+#' @param callbacks Optional list of callbacks.
+#' @returns A named list of the loss and metrics.
 #' @method evaluate keras.src.models.model.Model
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
@@ -159,14 +156,19 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #' model %>% evaluate(x, rowSums(x), verbose = 0)
 evaluate.keras.src.models.model.Model <- function(object, x = NULL, y = NULL,
                                                   ..., batch_size = NULL,
-                                                  verbose = 0L,
-                                                  sample_weight = NULL) {
-  out <- with_py_errors(object$evaluate(
-    x = as_py_data(x), y = as_py_data(y), ...,
-    batch_size = as_int_or_null(batch_size), verbose = as.integer(verbose),
-    sample_weight = as_py_data(sample_weight), return_dict = TRUE
-  ))
-  unlist(out)
+                                                  verbose = getOption("keras.verbose", "auto"),
+                                                  sample_weight = NULL,
+                                                  steps = NULL,
+                                                  callbacks = NULL) {
+  if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
+  args <- c(list(
+    x = as_py_data(x), y = as_py_data(y),
+    batch_size = as_int_or_null(batch_size), verbose = resolve_verbose(verbose),
+    sample_weight = as_py_data(sample_weight), steps = as_int_or_null(steps),
+    callbacks = callbacks, return_dict = TRUE
+  ), rlang::list2(...))
+  out <- with_py_errors(do.call(object$evaluate, args))
+  as_metric_list(out)
 }
 
 #' @rdname evaluate.keras.src.models.model.Model
@@ -176,11 +178,15 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #' Generate predictions from a model
 #'
 #' @param object A Keras model.
-#' @param x Input data.
+#' @param x Input data: an R array, a list of them (named by input for a
+#'   named list), or a `tf.data.Dataset`.
 #' @param ... More arguments to Keras' `Model.predict()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose 0, 1 or 2.
-#' @returns An R array of predictions.
+#' @param verbose `"auto"`, 0, 1 or 2.
+#' @param steps Optional number of batches to predict.
+#' @param callbacks Optional list of callbacks.
+#' @returns An R array of predictions, or a list of them for a model with
+#'   several outputs.
 #' @importFrom stats predict
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
@@ -188,12 +194,16 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #' predict(model, matrix(runif(8), ncol = 4), verbose = 0)
 predict.keras.src.models.model.Model <- function(object, x, ...,
                                                  batch_size = NULL,
-                                                 verbose = 0L) {
-  out <- with_py_errors(object$predict(
-    as_py_data(x), ..., batch_size = as_int_or_null(batch_size),
-    verbose = as.integer(verbose)
-  ))
-  out
+                                                 verbose = getOption("keras.verbose", "auto"),
+                                                 steps = NULL,
+                                                 callbacks = NULL) {
+  if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
+  args <- c(list(
+    as_py_data(x), batch_size = as_int_or_null(batch_size),
+    verbose = resolve_verbose(verbose), steps = as_int_or_null(steps),
+    callbacks = callbacks
+  ), rlang::list2(...))
+  with_py_errors(do.call(object$predict, args))
 }
 
 #' Get or set a model's weights
@@ -224,25 +234,6 @@ set_weights <- function(object, weights) {
   invisible(object)
 }
 
-#' Set the random seeds of R-side training
-#'
-#' Seeds Python's, NumPy's and the Keras backend's random generators (and
-#' R's), so that model initialisation, dropout and shuffling repeat.
-#'
-#' @param seed A whole number.
-#' @returns `NULL`, invisibly.
-#' @export
-#' @examplesIf kerasbackup:::python_ready()
-#' set_random_seed(1)
-set_random_seed <- function(seed) {
-  if (!is_whole_number(seed, min = 0)) {
-    abort_invalid_arg("seed", seed, "a whole number >= 0")
-  }
-  set.seed(seed)
-  with_py_errors(py_keras()$utils$set_random_seed(as.integer(seed)))
-  invisible()
-}
-
 # ---------------------------------------------------------------- helpers
 
 resolve_verbose <- function(verbose) {
@@ -258,21 +249,52 @@ resolve_verbose <- function(verbose) {
 
 as_int_or_null <- function(x) if (is.null(x)) NULL else as.integer(x)
 
-# R vectors become 1-d arrays; doubles stay float64 and Keras casts them.
+# The name of a symbol passed as an argument (`loss = my_loss` gives
+# "my_loss"), or `default`.
+arg_symbol_name <- function(expr, default) {
+  if (is.symbol(expr)) as.character(expr) else default
+}
+
+# ------------------------------------------------------------ data
+
+# R data as Keras takes it: vectors become 1-d arrays, matrices and arrays
+# keep their shape (doubles stay float64 and Keras casts them), data frames
+# become matrices, factors 0-based integer codes. Unnamed lists (several
+# inputs or outputs) become Python lists, named lists dicts matched to the
+# input or output names. Python objects (tensors, tf.data datasets) pass as
+# they are.
 as_py_data <- function(x) {
   if (is.null(x) || inherits(x, "python.builtin.object")) return(x)
   if (is.list(x) && !is.data.frame(x)) return(lapply(x, as_py_data))
   if (is.data.frame(x)) x <- as.matrix(x)
   if (is.factor(x)) x <- as.integer(x) - 1L
+  if (!is.atomic(x)) {
+    abort_invalid_arg("x", x, "R arrays, lists of them, tensors or a dataset",
+                      call = rlang::caller_env())
+  }
   if (is.null(dim(x))) x <- array(x)
   reticulate::np_array(x)
 }
 
-as_shape <- function(shape) {
-  shape <- as.list(shape)
-  reticulate::tuple(lapply(shape, function(d) {
-    if (is.null(d) || is.na(d)) NULL else as.integer(d)
-  }))
+# validation_data: list(x, y) or list(x, y, sample_weight), each part
+# converted like the training data; or a dataset, passed as it is.
+as_validation_data <- function(data) {
+  if (is.null(data) || inherits(data, "python.builtin.object")) return(data)
+  if (!is.list(data) || !length(data) %in% 2:3) {
+    abort_invalid_arg("validation_data", data,
+                      "list(x, y), list(x, y, sample_weight) or a dataset",
+                      call = rlang::caller_env())
+  }
+  lapply(unname(data), as_py_data)
+}
+
+# class_weight: a named list or vector from class index (0-based, as in
+# Keras) to weight, or an unnamed one in class order.
+as_class_weight <- function(class_weight) {
+  if (is.null(class_weight)) return(NULL)
+  keys <- names(class_weight) %||% (seq_along(class_weight) - 1L)
+  reticulate::py_dict(as.list(as.integer(keys)),
+                      lapply(unname(as.list(class_weight)), as.numeric))
 }
 
 `%||%` <- function(x, y) if (is.null(x)) y else x

@@ -8,6 +8,9 @@
       try(reticulate::use_virtualenv(env, required = FALSE), silent = TRUE)
     }
   }
+  # The `tf` and `keras` modules keras3 code uses, imported on first use.
+  tf <<- reticulate::import("tensorflow", delay_load = TRUE)
+  keras <<- reticulate::import("keras", delay_load = TRUE)
   if (!nzchar(Sys.getenv("TF_CPP_MIN_LOG_LEVEL"))) {
     # TensorFlow's C++ start-up chatter would drown the R output.
     Sys.setenv(TF_CPP_MIN_LOG_LEVEL = "2")

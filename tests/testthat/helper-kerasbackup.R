@@ -43,3 +43,27 @@ toy_model <- function(seed = 1, dropout = TRUE, optimizer = NULL) {
 optimizer_state <- function(model) {
   lapply(model$optimizer$variables, function(v) v$numpy())
 }
+
+# Keras' Python module, for building test fixtures the R API has no wrapper for.
+keras <- NULL
+if (kerasbackup:::python_ready()) keras <- kerasbackup:::py_keras()
+
+tensor_dtype_of <- function(x) kerasbackup:::tensor_dtype(x)
+
+# Replace a function of the package for the rest of the calling test
+# (testthat 3.1.6 has no local_mocked_bindings()).
+local_package_binding <- function(name, value, env = parent.frame()) {
+  ns <- asNamespace("kerasbackup")
+  old <- get(name, envir = ns)
+  unlockBinding(name, ns)
+  assign(name, value, envir = ns)
+  withr::defer({
+    assign(name, old, envir = ns)
+    lockBinding(name, ns)
+  }, envir = env)
+}
+
+# Keras' cache folder for downloaded datasets.
+keras_datasets_dir <- function() {
+  file.path(reticulate::import("keras.src.backend.config")$keras_home(), "datasets")
+}

@@ -64,3 +64,86 @@ test_that("constructor arguments become fields of the instance", {
   expect_identical(cb$limit, 3L)
   expect_output(print(cls), "<callback class WithField>")
 })
+
+test_that("initialize() runs as the constructor; trailing commas are accepted", {
+  require_python()
+  callback_stop_at_min_loss <- Callback(
+    "StopAtMinLoss",
+    `__doc__` = "Stops when the loss has not improved for `patience` epochs.",
+    initialize = function(patience = 0) {
+      super$initialize()
+      self$patience <- patience
+      self$best_weights <- NULL
+    },
+    on_train_begin = function(logs = NULL) {
+      self$wait <- 0
+      self$best <- Inf
+      self$stopped_epoch <- 0
+    },
+    on_epoch_end = function(epoch, logs = NULL) {
+      if (logs$loss < self$best) {
+        self$best <- logs$loss
+        self$wait <- 0
+        self$best_weights <- get_weights(self$model)
+      } else {
+        self$wait <- self$wait + 1
+        if (self$wait >= self$patience) {
+          self$stopped_epoch <- epoch
+          self$model$stop_training <- TRUE
+          set_weights(self$model, self$best_weights)
+        }
+      }
+    },
+  )
+  expect_identical(names(formals(callback_stop_at_min_loss)), "patience")
+  expect_output(print(callback_stop_at_min_loss), "<callback class StopAtMinLoss>")
+  expect_identical(callback_stop_at_min_loss()$patience, 0)
+  expect_identical(callback_stop_at_min_loss(patience = 2)$patience, 2)
+  expect_null(callback_stop_at_min_loss()$best_weights)
+  expect_match(callback_stop_at_min_loss()$`__doc__`, "patience")
+
+  # A learning rate so large that the loss soon grows: training stops early.
+  data <- toy_data(n = 16)
+  model <- toy_model(dropout = FALSE, optimizer = optimizer_sgd(0.6))
+  cb <- callback_stop_at_min_loss(patience = 1)
+  history <- model %>% fit(data$x, data$y, epochs = 20, batch_size = 16,
+                           verbose = 0, callbacks = list(cb))
+  epochs_run <- length(history$metrics$loss)
+  expect_lt(epochs_run, 20)
+  expect_identical(cb$stopped_epoch, epochs_run)  # 1-based, as R sees it
+  expect_identical(get_weights(model), cb$best_weights)
+})
+
+test_that("callbacks keep private state and reach self$model", {
+  require_python()
+  recorder <- Callback(
+    "LossRecorder",
+    initialize = function(every = 1L) {
+      super$initialize()
+      self$every <- every
+      private$losses <- numeric()
+    },
+    on_epoch_end = function(epoch, logs = NULL) {
+      if (epoch %% self$every == 0) private$losses <- c(private$losses, logs$loss)
+      private$lr <- as.numeric(self$model$optimizer$learning_rate$numpy())
+    },
+    losses = function() private$losses,
+    last_lr = function() private$lr
+  )
+  data <- toy_data(n = 16)
+  model <- toy_model(dropout = FALSE, optimizer = optimizer_sgd(0.01))
+  a <- recorder(every = 2L)
+  b <- recorder()
+  history <- model %>% fit(data$x, data$y, epochs = 4, batch_size = 8,
+                           verbose = 0, callbacks = list(a, b))
+  expect_identical(b$losses(), history$metrics$loss)
+  expect_identical(a$losses(), history$metrics$loss[c(2, 4)])
+  expect_equal(a$last_lr(), 0.01, tolerance = 1e-7)
+})
+
+test_that("a class without initialize() refuses unnamed constructor arguments", {
+  require_python()
+  cls <- Callback("Plain", on_train_begin = function(logs = NULL) NULL)
+  err <- plain_message(cls(3))
+  expect_true("kerasbackup_invalid_argument" %in% err$class)
+})

@@ -1,60 +1,7 @@
-"""Helpers for the R front end: R-defined callbacks, exception classes, warnings."""
+"""Helpers for the R front end: exception classes and warnings."""
 
 import os
 import warnings
-
-import keras
-
-from kerasbackup.state import log_values
-
-# Methods whose first argument is an epoch or batch index; R sees it 1-based.
-_INDEXED = {
-    "on_epoch_begin", "on_epoch_end",
-    "on_train_batch_begin", "on_train_batch_end",
-    "on_test_batch_begin", "on_test_batch_end",
-    "on_predict_batch_begin", "on_predict_batch_end",
-}
-_LOGS_ONLY = {
-    "on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
-    "on_predict_begin", "on_predict_end",
-}
-
-
-def _plain_logs(logs):
-    return log_values(logs)
-
-
-def _method(name, fn):
-    def method(self, *args, **kwargs):
-        args = list(args)
-        if name in _INDEXED or name in _LOGS_ONLY:
-            if name in _INDEXED:
-                index = args.pop(0) if args else kwargs.pop("epoch", kwargs.pop("batch", 0))
-                logs = args.pop(0) if args else kwargs.pop("logs", None)
-                result = fn(self, int(index) + 1, _plain_logs(logs))
-            else:
-                logs = args.pop(0) if args else kwargs.pop("logs", None)
-                result = fn(self, _plain_logs(logs))
-            if isinstance(result, dict) and logs is not None:
-                logs.update(result)
-            return None
-        return fn(self, *args, **kwargs)
-
-    method.__name__ = name
-    return method
-
-
-def new_callback_class(classname, methods, fields=None):
-    """Makes a `keras.callbacks.Callback` subclass from R functions.
-
-    Each R function is called as `fn(self, index + 1, logs)` for epoch and
-    batch hooks and `fn(self, logs)` for the others; a dict it returns is
-    merged into `logs`.
-    """
-    attrs = dict(fields or {})
-    for name, fn in methods.items():
-        attrs[name] = _method(name, fn)
-    return type(str(classname), (keras.callbacks.Callback,), attrs)
 
 
 def exception_classes(exc):

@@ -501,7 +501,7 @@ def fingerprint(model, fit_info=None):
     if opt is not None:
         # One item per setting, so a mismatch names just what changed.
         items["optimizer"] = type(opt).__name__
-        config = dict(opt.get_config())
+        config = _optimizer_config(opt)
         config.pop("name", None)
         if isinstance(config.get("learning_rate"), (int, float)):
             config.pop("learning_rate")
@@ -517,6 +517,23 @@ def fingerprint(model, fit_info=None):
     for key, value in (fit_info or {}).items():
         items[key] = value
     return items
+
+
+def _optimizer_config(opt):
+    """The optimizer's config; with a schedule that has no config, a stand-in.
+
+    A learning-rate schedule without `get_config()` (common for schedules
+    written in R) makes `opt.get_config()` raise. The schedule is then
+    described by its class and plain attributes, and the optimizer's other
+    settings are left out of the fingerprint.
+    """
+    try:
+        return dict(opt.get_config())
+    except NotImplementedError:
+        schedule = getattr(opt, "_learning_rate", None)
+        attrs = {k: v for k, v in vars(schedule).items()
+                 if not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        return {"learning_rate": {type(schedule).__name__: attrs}}
 
 
 def _canonical(value):

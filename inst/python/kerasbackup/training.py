@@ -91,6 +91,7 @@ def fit(
     sample_weight=None,
     initial_epoch=0,
     steps_per_epoch=None,
+    validation_steps=None,
     validation_batch_size=None,
     validation_freq=1,
 ):
@@ -129,7 +130,7 @@ def fit(
         feed.validation = _unpack(validation_data)
 
     first = feed.peek()
-    model._symbolic_build(data_batch=first)
+    _build(model, first)
 
     callback_list = keras.callbacks.CallbackList(
         callbacks,
@@ -151,7 +152,7 @@ def fit(
             attached.append(cb)
         return _train(model, feed, callback_list, run, backups, epochs,
                       initial_epoch, validation_batch_size or feed.batch_size,
-                      validation_freq)
+                      validation_freq, validation_steps)
     except BaseException as e:
         for cb in attached:
             cb.abort(e)
@@ -161,8 +162,20 @@ def fit(
             cb.detach()
 
 
+def _build(model, batch):
+    try:
+        model._symbolic_build(data_batch=batch)
+    except RuntimeError as e:
+        # A subclassed model that cannot run symbolically (a GAN whose
+        # train_step calls its parts, with no call() of its own): Keras' own
+        # TensorFlow fit() leaves it to be built by the first traced step,
+        # and so do we.
+        if "Unable to automatically build the model" not in str(e):
+            raise
+
+
 def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
-           validation_batch_size, validation_freq):
+           validation_batch_size, validation_freq, validation_steps=None):
     model.stop_training = False
     model.make_train_function()
     callbacks.on_train_begin()
@@ -203,7 +216,8 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
             vx, vy, vw = feed.validation
             val_logs = model.evaluate(
                 x=vx, y=vy, sample_weight=vw, batch_size=validation_batch_size,
-                callbacks=callbacks, return_dict=True, verbose=0,
+                steps=validation_steps, callbacks=callbacks, return_dict=True,
+                verbose=0,
             )
             epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
@@ -218,6 +232,9 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
 
 
 def _unpack(data):
+    if not isinstance(data, (list, tuple)):
+        # A dataset or other iterable: evaluate() reads it as it is.
+        return data, None, None
     x, y, w = data_adapter_utils.unpack_x_y_sample_weight(tuple(data))
     return _numpy_tree(x), _numpy_tree(y), _numpy_tree(w)
 
@@ -263,7 +280,7 @@ class _ArrayFeed:
 
     def _batch(self, index):
         x, y, w = self.data
-        return (_take(x, index), _take(y, index), _take(w, index))
+        return _keras_batch(_take(x, index), _take(y, index), _take(w, index))
 
     def order(self, epoch):
         if not self.shuffles:
@@ -339,6 +356,15 @@ class _StreamFeed:
 
 
 def _as_batch(batch):
-    if isinstance(batch, (list, tuple)):
+    # As Keras passes a stream's element to train_step(): lists become tuples,
+    # anything else (a lone `x`, a dict) is left as it is.
+    if isinstance(batch, list):
         return tuple(batch)
-    return (batch,)
+    return batch
+
+
+def _keras_batch(x, y, w):
+    # The `data` Keras hands to train_step() for in-memory arrays: `x` alone
+    # without targets, `(x, y)` without weights, else `(x, y, w)`. A custom
+    # train_step() (often written in R) relies on this structure.
+    return data_adapter_utils.pack_x_y_sample_weight(x, y, w)

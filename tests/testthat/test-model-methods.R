@@ -1,0 +1,106 @@
+require_python()
+
+small_model <- function() {
+  set_random_seed(1)
+  model <- keras_model_sequential(input_shape = 4, name = "small") %>%
+    layer_dense(3, activation = "relu", name = "hidden") %>%
+    layer_dense(1, name = "out")
+  model %>% compile(optimizer = "adam", loss = "mse", metrics = "mae")
+  model
+}
+
+test_that("summary(), format() and print() show Keras' layer table", {
+  model <- small_model()
+  out <- capture.output(res <- summary(model))
+  expect_identical(res, model)
+  text <- paste(out, collapse = "\n")
+  expect_match(text, 'Model: "small"', fixed = TRUE)
+  expect_match(text, "hidden (Dense)", fixed = TRUE)
+  expect_match(text, "(None, 3)", fixed = TRUE)
+  expect_match(text, "Total params: 19", fixed = TRUE)
+  expect_identical(format(model), text)
+  expect_identical(capture.output(print(model)), out)
+  expect_identical(capture.output(model), out)
+  freeze_weights(model, from = "hidden", to = "hidden")
+  expect_match(format(model), "Trainable", fixed = TRUE)
+  expect_lte(max(nchar(strsplit(format(model, line_length = 60), "\n")[[1]])), 60)
+})
+
+test_that("plot() draws a model through plot_model(), or says what is missing", {
+  model <- small_model()
+  file <- withr::local_tempfile(fileext = ".png")
+  expect_identical(plot(model, show_shapes = TRUE, to_file = file), file)
+  expect_true(file.size(file) > 0)
+  expect_identical(readBin(file, "raw", 4), as.raw(c(0x89, 0x50, 0x4e, 0x47)))
+  pdf(NULL)
+  on.exit(dev.off(), add = TRUE)
+  expect_null(plot(model))
+
+  withr::local_envvar(PATH = "")
+  cnd <- plain_message(plot(model, to_file = file))
+  expect_true("kerasbackup_plot_unavailable" %in% cnd$class)
+  expect_match(cnd$message, "Graphviz", fixed = TRUE)
+})
+
+test_that("get_layer(), pop_layer(), freeze_weights() and unfreeze_weights()", {
+  model <- small_model()
+  expect_identical(get_layer(model, "out")$name, "out")
+  expect_identical(get_layer(model, index = 1)$name, "hidden")
+  expect_true("kerasbackup_invalid_argument" %in%
+                plain_message(get_layer(model))$class)
+  expect_true("kerasbackup_invalid_argument" %in%
+                plain_message(get_layer(model, index = 0))$class)
+
+  trainable <- function(m) vapply(m$layers, function(l) l$trainable, TRUE)
+  freeze_weights(model)
+  expect_false(model$trainable)
+  unfreeze_weights(model)
+  expect_identical(trainable(model), c(TRUE, TRUE))
+  freeze_weights(model, to = 1)
+  expect_identical(trainable(model), c(FALSE, TRUE))
+  unfreeze_weights(model, from = "out")
+  expect_identical(trainable(model), c(FALSE, TRUE))
+  freeze_weights(model, which = function(layer) layer$name == "out")
+  expect_identical(trainable(model), c(TRUE, FALSE))
+  freeze_weights(model, which = "hidden")
+  expect_identical(trainable(model), c(FALSE, TRUE))
+  freeze_weights(model, from = -1)
+  expect_identical(trainable(model), c(TRUE, FALSE))
+  expect_true("kerasbackup_invalid_argument" %in%
+                plain_message(freeze_weights(model, from = "nope"))$class)
+
+  pop_layer(model)
+  expect_identical(length(model$layers), 1L)
+  expect_identical(model$layers[[1]]$name, "hidden")
+  expect_true("kerasbackup_invalid_argument" %in%
+                plain_message(pop_layer(keras$layers$Dense(1L)))$class)
+})
+
+test_that("evaluate() and the *_on_batch() steps return named lists", {
+  model <- small_model()
+  d <- toy_data(p = 4)
+  res <- evaluate(model, d$x, d$y, verbose = 0)
+  expect_type(res, "list")
+  expect_identical(names(res), c("loss", "mae"))
+  expect_true(is.numeric(res$loss) && length(res$loss) == 1L)
+
+  before <- get_weights(model)
+  step <- train_on_batch(model, d$x[1:8, ], d$y[1:8])
+  expect_identical(names(step), c("loss", "mae"))
+  expect_false(identical(get_weights(model), before))
+  test <- test_on_batch(model, d$x[1:8, ], d$y[1:8])
+  expect_identical(names(test), c("loss", "mae"))
+  p <- predict_on_batch(model, d$x[1:8, ])
+  expect_identical(dim(p), c(8L, 1L))
+  expect_equal(p, predict(model, d$x[1:8, ], verbose = 0), tolerance = 1e-6)
+})
+
+test_that("compile(), fit(), evaluate() and predict() take a trailing comma", {
+  model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse", metrics = list("mae"), )
+  d <- toy_data(p = 4)
+  h <- model %>% fit(d$x, d$y, epochs = 1, verbose = 0, )
+  expect_length(h$metrics$loss, 1L)
+  expect_named(evaluate(model, d$x, d$y, verbose = 0, ), c("loss", "mae"))
+  expect_identical(dim(predict(model, d$x, verbose = 0, )), c(40L, 1L))
+})

@@ -1,0 +1,93 @@
+# Generated op_* wrappers: 1-based axes, integer conversion, shapes, callables.
+
+test_that("axes are 1-based and negative axes count from the end", {
+  require_python()
+  x <- op_reshape(op_arange(0, 24), c(2, 3, 4))
+  expect_identical(shape(op_mean(x, axis = 1)), shape(3, 4))
+  expect_identical(shape(op_sum(x, axis = 2)), shape(2, 4))
+  expect_identical(shape(op_max(x, axis = -1)), shape(2, 3))
+  expect_identical(shape(op_sum(x, axis = c(1, 3))), shape(3))
+  expect_identical(shape(op_expand_dims(x, axis = 1)), shape(1, 2, 3, 4))
+  expect_identical(shape(op_transpose(x, axes = c(3, 1, 2))), shape(4, 2, 3))
+  expect_identical(shape(op_moveaxis(x, source = 1, destination = 3)), shape(3, 4, 2))
+  expect_identical(shape(op_swapaxes(x, axis1 = 1, axis2 = 3)), shape(4, 3, 2))
+  expect_identical(shape(op_concatenate(list(x, x), axis = 2)), shape(2, 6, 4))
+  expect_error(op_mean(x, axis = 0), class = "kerasbackup_invalid_argument")
+})
+
+test_that("indices given to and returned by ops are 1-based unless zero_indexed", {
+  require_python()
+  v <- c(1, 9, 5)
+  expect_identical(as.integer(as_r(op_argmax(v, axis = 1))), 2L)
+  expect_identical(as.integer(as_r(op_argmax(v, zero_indexed = TRUE))), 1L)
+  expect_identical(as.integer(as_r(op_argsort(v))), c(1L, 3L, 2L))
+  expect_identical(as.integer(as_r(op_top_k(v, k = 2)[[2]])), c(2L, 3L))
+  expect_identical(as.integer(as_r(op_top_k(v, k = 2, zero_indexed = TRUE)[[2]])), c(1L, 2L))
+  expect_identical(as_r(op_one_hot(c(1, 3), num_classes = 3)), rbind(c(1, 0, 0), c(0, 0, 1)))
+  expect_identical(as_r(op_one_hot(c(0, 2), num_classes = 3, zero_indexed = TRUE)),
+                   rbind(c(1, 0, 0), c(0, 0, 1)))
+  expect_equal(as.numeric(as_r(op_take(c(10, 20, 30), indices = c(3, 1)))), c(30, 10))
+  expect_equal(as.numeric(as_r(op_take(c(10, 20, 30), indices = op_array(c(3L, -1L))))),
+               c(30, 30))
+  expect_error(op_take(c(10, 20), indices = 0), class = "kerasbackup_invalid_argument")
+})
+
+test_that("tensordot takes a count of axes or 1-based axis lists", {
+  require_python()
+  a <- op_ones(c(2, 3, 4))
+  b <- op_ones(c(3, 4, 5))
+  expect_identical(shape(op_tensordot(a, b, axes = 2)), shape(2, 5))
+  expect_identical(shape(op_tensordot(a, b, axes = list(c(2, 3), c(1, 2)))), shape(2, 5))
+})
+
+test_that("whole numbers become integers; shapes accept NA and shape()", {
+  require_python()
+  expect_identical(py_text(op_arange(1, 4)$dtype), "<dtype: 'int32'>")
+  expect_identical(as_r(op_arange(1, 4)), array(1:3))
+  expect_identical(shape(op_ones(shape(2, 3))), shape(2, 3))
+  expect_identical(shape(op_reshape(op_ones(c(2, 6)), c(-1, 3))), shape(4, 3))
+  expect_identical(length(op_split(op_ones(c(6, 2)), indices_or_sections = 3)), 3L)
+  err <- plain_message(op_top_k(op_ones(3), k = 1.5))
+  expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+  expect_identical(err$cnd$arg, "k")
+})
+
+test_that("ops take R arrays and several positional tensors", {
+  require_python()
+  m <- matrix(c(1, 2, 3, 4), 2)
+  expect_equal(as_r(op_matmul(m, m)), m %*% m)
+  expect_equal(as_r(op_add(m, 1)), m + 1)
+  grids <- op_meshgrid(c(1, 2), c(3, 4, 5), indexing = "ij")
+  expect_identical(shape(grids[[1]]), shape(2, 3))
+  expect_equal(as_r(op_einsum("ij,jk->ik", m, m)), m %*% m)
+  expect_equal(as_r(op_pmax(c(1, 5), c(3, 2))), array(c(3, 5)))
+  expect_identical(op_convert_to_array(op_ones(2)), array(c(1, 1)))
+})
+
+test_that("ops take R functions where Keras takes a callable", {
+  require_python()
+  out <- op_while_loop(cond = function(i) op_less(i, 5),
+                       body = function(i) list(op_add(i, 1)), loop_vars = list(0))
+  expect_equal(as.numeric(as_r(out[[1]])), 5)
+  squares <- op_map(function(v) op_multiply(v, v), op_array(c(1, 2, 3)))
+  expect_equal(as.numeric(as_r(squares)), c(1, 4, 9))
+  picked <- op_cond(TRUE, function() op_ones(1), function() op_zeros(1))
+  expect_equal(as.numeric(as_r(picked)), 1)
+})
+
+test_that("nn, linalg, math and image ops are there", {
+  require_python()
+  expect_equal(as.numeric(as_r(op_relu(c(-1, 2)))), c(0, 2))
+  expect_equal(as.numeric(as_r(op_softmax(c(0, 0)))), c(0.5, 0.5))
+  expect_equal(as_r(op_inv(diag(2) * 2)), diag(2) / 2)
+  expect_equal(as.numeric(as_r(op_logsumexp(c(0, 0)))), log(2), tolerance = 1e-6)
+  img <- op_ones(c(1, 8, 8, 3))
+  expect_identical(shape(op_image_resize(img, size = c(4, 4))), shape(1, 4, 4, 3))
+  expect_identical(shape(op_image_crop(img, 0, 0, 4, 4)), shape(1, 4, 4, 3))
+  expect_identical(shape(op_image_rgb_to_grayscale(img)), shape(1, 8, 8, 1))
+})
+
+test_that("op_shape() returns a shape()", {
+  require_python()
+  expect_identical(op_shape(op_ones(c(2, 3))), shape(2, 3))
+})
