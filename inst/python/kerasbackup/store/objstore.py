@@ -86,6 +86,12 @@ def _os_error(e):
     return e if isinstance(e, OSError) else None
 
 
+def _dir_error(where, e, options, doing="read"):
+    """BackupDirError for a store that could not be used (credentials scrubbed)."""
+    return BackupDirError(f"cannot {doing} backup_dir '{where}': {_error_text(e, options)}",
+                          where, _os_error(e))
+
+
 class _Checkpoints:
     """Finds and inspects committed checkpoints; shared by the store and backup_info."""
 
@@ -230,10 +236,7 @@ class ObjectCheckpointStore(Store):
             except (BackupError, SaveCancelled):
                 raise
             except Exception as e:
-                raise BackupDirError(
-                    f"cannot use backup_dir '{self.backup_dir}': "
-                    f"{_error_text(e, self._options)}", self.backup_dir,
-                    _os_error(e)) from None
+                raise _dir_error(self.backup_dir, e, self._options, "use") from None
             return self
 
     def close(self):
@@ -297,8 +300,13 @@ class ObjectCheckpointStore(Store):
     def _ensure_open(self):
         if not self._lease.held:
             self.open()
-        if self._latest_unsure:
-            current, token = self._read_own_latest("")
+        if self._latest_unsure:  # a commit's answer was lost: where are we?
+            try:
+                current, token = self._read_own_latest("")
+            except BackupError:
+                raise
+            except Exception as e:
+                raise _dir_error(self.backup_dir, e, self._options) from None
             self._latest, self._latest_token = current, token
             self._latest_unsure = False
 
@@ -500,9 +508,7 @@ class ObjectCheckpointStore(Store):
         try:
             return self._ckpts.inspect(entry, mode)
         except StoreUnreachable as e:
-            raise BackupDirError(
-                f"cannot read backup_dir '{self.backup_dir}': "
-                f"{_error_text(e, self._options)}", self.backup_dir, _os_error(e)) from None
+            raise _dir_error(self.backup_dir, e, self._options) from None
 
     # ------------------------------------------------------------ inspection
 
@@ -587,9 +593,7 @@ def _info(ckpts, verify, options):
             result.append(ins.info())
         return result
     except Exception as e:
-        raise BackupDirError(
-            f"cannot read backup_dir '{d}': {_error_text(e, options)}", d,
-            _os_error(e)) from None
+        raise _dir_error(d, e, options) from None
 
 
 def backup_info(url, verify=True, storage_options=None, retry=None):
