@@ -9,6 +9,9 @@ skip_if_no_python <- function() {
   testthat::skip("Python with keras is not available")
 }
 
+# The keras-api tests' name for the same check (lost in the merge into main).
+require_python <- function() skip_if_no_python()
+
 plain_message <- function(expr) {
   withr::local_options(cli.unicode = FALSE, cli.num_colors = 1L)
   err <- tryCatch(expr, error = function(e) e)
