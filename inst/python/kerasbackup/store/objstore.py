@@ -444,11 +444,17 @@ class ObjectCheckpointStore(Store):
             self.backup_dir)
 
     def _remove(self, names):
+        """Deletes a failed save's objects, best effort.
+
+        Stops at the first failure (the store is likely unreachable, and
+        each try costs its retries): the owner's next collect() removes the
+        rest.
+        """
         for n in names:
             try:
                 self._client.delete(n)
             except Exception:
-                pass  # the owner's next collect() removes it
+                return
 
     # ------------------------------------------------------------ collection
 
