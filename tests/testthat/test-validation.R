@@ -151,6 +151,8 @@ test_that("good arguments return the package's own Python callback", {
   expect_true(cb$delete_checkpoint)
   expect_false(cb$double_checkpoint)
   expect_identical(cb$lease_wait, 90)
+  expect_identical(formals(callback_backup_and_restore)$lease_wait,
+                   kerasbackup:::py_kb()$callback$DEFAULT_LEASE_WAIT)
   # A URL, with options (nested lists become dicts); nothing is contacted yet.
   cb <- callback_backup_and_restore(
     "s3://bucket/run-1", lease_wait = 0L,

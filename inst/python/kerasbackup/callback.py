@@ -29,11 +29,13 @@ from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
     BackupLockedError, BackupWriteError, backup_dir_key, check_backup_dir, is_url,
     open_store)
+from kerasbackup.store.objstore import DEFAULT_LEASE_TTL
 
 _SAVE_ERROR_MODES = ("stop", "warn")
 # A restarted job may find the lease of its killed predecessor (on another
-# host) for up to the lease's 60 s; by default it waits that out.
-DEFAULT_LEASE_WAIT = 90.0
+# host) for up to the lease's time to live; by default it waits that out,
+# with room for clocks that differ a little. R's default is the same (tested).
+DEFAULT_LEASE_WAIT = 1.5 * DEFAULT_LEASE_TTL
 
 
 def _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
