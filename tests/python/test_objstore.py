@@ -307,11 +307,11 @@ class FlakyClient(objclient.MemoryClient):
             raise self.error(104, f"injected {op} failure")
 
     def create(self, name, data):
-        return self._run(lambda: (self._maybe_fail("create"),
+        return self.with_retries(lambda: (self._maybe_fail("create"),
                                   objclient.MemoryClient.create(self, name, data))[1])
 
     def replace(self, name, data, token):
-        return self._run(lambda: (self._maybe_fail("replace"),
+        return self.with_retries(lambda: (self._maybe_fail("replace"),
                                   objclient.MemoryClient.replace(self, name, data, token))[1])
 
 

@@ -216,7 +216,8 @@ class ObjectClient:
         """Key of `name` inside the bucket."""
         return "/".join(p for p in (self.prefix, name) if p)
 
-    def _run(self, fn):
+    def with_retries(self, fn):
+        """Runs fn() under this client's RetryPolicy (transient errors are retried)."""
         return self.retry.run(fn, is_transient)
 
     # Shared by the fsspec-backed clients.
@@ -231,7 +232,7 @@ class ObjectClient:
             except FileNotFoundError:
                 return {}
             return found
-        found = self._run(go)
+        found = self.with_retries(go)
         out = {}
         cut = len(root.rstrip("/")) + 1 if root else 0
         for p, info in found.items():
@@ -242,7 +243,7 @@ class ObjectClient:
         return out
 
     def read_range(self, name, start, end):
-        return self._run(lambda: self.fs.cat_file(self.path(name), start=start, end=end))
+        return self.with_retries(lambda: self.fs.cat_file(self.path(name), start=start, end=end))
 
     def upload(self, name, buffers, total, on_part=None):
         """Writes `name` (must not exist) from the concatenated buffers."""
@@ -342,7 +343,7 @@ class S3Client(ObjectClient):
                 if _status_of(e) == 412:
                     raise PreconditionFailed(f"{kw.get('Key')}: precondition failed") from e
                 raise
-        return self._run(go)
+        return self.with_retries(go)
 
     def read(self, name):
         from fsspec.asyn import sync
@@ -355,7 +356,7 @@ class S3Client(ObjectClient):
             finally:
                 body.close()
             return data, resp["ETag"]
-        return self._run(go)
+        return self.with_retries(go)
 
     def stat(self, name):
         try:
@@ -455,18 +456,18 @@ class GCSClient(ObjectClient):
                 return fn()
             except FileExistsError as e:  # gcsfs's name for any 412
                 raise PreconditionFailed(str(e)) from e
-        return self._run(go)
+        return self.with_retries(go)
 
     def read(self, name):
         def go():
             headers, data = self.fs.call("GET", "b/{}/o/{}", self.bucket,
                                          self.key(name), alt="media")
             return data, str(headers.get("X-Goog-Generation"))
-        return self._run(go)
+        return self.with_retries(go)
 
     def stat(self, name):
         try:
-            j = self._run(lambda: self.fs.call("GET", "b/{}/o/{}", self.bucket,
+            j = self.with_retries(lambda: self.fs.call("GET", "b/{}/o/{}", self.bucket,
                                                self.key(name), json_out=True))
         except FileNotFoundError:
             return None
