@@ -553,3 +553,24 @@ def test_lease_left_by_an_earlier_store_of_this_process_is_taken_over(url, raw):
     with pytest.warns(errors.StaleLockWarning, match="earlier store of this process"):
         with Store(url) as again:
             assert json.loads(raw.read(".lease")[0])["token"] == again.lease.token
+
+
+def test_the_facade_dispatches_on_urls(tmp_path, url):
+    from kerasbackup import store
+
+    local = store.open_store(f"file://{tmp_path}/run")
+    assert isinstance(local, store.CheckpointStore)
+    assert local.backup_dir == str(tmp_path / "run")
+    assert store.backup_dir_key(f"file://{tmp_path}/run") == \
+        store.backup_dir_key(str(tmp_path / "run"))
+    remote = store.open_store(url, keep=2)
+    assert isinstance(remote, store.ObjectCheckpointStore) and remote.keep == 2
+    assert store.backup_dir_key(url + "/") == url
+    with remote:
+        remote.save(arrays_for(1), {"e": 1}, 1, 0)
+    assert [i["epoch"] for i in store.backup_info(url)] == [1]
+    assert store.backup_info(str(tmp_path / "none")) == []
+    with pytest.raises(ValueError, match="storage_options apply to URLs"):
+        store.open_store(str(tmp_path), storage_options={"key": "k"})
+    with pytest.raises(errors.BackupDirError, match="file:///path"):
+        store.open_store("file://otherhost/x")
