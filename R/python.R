@@ -1,11 +1,13 @@
 # Finding and importing Python; install_keras().
 
 # The pinned Python packages: inst/python/requirements.txt (Keras with
-# TensorFlow) and requirements-<backend>.txt for the other backends are the
-# one list (the Makefile installs from them too).
-python_requirements <- function(backend = "tensorflow") {
+# TensorFlow), requirements-<backend>.txt for the other backends and
+# requirements-remote.txt (the object-store clients for a URL backup_dir) are
+# the one list (the Makefile installs from them too).
+python_requirements <- function(backend = "tensorflow", remote = FALSE) {
   files <- c("requirements.txt",
-             sprintf("requirements-%s.txt", setdiff(backend, "tensorflow")))
+             sprintf("requirements-%s.txt", setdiff(backend, "tensorflow")),
+             if (remote) "requirements-remote.txt")
   lines <- unlist(lapply(files, function(file) {
     readLines(system.file("python", file, package = "kerasbackup",
                           mustWork = TRUE), warn = FALSE)
@@ -75,12 +77,13 @@ check_python <- function() {
 #' Creates (or updates) a Python virtualenv holding the pinned versions of
 #' Keras, TensorFlow (CPU), NumPy and the other Python packages this package
 #' is tested with, plus those of the other `backend`s asked for (JAX on the
-#' CPU, PyTorch). The pins are in the files `requirements.txt` and
-#' `requirements-<backend>.txt` of `system.file("python", package =
-#' "kerasbackup")`, which the package's own set-up installs from too. On
-#' load, kerasbackup uses `RETICULATE_PYTHON` when it is set, and this
-#' virtualenv otherwise; [use_backend()] chooses among the installed
-#' backends. NumPy is kept below 2 because reticulate 1.28 cannot convert R
+#' CPU, PyTorch) and the object-store clients for a URL `backup_dir` (fsspec,
+#' s3fs, gcsfs). The pins are in the files `requirements.txt`,
+#' `requirements-<backend>.txt` and `requirements-remote.txt` of
+#' `system.file("python", package = "kerasbackup")`, which the package's own
+#' set-up installs from too. On load, kerasbackup uses `RETICULATE_PYTHON`
+#' when it is set, and this virtualenv otherwise; [use_backend()] chooses
+#' among the installed backends. NumPy is kept below 2 because reticulate 1.28 cannot convert R
 #' arrays to NumPy 2.
 #'
 #' PyTorch is pinned exactly (`torch==2.13.0`); where pip finds no CPU-only
@@ -120,7 +123,7 @@ install_keras <- function(envname = "r-keras", python = NULL,
   }
   reticulate::virtualenv_install(
     envname,
-    c(python_requirements(backend), extra_packages),
+    c(python_requirements(backend, remote = TRUE), extra_packages),
     ignore_installed = FALSE,
     ...
   )

@@ -57,6 +57,7 @@ FULL = {
     "backend_size": ("25M", 2048, 6),
     "backend_repeats": 5,
     "backend_fit": {"fit_epoch_seconds": 2.0, "fit_epochs": 3, "fit_repeats": 3},
+    "remote_repeats": {"1M": 5, "25M": 3},
 }
 QUICK = {
     "sizes": [("60k", 128, 3)],
@@ -72,6 +73,7 @@ QUICK = {
     "backend_size": ("60k", 128, 3),
     "backend_repeats": 1,
     "backend_fit": {"fit_epoch_seconds": 0.3, "fit_epochs": 2, "fit_repeats": 1},
+    "remote_repeats": {"60k": 1},
 }
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -365,6 +367,95 @@ def measure_saves(label, width, layers, repeats, workdir):
     keras.backend.clear_session()
     gc.collect()
     shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------- object storage
+
+
+S3_SERVER = os.path.join(ROOT, "tests", "testthat", "scripts", "s3_server.py")
+S3_BUCKET = "kb-bench"
+
+
+@contextlib.contextmanager
+def s3_server(workdir):
+    """moto's S3 server on 127.0.0.1, in a process of its own (as a real server is).
+
+    Yields the storage_options that reach it.
+    """
+    ready = os.path.join(workdir, "s3.ready")
+    proc = subprocess.Popen([sys.executable, S3_SERVER, ready, str(os.getpid()), S3_BUCKET],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not os.path.exists(ready):  # a state: the server wrote its address
+            if proc.poll() is not None:
+                raise RuntimeError(f"the S3 server exited: {proc.stderr.read()}")
+            time.sleep(0.05)
+        with open(ready) as f:
+            endpoint = f.read().split()[1]
+        yield {"endpoint_url": endpoint, "key": "kb-test-key", "secret": "kb-test-secret",
+               "client_kwargs": {"region_name": "us-east-1"}}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure_remote(cfg, workdir):
+    """Saves to moto's S3 server on loopback against local saves, sync and async.
+
+    The same model's state, saved through the callback's epoch boundary (see
+    ours_save), interleaved: local sync, S3 sync, local async, S3 async.
+    """
+    import keras
+
+    from kerasbackup import BackupAndRestore
+
+    out = []
+    with s3_server(workdir) as options:
+        for label, width, layers in cfg["sizes"]:
+            repeats = cfg["remote_repeats"][label]
+            model = build_model(width, layers)
+            train_steps(model, width)
+            d = os.path.join(workdir, "remote-" + label)
+            os.makedirs(d)
+            url = f"s3://{S3_BUCKET}/{label}-{os.getpid()}"
+            cbs = {
+                "local sync": BackupAndRestore(os.path.join(d, "sync"), async_save=False,
+                                               delete_checkpoint=False),
+                "S3 sync": BackupAndRestore(url + "/sync", async_save=False,
+                                            delete_checkpoint=False,
+                                            storage_options=options, lease_wait=0),
+                "local async": BackupAndRestore(os.path.join(d, "async"),
+                                                delete_checkpoint=False),
+                "S3 async": BackupAndRestore(url + "/async", delete_checkpoint=False,
+                                             storage_options=options, lease_wait=0),
+            }
+            for cb in cbs.values():
+                start_fit(cb, model)
+                ours_save(cb, 0)  # untimed: the timed saves replace a checkpoint
+                cb.saver.wait_until_finished()
+            times = {k: [] for k in cbs}
+            written = {k: [] for k in cbs if k.endswith("async")}
+            log(f"remote saves: {label} ({model.count_params() / 1e6:.2f} M params), "
+                f"{repeats} repeats")
+            for r in range(1, repeats + 1):
+                for name, cb in cbs.items():
+                    settle()
+                    stall = ours_save(cb, r)
+                    t = now()
+                    cb.saver.wait_until_finished()
+                    times[name].append(stall)
+                    if name in written:
+                        written[name].append(stall + now() - t)
+            for cb in cbs.values():
+                cb.abort()
+            out.append({"label": label, "params": int(model.count_params()),
+                        "state_bytes": state_nbytes(model), "repeats": repeats,
+                        "stall": times, "written": written})
+            del model
+            keras.backend.clear_session()
+            gc.collect()
+            shutil.rmtree(d, ignore_errors=True)
     return out
 
 
@@ -717,6 +808,10 @@ def report(results):
         v = (med(R["ours_total"]) - med(R["ours_open"])) / med(R["keras_load_weights"])
         target(f"restore (on_train_begin − open) / load_weights(), {s['label']}",
                "≤ 1.2×", f"{v:.2f}×", v <= 1.2)
+    for r in results.get("remote", []):
+        v = med(r["stall"]["S3 async"]) / med(r["stall"]["local async"])
+        target(f"stall per save, S3 on loopback / local, async (the default), {r['label']}",
+               "≤ 1.5×", f"{v:.2f}×", v <= 1.5)
     pb = results.get("batch_cost")
     if pb:
         v = med(pb["ours, save_freq=10**9"])
@@ -813,6 +908,33 @@ def report(results):
             "(`bench/gpu_check.py`).")
         add("")
 
+    remote = results.get("remote")
+    if remote:
+        add("## Saves to S3 on loopback (moto's server, its own process) against local saves")
+        add("")
+        add("Median of interleaved repeats, through the callback's epoch boundary. "
+            "\"stall\" is what training waits for; asynchronous saves (the default) "
+            "upload in the background, in parallel parts for states over 16 MiB.")
+        add("")
+        rlabels = [r["label"] for r in remote]
+        add("| Figure | " + " | ".join(rlabels) + " |")
+        add("|---|" + "---|" * len(rlabels))
+        rrow = lambda name, fn: add(f"| {name} | " + " | ".join(fn(r) for r in remote) + " |")  # noqa: E731
+        rrow("state in memory", lambda r: mb(r["state_bytes"]))
+        rrow("repeats", lambda r: str(r["repeats"]))
+        for kind in ("sync", "async"):
+            for where in ("local", "S3"):
+                rrow(f"stall, {where} {kind}", lambda r, k=f"{where} {kind}": ms(med(r["stall"][k])))
+            if kind == "async":
+                for where in ("local", "S3"):
+                    rrow(f"  {where} async, until written",
+                         lambda r, k=f"{where} async": ms(med(r["written"][k])))
+            rrow(f"S3 / local, {kind} stall", lambda r, k=kind: (
+                f"{med(r['stall']['S3 ' + k]) / med(r['stall']['local ' + k]):.2f}×"))
+        rrow("S3 / local, async until written", lambda r: (
+            f"{med(r['written']['S3 async']) / med(r['written']['local async']):.2f}×"))
+        add("")
+
     pb = results.get("batch_cost")
     if pb:
         heading("Callback cost per batch, no save due (on_train_batch_begin + _end)",
@@ -867,7 +989,7 @@ def main(argv=None):
                    help="markdown report (default: bench/RESULTS.md, none with --quick)")
     p.add_argument("--dir", default=None, help="parent of the scratch directory")
     p.add_argument("--skip", default="",
-                   help="comma list of: saves,fit,batch,r,preempt,backends")
+                   help="comma list of: saves,fit,remote,batch,r,preempt,backends")
     p.add_argument("--backend-row", default=None, metavar="JSON",
                    help="internal: measure this process' backend only, into JSON")
     p.add_argument("--from-json", default=None,
@@ -904,6 +1026,8 @@ def main(argv=None):
         if "fit" not in skip:
             results["fit"] = [measure_fit(label, w, n, cfg, workdir)
                               for label, w, n in cfg["fit_sizes"]]
+        if "remote" not in skip:
+            results["remote"] = measure_remote(cfg, workdir)
         if "batch" not in skip:
             results["batch_cost"] = measure_batch_cost(cfg, workdir)
         if "r" not in skip:

@@ -9,9 +9,6 @@ skip_if_no_python <- function() {
   testthat::skip("Python with keras is not available")
 }
 
-# The keras3-API tests' name for the same check.
-require_python <- skip_if_no_python
-
 plain_message <- function(expr) {
   withr::local_options(cli.unicode = FALSE, cli.num_colors = 1L)
   err <- tryCatch(expr, error = function(e) e)

@@ -58,4 +58,7 @@ test_that("install_keras() checks `backend` and installs each backend's pins", {
   expect_identical(setdiff(all3, base), c("jax[cpu]==0.7.1", "torch==2.13.0"))
   expect_identical(kerasbackup:::python_requirements("torch"),
                    c(base, "torch==2.13.0"))
+  remote <- setdiff(kerasbackup:::python_requirements(remote = TRUE), base)
+  expect_true(all(grepl("^(fsspec|s3fs|gcsfs)==", remote)) && length(remote) == 3L,
+              info = paste(remote, collapse = " "))
 })

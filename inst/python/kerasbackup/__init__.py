@@ -25,6 +25,8 @@ _EXPORTS = {
     "CheckpointFallbackWarning": "kerasbackup.store",
     "StaleLockWarning": "kerasbackup.store",
     "CheckpointStore": "kerasbackup.store",
+    "ObjectCheckpointStore": "kerasbackup.store",
+    "open_store": "kerasbackup.store",
     "CorruptCheckpointError": "kerasbackup.store",
     "NoCheckpointError": "kerasbackup.store",
     "backup_info": "kerasbackup.store",

@@ -28,18 +28,49 @@ from kerasbackup.errors import PreemptedError, ResumeWarning, SaveErrorWarning
 from kerasbackup.policy import SavePolicy
 from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
-    BackupLockedError, BackupWriteError, CheckpointStore, load_published)
+    BackupLockedError, BackupWriteError, backup_dir_key, check_backup_dir, is_url,
+    load_published, open_store)
+from kerasbackup.store.objstore import DEFAULT_LEASE_TTL
 
 _SAVE_ERROR_MODES = ("stop", "warn")
+# A restarted job may find the lease of its killed predecessor (on another
+# host) for up to the lease's time to live; by default it waits that out,
+# with room for clocks that differ a little. R's default is the same (tested).
+DEFAULT_LEASE_WAIT = 1.5 * DEFAULT_LEASE_TTL
 
 
 def _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
                 save_before_preemption, preemption_signals, async_save,
-                on_save_error, allow_changes):
+                on_save_error, allow_changes, storage_options, lease_wait):
     if not isinstance(backup_dir, (str, os.PathLike)) or not str(backup_dir):
         raise ValueError(
             "Invalid value for argument `backup_dir`. Expected a non-empty "
-            f"path. Received: backup_dir={backup_dir!r}"
+            f"path or URL. Received: backup_dir={backup_dir!r}"
+        )
+    try:
+        check_backup_dir(backup_dir)
+    except ValueError as e:
+        raise ValueError(f"Invalid value for argument `backup_dir`. {e}") from None
+    if storage_options is not None and not (
+        isinstance(storage_options, dict) and all(isinstance(k, str) for k in storage_options)
+    ):
+        raise ValueError(
+            "Invalid value for argument `storage_options`. Expected None or a "
+            "dict of fsspec options with string keys. Received: a "
+            f"{type(storage_options).__name__}"  # never the values: credentials
+        )
+    if storage_options and not is_url(backup_dir):
+        raise ValueError(
+            "Invalid value for argument `storage_options`. It applies to a "
+            "backup_dir URL (s3://, gs://, ...), not to the local path "
+            f"backup_dir={os.fspath(backup_dir)!r}"
+        )
+    if not (isinstance(lease_wait, (int, float, np.integer, np.floating))
+            and not isinstance(lease_wait, (bool, np.bool_))
+            and 0 <= lease_wait < float("inf")):
+        raise ValueError(
+            "Invalid value for argument `lease_wait`. Expected a number of "
+            f"seconds >= 0. Received: lease_wait={lease_wait!r}"
         )
     is_int = isinstance(save_freq, (int, np.integer)) and not isinstance(
         save_freq, (bool, np.bool_)
@@ -146,7 +177,10 @@ class BackupAndRestore(keras.callbacks.Callback):
     Args:
         backup_dir: path of the directory for the checkpoints. It must be
             empty, missing, or a directory this callback wrote; it cannot be
-            shared with another run or another callback.
+            shared with another run or another callback. A URL
+            (`s3://bucket/prefix`, `gs://bucket/prefix`) keeps the
+            checkpoints in an object store, with the same guarantees (see
+            `kerasbackup.store.objstore`); `file://` URLs are local paths.
         save_freq: `"epoch"` to save at the end of each epoch, a positive
             integer to save every `save_freq` batches (counted as Keras
             counts them under `steps_per_execution`), or `False` to save only
@@ -168,6 +202,19 @@ class BackupAndRestore(keras.callbacks.Callback):
             kept either way.
         allow_changes: `True`, or a list of fingerprint items (e.g.
             `["optimizer"]`) that may differ from the checkpoint's.
+        storage_options: for a URL backup_dir, fsspec options (credentials,
+            `endpoint_url`, ...), passed to s3fs or gcsfs. By default those
+            find credentials and endpoints themselves (AWS environment and
+            profiles, `AWS_ENDPOINT_URL`; Google application-default
+            credentials, `STORAGE_EMULATOR_HOST`). Never printed, logged or
+            written into a checkpoint.
+        lease_wait: for a URL backup_dir, seconds train begin waits for
+            another writer's lease to be released or to expire before it
+            raises `BackupLockedError`. A job restarted after its previous
+            run was killed on another host (a preempted pod) finds that
+            run's lease until it expires (at most 60 s after its last
+            renewal), so the default, 90 s, lets it resume; 0 refuses at
+            once.
 
     Example:
 
@@ -186,6 +233,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         async_save=True,
         on_save_error="stop",
         allow_changes=False,
+        storage_options=None,
+        lease_wait=DEFAULT_LEASE_WAIT,
     ):
         super().__init__()
         from kerasbackup.preemption import DEFAULT_SIGNALS
@@ -198,7 +247,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             preemption_signals = [preemption_signals]
         _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
                     save_before_preemption, preemption_signals, async_save,
-                    on_save_error, allow_changes)
+                    on_save_error, allow_changes, storage_options, lease_wait)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq if save_freq in ("epoch", False) else int(save_freq)
         self.double_checkpoint = bool(double_checkpoint)
@@ -208,6 +257,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.async_save = bool(async_save)
         self.on_save_error = on_save_error
         self.allow_changes = allow_changes
+        self.storage_options = dict(storage_options or {})
+        self.lease_wait = float(lease_wait)
         self.policy = SavePolicy(self.save_freq)
         #: The TrainingState restored by the latest fit(), or None.
         self.restored_state = None
@@ -281,10 +332,12 @@ class BackupAndRestore(keras.callbacks.Callback):
             fit.cluster = distributed.cluster_for(self.model)
             fit.stop = distributed.StopAgreement(fit.cluster)
             if fit.cluster.is_chief:
-                fit.store = CheckpointStore(self.backup_dir,
-                                            keep=2 if self.double_checkpoint else 1)
+                fit.store = open_store(self.backup_dir,
+                                       keep=2 if self.double_checkpoint else 1,
+                                       storage_options=self.storage_options,
+                                       lease_wait=self.lease_wait)
                 fit.store.open()
-                _HOLDERS[os.path.realpath(self.backup_dir)] = self
+                _HOLDERS[backup_dir_key(self.backup_dir)] = self
             fit.saver = AsyncSaver(self.async_save)
             with distributed.scope(self.model):
                 self._restore()
@@ -437,7 +490,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         # The chief picks the checkpoint; every other worker reads that one.
         loaded = distributed.load_agreed(
             fit.cluster, lambda: fit.store.load(accept=accept),
-            lambda seq: load_published(self.backup_dir, seq, accept=accept),
+            lambda seq: load_published(self.backup_dir, seq, accept=accept,
+                                       storage_options=self.storage_options),
             self.backup_dir)
         if loaded is None:
             return
@@ -702,7 +756,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         A hold from a fit that still runs stays, and the store refuses this
         one with BackupLockedError.
         """
-        other = _HOLDERS.get(os.path.realpath(self.backup_dir))
+        other = _HOLDERS.get(backup_dir_key(self.backup_dir))
         if other is None or other is self or other._fit is None or other.is_running():
             return
         warnings.warn(
