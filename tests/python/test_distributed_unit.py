@@ -229,6 +229,20 @@ def test_tf_collective_errors_are_lost_peers_and_others_are_not():
     assert not distributed.is_tf_peer_error(ValueError("Collective"))
 
 
+def test_jax_errors_for_a_lost_peer_are_lost_peers_and_others_are_not():
+    class XlaRuntimeError(RuntimeError):
+        pass
+
+    assert distributed.is_jax_peer_error(XlaRuntimeError("UNAVAILABLE: heartbeat timeout"))
+    assert not distributed.is_jax_peer_error(XlaRuntimeError("INVALID_ARGUMENT: shape"))
+    # jax 0.7.1's multi-host device_put (in evaluate()) raises this one as ValueError.
+    assert distributed.is_jax_peer_error(ValueError(
+        "UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:525] "
+        "Read error [127.0.0.1]:6843: Connection reset by peer"))
+    assert not distributed.is_jax_peer_error(ValueError("Connection reset by peer"))
+    assert not distributed.is_jax_peer_error(RuntimeError("Gloo all-reduce failed"))
+
+
 def test_peer_timeout_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("KERASBACKUP_PEER_TIMEOUT", raising=False)
     assert distributed.peer_timeout() == distributed.DEFAULT_TIMEOUT

@@ -527,19 +527,30 @@ def test_iter_parts_covers_buffers_exactly():
         assert [o for _, o, _ in parts] == [size * i for i in range(len(parts))]
 
 
-def test_open_can_wait_for_a_lease_left_on_another_host(url, raw):
+def test_open_can_wait_for_a_lease_left_on_another_host(url, raw, hook):
     """A writer killed on another machine leaves a live-looking lease until it expires."""
     import time
-    now = time.time()
-    raw.create(".lease", json.dumps({
-        "format": lease.LEASE_FORMAT, "token": "f" * 32, "ttl": 1.0, "count": 0,
-        "holder": {"pid": 1, "host": "elsewhere.invalid", "started": "then"},
-        "renewed": "then", "expires_at": now + 1.0, "expires": "soon"}).encode())
+    body = {"format": lease.LEASE_FORMAT, "token": "f" * 32, "ttl": 1.0, "count": 0,
+            "holder": {"pid": 1, "host": "elsewhere.invalid", "started": "then"},
+            "renewed": "then", "expires_at": time.time() + 3600, "expires": "later"}
+    raw.create(".lease", json.dumps(body).encode())
     with pytest.raises(errors.BackupLockedError, match="elsewhere.invalid"):
         Store(url).open()  # lease_wait=0: at once
+    waiting = []
+
+    def soon(name, info):
+        # Once the store is watching, the lease gets close to its end (as if
+        # time had passed); the store must watch it until it expires.
+        if name == "lease_waiting":
+            waiting.append(name)
+            _, etag = raw.read(".lease")
+            raw.replace(".lease", json.dumps(
+                dict(body, expires_at=time.time() + 0.3)).encode(), etag)
+    hook.set(soon)
     s = Store(url, lease_ttl=1.0, lease_wait=120)
     with pytest.warns(errors.StaleLockWarning, match="expired"):
         s.open()  # watched it until it expired (a state, bounded by lease_wait)
+    assert waiting == ["lease_waiting"]
     assert json.loads(raw.read(".lease")[0])["token"] == s.lease.token
     s.close()
 

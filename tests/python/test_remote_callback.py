@@ -22,7 +22,7 @@ import keras
 import kerasbackup
 from kerasbackup import errors
 from kerasbackup.store import format as fmt
-from kerasbackup.store import lease, objclient
+from kerasbackup.store import lease, objclient, set_phase_hook
 from kerasbackup.testing import PauseSave
 
 import helpers_training as ht
@@ -190,19 +190,35 @@ def test_second_writer_is_locked_out(url):
 
 
 def test_restarted_job_waits_out_the_lease_of_a_writer_killed_elsewhere(url, capsys):
-    """With the default lease_wait, a rerun outlasts a dead writer's lease instead of failing."""
+    """With the default lease_wait, a rerun outlasts a dead writer's lease instead of failing.
+
+    The lease is live when the run first looks; the phase hook then makes it
+    expire (as time would), so nothing here depends on how long fit() takes.
+    """
     raw = objclient.open_client(url)
-    expires = time.time() + 1.0
-    raw.create(lease.LEASE_NAME, json.dumps({
-        "format": lease.LEASE_FORMAT, "token": "e" * 32, "ttl": 60.0, "count": 3,
-        "holder": {"pid": 4242, "host": "node-7.invalid", "started": "then"},
-        "renewed": "then", "expires_at": expires, "expires": "soon"}).encode())
+    body = {"format": lease.LEASE_FORMAT, "token": "e" * 32, "ttl": 60.0, "count": 3,
+            "holder": {"pid": 4242, "host": "node-7.invalid", "started": "then"},
+            "renewed": "then", "expires_at": time.time() + 3600, "expires": "later"}
+    raw.create(lease.LEASE_NAME, json.dumps(body).encode())
+    waited = []
+
+    def expire_it(name, info):
+        if name == "lease_waiting":
+            waited.append(info["backup_dir"])
+            _, etag = raw.read(lease.LEASE_NAME)
+            raw.replace(lease.LEASE_NAME, json.dumps(
+                dict(body, expires_at=time.time() - 1, expires="just now")).encode(), etag)
+
     model = ht.make_model()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        kerasbackup.fit(model, X, Y, batch_size=8, epochs=1, verbose=0,
-                        callbacks=[kerasbackup.BackupAndRestore(url)])
-    assert time.time() > expires
+    set_phase_hook(expire_it)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kerasbackup.fit(model, X, Y, batch_size=8, epochs=1, verbose=0,
+                            callbacks=[kerasbackup.BackupAndRestore(url)])
+    finally:
+        set_phase_hook(None)
+    assert len(waited) == 1
     took_over = of(caught, errors.StaleLockWarning)
     assert len(took_over) == 1 and "node-7.invalid" in str(took_over[0].message)
     assert "is leased by pid 4242 on host node-7.invalid" in capsys.readouterr().err

@@ -365,9 +365,14 @@ class JaxCluster(Cluster):
 
 
 def is_jax_peer_error(error):
-    """Whether a JAX runtime error says a peer was lost (gloo, coordination service)."""
-    return (type(error).__name__ in ("XlaRuntimeError", "JaxRuntimeError")
-            and any(m in str(error) for m in _JAX_LOST))
+    """Whether a JAX runtime error says a peer was lost (gloo, coordination service).
+
+    jax 0.7.1 raises some of them as ValueError ("UNKNOWN: Gloo all-reduce
+    failed", from a multi-host device_put such as evaluate()'s).
+    """
+    if type(error).__name__ in ("XlaRuntimeError", "JaxRuntimeError"):
+        return any(m in str(error) for m in _JAX_LOST)
+    return isinstance(error, ValueError) and "Gloo all-reduce failed" in str(error)
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -154,6 +154,9 @@ class Lease:
                     if not waited:
                         waited = True
                         self._say_waiting(current, left)
+                        phase("lease_waiting", backup_dir=self.where, path=LEASE_NAME)
+                        tries = 0
+                        continue  # look again once at once (a test's hook may expire it)
                     # Re-read when it would expire, at the latest.
                     expiry = current["expires_at"] - self.clock() + 0.05
                     time.sleep(max(0.01, min(self.renew_every, left, expiry)))

@@ -12,7 +12,7 @@ PHASES = ("staging", "arrays_chunk", "arrays_written", "manifest_written",
 # The object store's: "part_uploaded" in place of "arrays_chunk", and its lease.
 OBJECT_PHASES = ("staging", "part_uploaded", "arrays_written", "manifest_written",
                  "published", "pruned", "deleting", "deleted",
-                 "lease_acquired", "lease_renewed", "lease_lost")
+                 "lease_waiting", "lease_acquired", "lease_renewed", "lease_lost")
 
 _phase_hook = None
 
