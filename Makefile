@@ -73,10 +73,15 @@ rcheck: install
 	  grep -h "^\[ FAIL" kerasbackup.Rcheck/tests/testthat.Rout | tail -n 1
 
 # The benchmark's code paths, on tiny models (figures not checked: speed is
-# judged by `make bench`, never by tests).
+# judged by `make bench`, never by tests), and the GPU check on the CPU
+# (its exact resumes must pass; its stall figures are not checked).
 bench-smoke: install
 	$(VPY) bench/bench.py --quick --out build/bench-quick.json > build/bench-quick.md
-	@grep -q "^## Targets" build/bench-quick.md && echo "bench --quick ran"
+	@grep -q "^## Targets" build/bench-quick.md && grep -q "^## Per backend" build/bench-quick.md \
+	  && ! grep -q "| error: " build/bench-quick.md && echo "bench --quick ran"
+	$(VPY) bench/gpu_check.py --params 2e5 --repeats 2 --skip keras,raw > build/gpu-check-smoke.txt
+	@cat build/gpu-check-smoke.txt
+	@test "$$(grep -c 'exact resume PASSED' build/gpu-check-smoke.txt)" = 2 && echo "gpu_check smoke ran"
 
 test: pytest rcheck bench-smoke
 

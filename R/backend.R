@@ -5,8 +5,10 @@ keras_backends <- c("tensorflow", "jax", "torch", "numpy", "openvino")
 #' Choose the Keras backend
 #'
 #' Sets `KERAS_BACKEND` for the Keras that kerasbackup imports (lazily, on
-#' first use), so call it before anything touches Keras. kerasbackup is
-#' tested with `"tensorflow"`; others must be installed in the same Python.
+#' first use), so call it before anything touches Keras (functions that do
+#' not, such as [backup_info()], may come first). Exact resumes are tested
+#' with `"tensorflow"`, `"jax"` and `"torch"` ([install_keras()] installs
+#' them); the backend must be installed in the same Python.
 #' Asking for another backend once Keras has been imported with one is an
 #' error of class `kerasbackup_backend_locked` (restart R to switch), and a
 #' backend whose Python package is missing one of class
@@ -46,8 +48,7 @@ use_backend <- function(backend, gpu = NA) {
   }
   module <- switch(backend, tensorflow = "tensorflow", jax = "jax",
                    torch = "torch", numpy = "numpy", openvino = "openvino")
-  if (!isTRUE(tryCatch(reticulate::py_module_available(module),
-                       error = function(e) FALSE))) {
+  if (!isTRUE(tryCatch(py_has_module(module), error = function(e) FALSE))) {
     cli::cli_abort(
       c("The {.val {backend}} backend needs the Python package {.pkg {module}},
          which is not installed in {.path {python_path()}}.",

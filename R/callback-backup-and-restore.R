@@ -31,6 +31,30 @@
 #' with `double_checkpoint = TRUE`), each with a `manifest.json` listing every
 #' file's size and checksum. Use [backup_info()] to inspect it.
 #'
+#' @section Object storage:
+#' `backup_dir` may be a URL, `"s3://bucket/prefix"` (AWS S3 or an
+#' S3-compatible server such as MinIO) or `"gs://bucket/prefix"` (Google
+#' Cloud Storage), so that the checkpoint outlives a spot VM or a preempted
+#' pod and its disk. The URL is passed on as it is. The guarantees are the
+#' same as on a local disk: a checkpoint's objects are uploaded under a new
+#' prefix, its manifest is created with a conditional write, and a `LATEST`
+#' object is moved by compare-and-swap, so a kill at any instant leaves the
+#' previous checkpoint visible and never a partial one; loads verify sizes
+#' and checksums and fall back as locally. Instead of a file lock, the
+#' running fit holds a lease object (`.lease`) that it renews; a lease left
+#' by a process killed on another machine expires 60 seconds after its last
+#' renewal (see `lease_wait`). These guarantees rely on the server enforcing
+#' conditional writes (S3 since 2024, GCS, MinIO do) and, for taking over a
+#' dead writer's lease, on clocks that agree to within seconds.
+#'
+#' Credentials and endpoints are found as the AWS and Google tools find
+#' them: the AWS environment variables and profiles (with `AWS_ENDPOINT_URL`
+#' for S3-compatible servers), Google application-default credentials (with
+#' `STORAGE_EMULATOR_HOST` for emulators), or explicitly through
+#' `storage_options`. They are never printed, logged or written into a
+#' checkpoint. The client libraries (`s3fs`, `gcsfs`) are installed by
+#' [install_keras()].
+#'
 #' @section Preemption:
 #' With `save_before_preemption = TRUE`, handlers for `preemption_signals` are
 #' installed at train begin and the previous ones are put back at train end
@@ -92,6 +116,21 @@
 #' @param allow_changes `FALSE` (the default), `TRUE`, or a character vector of
 #'   fingerprint items (such as `"optimizer"` or `"batch size"`) that may
 #'   differ between the checkpoint and the resumed run.
+#' @param storage_options `NULL` (the default) or a named list of options for
+#'   the object store of a URL `backup_dir`, passed to `s3fs` or `gcsfs` as
+#'   fsspec `storage_options`, for example `list(endpoint_url =
+#'   "http://minio:9000", key = Sys.getenv("MY_KEY"), secret =
+#'   Sys.getenv("MY_SECRET"))` or `list(token = "/path/to/key.json")`. Not
+#'   allowed with a local `backup_dir`. Values are never printed, logged or
+#'   saved.
+#' @param lease_wait For a URL `backup_dir`: how many seconds `fit()` waits
+#'   at its start for another process's lease on `backup_dir` to be released
+#'   or to expire, before it stops with a `kerasbackup_locked` error. The
+#'   default, 90, lets a job that was restarted after its previous run was
+#'   killed on another machine (a preempted pod, a requeued SLURM job) resume
+#'   without an error: the dead run's lease expires within 60 seconds. A
+#'   second live run on the same `backup_dir` is refused after this wait.
+#'   `0` refuses at once.
 #'
 #' @returns A `Callback` instance (a Python `keras.callbacks.Callback`) that
 #'   can be passed to [fit()][fit.keras.src.models.model.Model].
@@ -110,11 +149,13 @@ callback_backup_and_restore <- function(backup_dir,
                                         preemption_signals = NULL,
                                         async_save = TRUE,
                                         on_save_error = c("stop", "warn"),
-                                        allow_changes = FALSE) {
+                                        allow_changes = FALSE,
+                                        storage_options = NULL,
+                                        lease_wait = 90) {
   if (missing(backup_dir) || !is_string(backup_dir)) {
     abort_invalid_arg(
       "backup_dir", if (missing(backup_dir)) NULL else backup_dir,
-      "a single non-empty string (a directory path)"
+      "a single non-empty string (a directory path or a URL)"
     )
   }
   save_freq <- check_save_freq(save_freq)
@@ -147,10 +188,16 @@ callback_backup_and_restore <- function(backup_dir,
                       "`TRUE`, `FALSE` or a character vector of item names")
   }
   if (is.character(allow_changes)) allow_changes <- as.list(allow_changes)
+  storage_options <- check_storage_options(storage_options, backup_dir)
+  if (!(is.numeric(lease_wait) && !is.object(lease_wait) &&
+        length(lease_wait) == 1L && !is.na(lease_wait) &&
+        is.finite(lease_wait) && lease_wait >= 0)) {
+    abort_invalid_arg("lease_wait", lease_wait, "a number of seconds >= 0")
+  }
 
   kb <- py_kb()
   with_py_errors(kb$BackupAndRestore(
-    backup_dir = path.expand(backup_dir),
+    backup_dir = backup_dir_arg(backup_dir),
     save_freq = save_freq,
     double_checkpoint = double_checkpoint,
     delete_checkpoint = delete_checkpoint,
@@ -158,8 +205,51 @@ callback_backup_and_restore <- function(backup_dir,
     preemption_signals = if (!is.null(preemption_signals)) as.list(preemption_signals),
     async_save = async_save,
     on_save_error = on_save_error,
-    allow_changes = allow_changes
+    allow_changes = allow_changes,
+    storage_options = storage_options,
+    lease_wait = as.double(lease_wait)
   ))
+}
+
+# A URL (s3://, gs://, file://, ...) goes to Python untouched; a path gets
+# `~` expanded.
+is_url <- function(x) grepl("^[A-Za-z][A-Za-z0-9+.-]*://", x)
+
+backup_dir_arg <- function(backup_dir) {
+  if (is_url(backup_dir)) backup_dir else path.expand(backup_dir)
+}
+
+# NULL or a named list (nested named lists allowed: they become dicts). The
+# values may be credentials: messages name only the shape, never a value.
+check_storage_options <- function(storage_options, backup_dir,
+                                  call = rlang::caller_env()) {
+  if (is.null(storage_options)) return(NULL)
+  accepted <- "`NULL` or a named list of fsspec options"
+  nms <- names(storage_options)
+  if (!is.list(storage_options) || is.object(storage_options) ||
+      (length(storage_options) > 0 &&
+       (is.null(nms) || anyNA(nms) || !all(nzchar(nms)) || anyDuplicated(nms)))) {
+    abort_invalid_arg("storage_options", storage_options, accepted, call = call,
+                      shown = describe_shape(storage_options))
+  }
+  if (length(storage_options) == 0) return(NULL)
+  if (!is_url(backup_dir) || grepl("^file://", backup_dir, ignore.case = TRUE)) {
+    abort_invalid_arg(
+      "storage_options", storage_options,
+      paste0("`NULL` for a local `backup_dir` (they apply to URLs such as ",
+             '"s3://bucket/prefix")'),
+      call = call, shown = describe_shape(storage_options))
+  }
+  storage_options
+}
+
+# What an argument holding secrets looks like, without its values.
+describe_shape <- function(x) {
+  if (!is.list(x) || is.object(x)) return(paste0("a ", class(x)[[1]]))
+  nms <- names(x)
+  if (is.null(nms)) return(sprintf("an unnamed list of length %d", length(x)))
+  nms[is.na(nms) | !nzchar(nms)] <- "<no name>"
+  paste0("a list with names ", paste(nms, collapse = ", "))
 }
 
 # The signals preemption saving accepts and handles by default, from the
@@ -207,10 +297,14 @@ check_save_freq <- function(save_freq, call = rlang::caller_env()) {
 #' Describe the checkpoints in a backup directory
 #'
 #' Lists what a [callback_backup_and_restore()] directory holds, without a
-#' model and without taking its lock, so it can be used to decide whether to
-#' resume (or while another process trains).
+#' model and without taking its lock (or its lease, on object storage), so it
+#' can be used to decide whether to resume (or while another process
+#' trains).
 #'
-#' @param backup_dir Path of the backup directory.
+#' @param backup_dir Path of the backup directory, or its URL
+#'   (`"s3://bucket/prefix"`, `"gs://bucket/prefix"`).
+#' @param storage_options `NULL` or a named list of options for the object
+#'   store of a URL `backup_dir` (see [callback_backup_and_restore()]).
 #' @returns A data frame with one row per checkpoint, oldest first: `path`,
 #'   `epoch` (1-based, the epoch training resumes at), `batch` (batches done
 #'   in that epoch), `created` (`POSIXct`), `size_bytes`, `verified` (whether
@@ -218,12 +312,15 @@ check_save_freq <- function(save_freq, call = rlang::caller_env()) {
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' backup_info(tempfile())
-backup_info <- function(backup_dir) {
+backup_info <- function(backup_dir, storage_options = NULL) {
   if (!is_string(backup_dir)) {
     abort_invalid_arg("backup_dir", backup_dir,
-                      "a single non-empty string (a directory path)")
+                      "a single non-empty string (a directory path or a URL)")
   }
-  rows <- with_py_errors(py_kb()$backup_info(path.expand(backup_dir)))
+  storage_options <- check_storage_options(storage_options, backup_dir)
+  rows <- with_py_errors(py_kb()$backup_info(
+    backup_dir_arg(backup_dir), storage_options = storage_options
+  ))
   field <- function(name, na, convert) {
     vapply(rows, function(r) {
       v <- r[[name]]

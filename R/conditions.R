@@ -10,6 +10,8 @@ kerasbackup_classes <- c(
   NoCheckpointError = "kerasbackup_no_checkpoint",
   BackupWriteError = "kerasbackup_write_error",
   BackupDirError = "kerasbackup_backup_dir_error",
+  PeerLostError = "kerasbackup_peer_lost",
+  ResumeMismatchError = "kerasbackup_resume_mismatch",
   BackupError = "kerasbackup_error"
 )
 
@@ -138,10 +140,14 @@ as_py_condition <- function(e, call = NULL) {
 #' Stop with a classed error for a bad argument
 #' @noRd
 abort_invalid_arg <- function(arg, value, accepted,
-                              call = rlang::caller_env()) {
+                              call = rlang::caller_env(), shown = NULL) {
+  # `shown` describes a value that must not be shown (credentials); the
+  # condition then keeps only that description.
+  if (!is.null(shown)) value <- shown
+  received <- if (is.null(shown)) describe_value(value) else shown
   cli::cli_abort(
     c("{.arg {arg}} must be {accepted}.",
-      x = "Received: {.code {describe_value(value)}}."),
+      x = "Received: {.code {received}}."),
     class = c("kerasbackup_invalid_argument", "kerasbackup_error"),
     arg = arg,
     value = value,

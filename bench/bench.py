@@ -54,6 +54,11 @@ FULL = {
     "batch_calls": 200_000,
     "small_fit": (4096, 32, 64, 5, 32, 5),  # samples, features, units, epochs, batch, repeats
     "preempt": (1024, 8, 3),  # width, layers (8.4M params, ~100 MB with Adam), repeats
+    # Per backend, each in a process of its own: saves, then fit() overhead.
+    "backend_size": ("25M", 2048, 6),
+    "backend_repeats": 5,
+    "backend_fit": {"fit_epoch_seconds": 2.0, "fit_epochs": 3, "fit_repeats": 3},
+    "remote_repeats": {"1M": 5, "25M": 3},
 }
 QUICK = {
     "sizes": [("60k", 128, 3)],
@@ -66,7 +71,12 @@ QUICK = {
     "batch_calls": 2_000,
     "small_fit": (512, 8, 16, 2, 32, 1),
     "preempt": (256, 2, 1),
+    "backend_size": ("60k", 128, 3),
+    "backend_repeats": 1,
+    "backend_fit": {"fit_epoch_seconds": 0.3, "fit_epochs": 2, "fit_repeats": 1},
+    "remote_repeats": {"60k": 1},
 }
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def log(msg):
@@ -250,7 +260,8 @@ def checkpoint_arrays(model):
     """The arrays a save writes (variables and generators), as the callback captures them."""
     from kerasbackup import state
 
-    arrays, _ = state.capture(model, state.TrainingState(epoch=0), include_metrics=False)
+    arrays = state.capture(model, state.TrainingState(epoch=0),
+                           include_metrics=False).host_arrays()
     return [np.ascontiguousarray(a) for a in arrays.values()]
 
 
@@ -396,6 +407,95 @@ def measure_saves(label, width, layers, repeats, workdir):
     keras.backend.clear_session()
     gc.collect()
     shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------- object storage
+
+
+S3_SERVER = os.path.join(ROOT, "tests", "testthat", "scripts", "s3_server.py")
+S3_BUCKET = "kb-bench"
+
+
+@contextlib.contextmanager
+def s3_server(workdir):
+    """moto's S3 server on 127.0.0.1, in a process of its own (as a real server is).
+
+    Yields the storage_options that reach it.
+    """
+    ready = os.path.join(workdir, "s3.ready")
+    proc = subprocess.Popen([sys.executable, S3_SERVER, ready, str(os.getpid()), S3_BUCKET],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not os.path.exists(ready):  # a state: the server wrote its address
+            if proc.poll() is not None:
+                raise RuntimeError(f"the S3 server exited: {proc.stderr.read()}")
+            time.sleep(0.05)
+        with open(ready) as f:
+            endpoint = f.read().split()[1]
+        yield {"endpoint_url": endpoint, "key": "kb-test-key", "secret": "kb-test-secret",
+               "client_kwargs": {"region_name": "us-east-1"}}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure_remote(cfg, workdir):
+    """Saves to moto's S3 server on loopback against local saves, sync and async.
+
+    The same model's state, saved through the callback's epoch boundary (see
+    ours_save), interleaved: local sync, S3 sync, local async, S3 async.
+    """
+    import keras
+
+    from kerasbackup import BackupAndRestore
+
+    out = []
+    with s3_server(workdir) as options:
+        for label, width, layers in cfg["sizes"]:
+            repeats = cfg["remote_repeats"][label]
+            model = build_model(width, layers)
+            train_steps(model, width)
+            d = os.path.join(workdir, "remote-" + label)
+            os.makedirs(d)
+            url = f"s3://{S3_BUCKET}/{label}-{os.getpid()}"
+            cbs = {
+                "local sync": BackupAndRestore(os.path.join(d, "sync"), async_save=False,
+                                               delete_checkpoint=False),
+                "S3 sync": BackupAndRestore(url + "/sync", async_save=False,
+                                            delete_checkpoint=False,
+                                            storage_options=options, lease_wait=0),
+                "local async": BackupAndRestore(os.path.join(d, "async"),
+                                                delete_checkpoint=False),
+                "S3 async": BackupAndRestore(url + "/async", delete_checkpoint=False,
+                                             storage_options=options, lease_wait=0),
+            }
+            for cb in cbs.values():
+                start_fit(cb, model)
+                ours_save(cb, 0)  # untimed: the timed saves replace a checkpoint
+                cb.saver.wait_until_finished()
+            times = {k: [] for k in cbs}
+            written = {k: [] for k in cbs if k.endswith("async")}
+            log(f"remote saves: {label} ({model.count_params() / 1e6:.2f} M params), "
+                f"{repeats} repeats")
+            for r in range(1, repeats + 1):
+                for name, cb in cbs.items():
+                    settle()
+                    stall = ours_save(cb, r)
+                    t = now()
+                    cb.saver.wait_until_finished()
+                    times[name].append(stall)
+                    if name in written:
+                        written[name].append(stall + now() - t)
+            for cb in cbs.values():
+                cb.abort()
+            out.append({"label": label, "params": int(model.count_params()),
+                        "state_bytes": state_nbytes(model), "repeats": repeats,
+                        "stall": times, "written": written})
+            del model
+            keras.backend.clear_session()
+            gc.collect()
+            shutil.rmtree(d, ignore_errors=True)
     return out
 
 
@@ -643,6 +743,40 @@ def measure_preemption(cfg, workdir):
 
 
 
+# ---------------------------------------------------------------- per backend
+
+
+def measure_backends(cfg, quick, workdir, src=None):
+    """The same saves and fit() overheads on each backend, one process each, in turn."""
+    rows = []
+    for backend in BACKENDS:
+        out = os.path.join(workdir, f"backend-{backend}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--backend-row", out,
+               "--dir", workdir] + (["--quick"] if quick else []) + (
+                   ["--src", src] if src else [])
+        log(f"backend {backend}: a process of its own")
+        try:
+            p = subprocess.run(cmd, env=dict(os.environ, KERAS_BACKEND=backend),
+                               stdout=subprocess.DEVNULL, timeout=1800)
+            if p.returncode != 0:
+                raise RuntimeError(f"exit {p.returncode} (its progress and error are above)")
+            with open(out) as f:
+                rows.append(json.load(f))
+        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as e:
+            rows.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
+    return rows
+
+
+def backend_row(cfg, workdir):
+    """One backend's row (run with KERAS_BACKEND set; see measure_backends)."""
+    import keras
+
+    label, width, layers = cfg["backend_size"]
+    saves = measure_saves(label, width, layers, cfg["backend_repeats"], workdir)
+    fit = measure_fit(label, width, layers, dict(cfg, **cfg["backend_fit"]), workdir)
+    return {"backend": keras.backend.backend(), "saves": saves, "fit": fit}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -729,6 +863,10 @@ def report(results):
         v = (med(R["ours_total"]) - med(R["ours_open"])) / med(R["keras_load_weights"])
         target(f"restore (on_train_begin − open) / load_weights(), {s['label']}",
                "≤ 1.2×", f"{v:.2f}×", v <= 1.2)
+    for r in results.get("remote", []):
+        v = med(r["stall"]["S3 async"]) / med(r["stall"]["local async"])
+        target(f"stall per save, S3 on loopback / local, async (the default), {r['label']}",
+               "≤ 1.5×", f"{v:.2f}×", v <= 1.5)
     pb = results.get("batch_cost")
     if pb:
         v = med(pb["ours, save_freq=10**9"])
@@ -802,6 +940,65 @@ def report(results):
         lambda s: ms(med(s["restore"]["keras_load_weights"])))
     add("")
 
+    rows = results.get("backends")
+    if rows:
+        first = next((r for r in rows if "saves" in r), None)
+        size = (f"{first['saves']['params'] / 1e6:.2f} M params, "
+                f"{mb(first['saves']['state_bytes'])} state, " if first else "")
+        heading(f"Per backend ({size}one process per backend, in turn; medians)",
+                "Backend", "stall, ours async (default)", "stall, ours sync",
+                "stall, Keras' callback", "ours async / Keras'",
+                "ours async, until written", "raw write + fsync",
+                "fit() overhead per save, ours", "Keras' callback", "ours / Keras'")
+        for row in rows:
+            if "error" in row:
+                add(f"| {row['backend']} | error: {row['error']} |" + " |" * 8)
+                continue
+            sv = row["saves"]
+            _, over = fit_overheads(row["fit"])
+            ours, kers = (over["ours (defaults)"][2],
+                          over["Keras BackupAndRestore (defaults)"][2])
+            ratio = (f"{ours / kers:.2f}×" if ours > 0 and kers > 0
+                     else "within noise")
+            add(f"| {row['backend']} | {ms(T(sv, 'async_stall'))} | {ms(T(sv, 'sync'))} | "
+                f"{ms(T(sv, 'keras'))} | {T(sv, 'async_stall') / T(sv, 'keras'):.2f}× | "
+                f"{ms(T(sv, 'async_written'))} | {ms(T(sv, 'raw'))} | "
+                f"{ours * 1000:+.0f} ms | {kers * 1000:+.0f} ms | {ratio} |")
+        add("")
+        add("On JAX and torch the asynchronous save's snapshot is a copy on the "
+            "variables' device; it reaches host memory on the saver's thread. "
+            "On the CPU the device is host memory, so this copy is the same "
+            "memcpy as TensorFlow's; the gain is on an accelerator "
+            "(`bench/gpu_check.py`).")
+        add("")
+
+    remote = results.get("remote")
+    if remote:
+        add("## Saves to S3 on loopback (moto's server, its own process) against local saves")
+        add("")
+        add("Median of interleaved repeats, through the callback's epoch boundary. "
+            "\"stall\" is what training waits for; asynchronous saves (the default) "
+            "upload in the background, in parallel parts for states over 16 MiB.")
+        add("")
+        rlabels = [r["label"] for r in remote]
+        add("| Figure | " + " | ".join(rlabels) + " |")
+        add("|---|" + "---|" * len(rlabels))
+        rrow = lambda name, fn: add(f"| {name} | " + " | ".join(fn(r) for r in remote) + " |")  # noqa: E731
+        rrow("state in memory", lambda r: mb(r["state_bytes"]))
+        rrow("repeats", lambda r: str(r["repeats"]))
+        for kind in ("sync", "async"):
+            for where in ("local", "S3"):
+                rrow(f"stall, {where} {kind}", lambda r, k=f"{where} {kind}": ms(med(r["stall"][k])))
+            if kind == "async":
+                for where in ("local", "S3"):
+                    rrow(f"  {where} async, until written",
+                         lambda r, k=f"{where} async": ms(med(r["written"][k])))
+            rrow(f"S3 / local, {kind} stall", lambda r, k=kind: (
+                f"{med(r['stall']['S3 ' + k]) / med(r['stall']['local ' + k]):.2f}×"))
+        rrow("S3 / local, async until written", lambda r: (
+            f"{med(r['written']['S3 async']) / med(r['written']['local async']):.2f}×"))
+        add("")
+
     pb = results.get("batch_cost")
     if pb:
         heading("Callback cost per batch, no save due (on_train_batch_begin + _end)",
@@ -855,7 +1052,10 @@ def main(argv=None):
     p.add_argument("--report", default=None,
                    help="markdown report (default: bench/RESULTS.md, none with --quick)")
     p.add_argument("--dir", default=None, help="parent of the scratch directory")
-    p.add_argument("--skip", default="", help="comma list of: saves,fit,batch,r,preempt")
+    p.add_argument("--skip", default="",
+                   help="comma list of: saves,fit,remote,batch,r,preempt,backends")
+    p.add_argument("--backend-row", default=None, metavar="JSON",
+                   help="internal: measure this process' backend only, into JSON")
     p.add_argument("--src", default=None,
                    help="directory holding the kerasbackup package to measure (default: "
                         "this checkout's inst/python), e.g. another branch's, to compare")
@@ -876,6 +1076,14 @@ def main(argv=None):
     report_path = args.report or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
     skip = set(filter(None, args.skip.split(",")))
     workdir = tempfile.mkdtemp(prefix="kerasbackup-bench-", dir=args.dir)
+    if args.backend_row:
+        try:
+            row = backend_row(cfg, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        with open(args.backend_row, "w") as f:
+            json.dump(row, f)
+        return 0
     results = {"quick": args.quick}
     try:
         results["machine"] = machine_line(workdir)
@@ -887,12 +1095,16 @@ def main(argv=None):
         if "fit" not in skip:
             results["fit"] = [measure_fit(label, w, n, cfg, workdir)
                               for label, w, n in cfg["fit_sizes"]]
+        if "remote" not in skip:
+            results["remote"] = measure_remote(cfg, workdir)
         if "batch" not in skip:
             results["batch_cost"] = measure_batch_cost(cfg, workdir)
         if "r" not in skip:
             results["r"] = measure_r(cfg)
         if "preempt" not in skip:
             results["preemption"] = measure_preemption(cfg, workdir)
+        if "backends" not in skip:
+            results["backends"] = measure_backends(cfg, args.quick, workdir, args.src)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["runtime"] = time.perf_counter() - T_START

@@ -92,6 +92,11 @@ CASES = {
     "batch beyond the epoch": _meta(["batch"], 99),
     "history not a mapping": _meta(["history"], [1, 2]),
 }
+if keras.backend.backend() == "torch":  # torch's generators are saved on torch only
+    CASES["torch generator state shape"] = _rng_array("rng/torch",
+                                                      value=np.zeros(7, "uint8"))
+    CASES["torch CUDA generator of a device 1 without a device 0"] = _rng_array(
+        "rng/torch-cuda/1", value=np.zeros(16, "uint8"))
 
 
 def _callbacks(points=()):

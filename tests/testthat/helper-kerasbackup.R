@@ -67,3 +67,69 @@ local_package_binding <- function(name, value, env = parent.frame()) {
 keras_datasets_dir <- function() {
   file.path(reticulate::import("keras.src.backend.config")$keras_home(), "datasets")
 }
+
+# An interrupted fit() and its resume (test-resume.R, scripts/resume-backend.R).
+interrupt_at <- function(epoch_at, batch_at) {
+  new_callback_class(
+    "InterruptAt",
+    on_train_batch_begin = function(batch, logs = NULL) {
+      if (self$model$optimizer$iterations$numpy() > 0 &&
+          identical(as.integer(self$current_epoch), as.integer(epoch_at)) &&
+          batch == batch_at) {
+        stop("Interrupting!")
+      }
+    },
+    on_epoch_begin = function(epoch, logs = NULL) {
+      self$current_epoch <- epoch
+    }
+  )()
+}
+
+train <- function(backup_dir, extra = list(), save_freq = 2L, epochs = 5) {
+  data <- toy_data()
+  model <- toy_model()
+  callbacks <- c(
+    list(callback_backup_and_restore(backup_dir, save_freq = save_freq),
+         callback_early_stopping(patience = 50),
+         callback_reduce_lr_on_plateau(patience = 1, factor = 0.5)),
+    extra
+  )
+  history <- model %>% fit(data$x, data$y, epochs = epochs, batch_size = 6,
+                           validation_split = 0.2, shuffle = TRUE,
+                           callbacks = callbacks, verbose = 0)
+  list(model = model, history = history, callbacks = callbacks)
+}
+
+callback_state <- function(callbacks) {
+  es <- callbacks[[2]]
+  rl <- callbacks[[3]]
+  list(es = list(es$wait, es$best, es$best_epoch, es$stopped_epoch),
+       rl = list(rl$wait, rl$best, rl$cooldown_counter))
+}
+
+# Runs scripts/<script> in an Rscript of its own (for what is fixed once per
+# process: the Keras backend, TensorFlow's devices) with this helper's path,
+# `args` and an output path; returns what the script saved there.
+run_script <- function(script, args = character(), env = character()) {
+  out <- tempfile(fileext = ".rds")
+  run <- callr::rscript(
+    test_path("scripts", script),
+    cmdargs = c(normalizePath(test_path("helper-kerasbackup.R")), args, out),
+    env = c(callr::rcmd_safe_env(), env),
+    stderr = "2>&1", fail_on_status = FALSE, show = FALSE, timeout = 900
+  )
+  testthat::expect_identical(run$status, 0L, info = run$stdout)
+  readRDS(out)
+}
+
+# Whether a resumed run ended as the uninterrupted one, part by part.
+same_training <- function(resumed, reference) {
+  list(
+    weights = identical(get_weights(resumed$model), get_weights(reference$model)),
+    optimizer = identical(optimizer_state(resumed$model),
+                          optimizer_state(reference$model)),
+    history = identical(resumed$history$metrics, reference$history$metrics),
+    rows = c(resumed = nrow(as.data.frame(resumed$history)),
+             reference = nrow(as.data.frame(reference$history)))
+  )
+}

@@ -65,3 +65,19 @@ test_that("no usable Python gives one clear error pointing at install_keras()", 
   expect_true("kerasbackup_python_missing" %in% out$class)
   expect_match(out$message, "install_keras()", fixed = TRUE)
 })
+
+test_that("the errors of distributed training carry their R classes", {
+  skip_if_no_python()
+  kerasbackup:::py_kb()
+  for (case in list(c("PeerLostError", "kerasbackup_peer_lost"),
+                    c("ResumeMismatchError", "kerasbackup_resume_mismatch"))) {
+    code <- sprintf("from kerasbackup.errors import %s\nraise %s('rank 1: gone')",
+                    case[[1]], case[[1]])
+    err <- tryCatch(kerasbackup:::with_py_errors(reticulate::py_run_string(code)),
+                    error = function(e) e)
+    expect_s3_class(err, case[[2]])
+    expect_s3_class(err, "kerasbackup_error")
+    expect_s3_class(err, "python.builtin.RuntimeError")
+    expect_match(conditionMessage(err), paste0("^", case[[1]], ": rank 1: gone"))
+  }
+})

@@ -1,43 +1,5 @@
 # An interrupted and resumed fit() ends bit-identical to an uninterrupted one.
 
-interrupt_at <- function(epoch_at, batch_at) {
-  new_callback_class(
-    "InterruptAt",
-    on_train_batch_begin = function(batch, logs = NULL) {
-      if (self$model$optimizer$iterations$numpy() > 0 &&
-          identical(as.integer(self$current_epoch), as.integer(epoch_at)) &&
-          batch == batch_at) {
-        stop("Interrupting!")
-      }
-    },
-    on_epoch_begin = function(epoch, logs = NULL) {
-      self$current_epoch <- epoch
-    }
-  )()
-}
-
-train <- function(backup_dir, extra = list(), save_freq = 2L, epochs = 5) {
-  data <- toy_data()
-  model <- toy_model()
-  callbacks <- c(
-    list(callback_backup_and_restore(backup_dir, save_freq = save_freq),
-         callback_early_stopping(patience = 50),
-         callback_reduce_lr_on_plateau(patience = 1, factor = 0.5)),
-    extra
-  )
-  history <- model %>% fit(data$x, data$y, epochs = epochs, batch_size = 6,
-                           validation_split = 0.2, shuffle = TRUE,
-                           callbacks = callbacks, verbose = 0)
-  list(model = model, history = history, callbacks = callbacks)
-}
-
-callback_state <- function(callbacks) {
-  es <- callbacks[[2]]
-  rl <- callbacks[[3]]
-  list(es = list(es$wait, es$best, es$best_epoch, es$stopped_epoch),
-       rl = list(rl$wait, rl$best, rl$cooldown_counter))
-}
-
 test_that("an R stop() mid-epoch, resumed, ends bit-identical (save_freq = 2)", {
   skip_if_no_python()
   reference <- train(withr::local_tempdir())

@@ -1,9 +1,12 @@
 msg <- function(arg, accepted, received) {
   sprintf("`%s` must be %s.\nx Received: `%s`.", arg, accepted, received)
 }
-dir_ok <- "a single non-empty string (a directory path)"
+dir_ok <- "a single non-empty string (a directory path or a URL)"
 freq_ok <- '"epoch", a positive whole number, or `FALSE`'
 flag_ok <- "`TRUE` or `FALSE`"
+opts_ok <- "`NULL` or a named list of fsspec options"
+opts_local <- paste0('`NULL` for a local `backup_dir` (they apply to URLs such as ',
+                     '"s3://bucket/prefix")')
 
 bad_inputs <- list(
   list(args = list(backup_dir = NULL), msg = msg("backup_dir", dir_ok, "NULL")),
@@ -48,7 +51,26 @@ bad_inputs <- list(
          '`NULL` ("SIGTERM" and "SIGUSR1") or a character vector of signal ',
          'names from "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP", ',
          '"SIGQUIT", "SIGALRM", "SIGXCPU"'),
-         '"SIGKILL"'))
+         '"SIGKILL"')),
+  list(args = list(backup_dir = "s3://b/run", lease_wait = -1),
+       msg = msg("lease_wait", "a number of seconds >= 0", "-1")),
+  list(args = list(backup_dir = "s3://b/run", lease_wait = NA),
+       msg = msg("lease_wait", "a number of seconds >= 0", "NA")),
+  list(args = list(backup_dir = "s3://b/run", lease_wait = Inf),
+       msg = msg("lease_wait", "a number of seconds >= 0", "Inf")),
+  list(args = list(backup_dir = "s3://b/run", lease_wait = "90"),
+       msg = msg("lease_wait", "a number of seconds >= 0", '"90"')),
+  list(args = list(backup_dir = "s3://b/run", lease_wait = c(1, 2)),
+       msg = msg("lease_wait", "a number of seconds >= 0", "c(1, 2)")),
+  list(args = list(backup_dir = "s3://b/run", storage_options = "key=x"),
+       msg = msg("storage_options", opts_ok, "a character")),
+  list(args = list(backup_dir = "s3://b/run", storage_options = list("x")),
+       msg = msg("storage_options", opts_ok, "an unnamed list of length 1")),
+  list(args = list(backup_dir = "s3://b/run",
+                   storage_options = list(key = "a", key = "b")),
+       msg = msg("storage_options", opts_ok, "a list with names key, key")),
+  list(args = list(backup_dir = "d", storage_options = list(key = "a")),
+       msg = msg("storage_options", opts_local, "a list with names key"))
 )
 
 test_that("bad arguments stop with a classed error naming argument, value and what is accepted", {
@@ -59,6 +81,31 @@ test_that("bad arguments stop with a classed error naming argument, value and wh
     expect_s3_class(err$cnd, "kerasbackup_error")
     expect_identical(err$cnd$arg, names(case$args)[[length(case$args)]])
   }
+})
+
+test_that("storage_options never show their values, in the message or the condition", {
+  secret <- "kb-not-to-be-shown-1234"
+  for (args in list(
+    list("s3://b/run", storage_options = list(key = "id", secret, token = secret)),
+    list(tempfile(), storage_options = list(secret = secret))
+  )) {
+    err <- plain_message(do.call(callback_backup_and_restore, args))
+    expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+    expect_identical(err$cnd$arg, "storage_options")
+    expect_false(grepl(secret, err$message, fixed = TRUE))
+    expect_false(grepl(secret, paste(capture.output(str(unclass(err$cnd))),
+                                     collapse = "\n"), fixed = TRUE))
+  }
+  err <- plain_message(backup_info("d", storage_options = list(secret = secret)))
+  expect_match(err$message, opts_local, fixed = TRUE)
+  expect_false(grepl(secret, err$message, fixed = TRUE))
+})
+
+test_that("a URL backup_dir is passed on untouched, a path gets ~ expanded", {
+  for (url in c("s3://bucket/run-1", "gs://b/~x/y", "file:///tmp/~z")) {
+    expect_identical(kerasbackup:::backup_dir_arg(url), url)
+  }
+  expect_identical(kerasbackup:::backup_dir_arg("~/x"), path.expand("~/x"))
 })
 
 test_that("a missing backup_dir is reported like NULL", {
@@ -103,6 +150,29 @@ test_that("good arguments return the package's own Python callback", {
   expect_identical(cb$save_freq, "epoch")
   expect_true(cb$delete_checkpoint)
   expect_false(cb$double_checkpoint)
+  expect_identical(cb$lease_wait, 90)
+  expect_identical(formals(callback_backup_and_restore)$lease_wait,
+                   kerasbackup:::py_kb()$callback$DEFAULT_LEASE_WAIT)
+  # A URL, with options (nested lists become dicts); nothing is contacted yet.
+  cb <- callback_backup_and_restore(
+    "s3://bucket/run-1", lease_wait = 0L,
+    storage_options = list(endpoint_url = "http://127.0.0.1:9",
+                           client_kwargs = list(region_name = "eu-west-1")))
+  expect_identical(cb$backup_dir, "s3://bucket/run-1")
+  expect_identical(cb$lease_wait, 0)
+  expect_identical(cb$storage_options$client_kwargs$region_name, "eu-west-1")
+})
+
+test_that("a URL no object store can use is refused at once", {
+  skip_if_no_python()
+  err <- tryCatch(callback_backup_and_restore("ftp://host/run"),
+                  error = function(e) e)
+  expect_s3_class(err, "python.builtin.ValueError")
+  expect_match(conditionMessage(err), "no conditional writes", fixed = TRUE)
+  err <- tryCatch(callback_backup_and_restore("s3://id:hunter2@bucket/run"),
+                  error = function(e) e)
+  expect_match(conditionMessage(err), "credentials in the URL", fixed = TRUE)
+  expect_false(grepl("hunter2", conditionMessage(err), fixed = TRUE))
 })
 
 test_that("the Python class validates the same values itself", {

@@ -25,9 +25,14 @@ _EXPORTS = {
     "CheckpointFallbackWarning": "kerasbackup.store",
     "StaleLockWarning": "kerasbackup.store",
     "CheckpointStore": "kerasbackup.store",
+    "ObjectCheckpointStore": "kerasbackup.store",
+    "open_store": "kerasbackup.store",
     "CorruptCheckpointError": "kerasbackup.store",
     "NoCheckpointError": "kerasbackup.store",
     "backup_info": "kerasbackup.store",
+    "initialize_jax": "kerasbackup.distributed",
+    "PeerLostError": "kerasbackup.errors",
+    "ResumeMismatchError": "kerasbackup.errors",
 }
 
 __all__ = sorted(_EXPORTS)

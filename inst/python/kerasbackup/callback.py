@@ -22,22 +22,55 @@ import numpy as np
 
 import keras
 
+from kerasbackup import distributed, replicas
 from kerasbackup import state as training_state
 from kerasbackup.errors import PreemptedError, ResumeWarning, SaveErrorWarning
 from kerasbackup.policy import SavePolicy
 from kerasbackup.saver import AsyncSaver
-from kerasbackup.store import BackupLockedError, BackupWriteError, CheckpointStore
+from kerasbackup.store import (
+    BackupLockedError, BackupWriteError, backup_dir_key, check_backup_dir, is_url,
+    load_published, open_store)
+from kerasbackup.store.objstore import DEFAULT_LEASE_TTL
 
 _SAVE_ERROR_MODES = ("stop", "warn")
+# A restarted job may find the lease of its killed predecessor (on another
+# host) for up to the lease's time to live; by default it waits that out,
+# with room for clocks that differ a little. R's default is the same (tested).
+DEFAULT_LEASE_WAIT = 1.5 * DEFAULT_LEASE_TTL
 
 
 def _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
                 save_before_preemption, preemption_signals, async_save,
-                on_save_error, allow_changes):
+                on_save_error, allow_changes, storage_options, lease_wait):
     if not isinstance(backup_dir, (str, os.PathLike)) or not str(backup_dir):
         raise ValueError(
             "Invalid value for argument `backup_dir`. Expected a non-empty "
-            f"path. Received: backup_dir={backup_dir!r}"
+            f"path or URL. Received: backup_dir={backup_dir!r}"
+        )
+    try:
+        check_backup_dir(backup_dir)
+    except ValueError as e:
+        raise ValueError(f"Invalid value for argument `backup_dir`. {e}") from None
+    if storage_options is not None and not (
+        isinstance(storage_options, dict) and all(isinstance(k, str) for k in storage_options)
+    ):
+        raise ValueError(
+            "Invalid value for argument `storage_options`. Expected None or a "
+            "dict of fsspec options with string keys. Received: a "
+            f"{type(storage_options).__name__}"  # never the values: credentials
+        )
+    if storage_options and not is_url(backup_dir):
+        raise ValueError(
+            "Invalid value for argument `storage_options`. It applies to a "
+            "backup_dir URL (s3://, gs://, ...), not to the local path "
+            f"backup_dir={os.fspath(backup_dir)!r}"
+        )
+    if not (isinstance(lease_wait, (int, float, np.integer, np.floating))
+            and not isinstance(lease_wait, (bool, np.bool_))
+            and 0 <= lease_wait < float("inf")):
+        raise ValueError(
+            "Invalid value for argument `lease_wait`. Expected a number of "
+            f"seconds >= 0. Received: lease_wait={lease_wait!r}"
         )
     is_int = isinstance(save_freq, (int, np.integer)) and not isinstance(
         save_freq, (bool, np.bool_)
@@ -108,7 +141,9 @@ class _Fit:
         self.thread = threading.get_ident()
         self.callbacks = callbacks  # the siblings whose state is saved
         self.callback_list = callback_list  # model.fit()'s, to tell if it still runs
-        self.store = None
+        self.cluster = distributed.LocalCluster()  # the workers (distributed.py)
+        self.stop = None  # a StopAgreement: when preemption stops every worker
+        self.store = None  # the chief's only: other workers never write
         self.saver = None
         self.watcher = None
         self.progress = None  # a TrainingState: where training is, history
@@ -142,7 +177,10 @@ class BackupAndRestore(keras.callbacks.Callback):
     Args:
         backup_dir: path of the directory for the checkpoints. It must be
             empty, missing, or a directory this callback wrote; it cannot be
-            shared with another run or another callback.
+            shared with another run or another callback. A URL
+            (`s3://bucket/prefix`, `gs://bucket/prefix`) keeps the
+            checkpoints in an object store, with the same guarantees (see
+            `kerasbackup.store.objstore`); `file://` URLs are local paths.
         save_freq: `"epoch"` to save at the end of each epoch, a positive
             integer to save every `save_freq` batches (counted as Keras
             counts them under `steps_per_execution`), or `False` to save only
@@ -164,6 +202,19 @@ class BackupAndRestore(keras.callbacks.Callback):
             kept either way.
         allow_changes: `True`, or a list of fingerprint items (e.g.
             `["optimizer"]`) that may differ from the checkpoint's.
+        storage_options: for a URL backup_dir, fsspec options (credentials,
+            `endpoint_url`, ...), passed to s3fs or gcsfs. By default those
+            find credentials and endpoints themselves (AWS environment and
+            profiles, `AWS_ENDPOINT_URL`; Google application-default
+            credentials, `STORAGE_EMULATOR_HOST`). Never printed, logged or
+            written into a checkpoint.
+        lease_wait: for a URL backup_dir, seconds train begin waits for
+            another writer's lease to be released or to expire before it
+            raises `BackupLockedError`. A job restarted after its previous
+            run was killed on another host (a preempted pod) finds that
+            run's lease until it expires (at most 60 s after its last
+            renewal), so the default, 90 s, lets it resume; 0 refuses at
+            once.
 
     Example:
 
@@ -182,6 +233,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         async_save=True,
         on_save_error="stop",
         allow_changes=False,
+        storage_options=None,
+        lease_wait=DEFAULT_LEASE_WAIT,
     ):
         super().__init__()
         from kerasbackup.preemption import DEFAULT_SIGNALS
@@ -194,7 +247,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             preemption_signals = [preemption_signals]
         _check_args(backup_dir, save_freq, double_checkpoint, delete_checkpoint,
                     save_before_preemption, preemption_signals, async_save,
-                    on_save_error, allow_changes)
+                    on_save_error, allow_changes, storage_options, lease_wait)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq if save_freq in ("epoch", False) else int(save_freq)
         self.double_checkpoint = bool(double_checkpoint)
@@ -204,6 +257,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.async_save = bool(async_save)
         self.on_save_error = on_save_error
         self.allow_changes = allow_changes
+        self.storage_options = dict(storage_options or {})
+        self.lease_wait = float(lease_wait)
         self.policy = SavePolicy(self.save_freq)
         #: The TrainingState restored by the latest fit(), or None.
         self.restored_state = None
@@ -274,12 +329,18 @@ class BackupAndRestore(keras.callbacks.Callback):
         self.restored_info = None
         self.policy.start()  # a restore below picks up the saved count
         try:
-            fit.store = CheckpointStore(self.backup_dir,
-                                        keep=2 if self.double_checkpoint else 1)
-            fit.store.open()
-            _HOLDERS[os.path.realpath(self.backup_dir)] = self
+            fit.cluster = distributed.cluster_for(self.model)
+            fit.stop = distributed.StopAgreement(fit.cluster)
+            if fit.cluster.is_chief:
+                fit.store = open_store(self.backup_dir,
+                                       keep=2 if self.double_checkpoint else 1,
+                                       storage_options=self.storage_options,
+                                       lease_wait=self.lease_wait)
+                fit.store.open()
+                _HOLDERS[backup_dir_key(self.backup_dir)] = self
             fit.saver = AsyncSaver(self.async_save)
-            self._restore()
+            with distributed.scope(self.model):
+                self._restore()
             if self.save_before_preemption:
                 from kerasbackup.preemption import PreemptionWatcher
 
@@ -296,7 +357,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         fit = self._fit
-        self._settle()
+        self._settle(agree=True)
         fit.progress.epoch = epoch
         resumed = fit.plan is not None and fit.plan.state.epoch == epoch
         batch = fit.plan.state.batch if resumed else 0
@@ -324,7 +385,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                                     self._iterations())
                 fit.unsettled = True
         fit.progress.batch = self.policy.batches_in_epoch
-        if fit.watcher is not None and fit.watcher.requested:
+        if fit.watcher is not None and fit.stop.batch_end(fit.watcher.requested):
             fit.unsettled = True
 
     def on_test_begin(self, logs=None):
@@ -350,7 +411,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         fit = self._fit
         try:
-            if self._preempt_requested():
+            if self._preempt_requested(agree=True):
                 self._mark_end_of_training()
                 fit.pending_save = None
                 self._settle(preempt=True)  # saves the end state and raises
@@ -358,9 +419,9 @@ class BackupAndRestore(keras.callbacks.Callback):
                 fit.pending_save = None  # it would be deleted right away
             self._settle(preempt=False)
             self._wait_for_saver()
-            if self.delete_checkpoint:
+            if self.delete_checkpoint and fit.store is not None:
                 fit.store.delete()
-            if self._preempt_requested():
+            if self._preempt_requested(agree=True):
                 # The signal came during the final save or the clean-up:
                 # keep a checkpoint of the end state, then stop as preempted.
                 self._mark_end_of_training()
@@ -385,7 +446,10 @@ class BackupAndRestore(keras.callbacks.Callback):
         try:
             if isinstance(error, KeyboardInterrupt):
                 fit.saver.cancel()
-            elif not isinstance(error, (PreemptedError, BackupWriteError)):
+            elif not isinstance(error, (PreemptedError, BackupWriteError)) \
+                    and fit.cluster.world == 1:
+                # (With several workers the save would wait for the others,
+                # which may have stopped: the last published one stays.)
                 self._flush_pending()
             fit.saver.wait_until_finished()
         finally:
@@ -398,6 +462,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         fit_info = self._driver.fingerprint if self._driver is not None else None
         if fit_info is None and self.params:
             fit_info = {"steps per epoch": self.params.get("steps")}
+        # Another number of workers or replicas reduces in another order.
+        fit_info = dict(fit_info or {}, workers=fit.cluster.world,
+                        replicas=replicas.replica_count(model))
         if not model.built:
             raise ValueError(
                 "To use the BackupAndRestore callback with model.fit(), the "
@@ -414,18 +481,31 @@ class BackupAndRestore(keras.callbacks.Callback):
             try:
                 plans[info["path"]] = training_state.check_restore(
                     model, meta, arrays, current, self.allow_changes,
-                    backup_dir=self.backup_dir)
+                    backup_dir=self.backup_dir, rank=fit.cluster.rank)
             except training_state.InvalidCheckpointContent as e:
                 return [{"file": f, "kind": "invalid content", "detail": d}
                         for f, d in e.problems]
             return None
 
-        loaded = fit.store.load(accept=accept)
+        # The chief picks the checkpoint; every other worker reads that one.
+        loaded = distributed.load_agreed(
+            fit.cluster, lambda: fit.store.load(accept=accept),
+            lambda seq: load_published(self.backup_dir, seq, accept=accept,
+                                       storage_options=self.storage_options),
+            self.backup_dir)
         if loaded is None:
             return
         _, _, info = loaded
         plan = plans[info["path"]]
-        plan.apply()
+        error = None
+        try:
+            plan.apply()
+        except Exception as e:
+            error = e
+        fit.cluster.raise_together(error, "restoring the checkpoint")
+        if plan.inexact:
+            self._warn_once("inexact", "The resume is not exact: this process "
+                            "cannot restore " + "; ".join(plan.inexact) + ".")
         restored = plan.state
         fit.plan = plan
         fit.progress = dataclasses.replace(
@@ -462,7 +542,9 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._restore_metrics(plan)
 
     def _restore_metrics(self, plan):
-        if not plan.apply_metrics():
+        with distributed.scope(self.model):
+            applied = plan.apply_metrics()
+        if not applied:
             self._warn_once(
                 "metrics",
                 "The metric accumulators of the interrupted epoch could not be "
@@ -498,8 +580,13 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ save
 
-    def _settle(self, preempt=True):
-        """Runs what was left for the next hook: restores, history, saves."""
+    def _settle(self, preempt=True, agree=False):
+        """Runs what was left for the next hook: restores, history, saves.
+
+        `agree`: the workers compare preemption flags here (see
+        distributed.StopAgreement), as at every epoch begin: batch counts
+        cannot see the time an epoch end takes (validation, saves).
+        """
         fit = self._fit
         fit.unsettled = False
         if fit.pending_callbacks:
@@ -515,7 +602,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             epoch, batch, include_metrics, _ = fit.pending_save
             fit.pending_save = None
             self._save(epoch, batch, include_metrics)
-        if preempt and self._preempt_requested():
+        if preempt and self._preempt_requested(agree=agree):
             self._preempt()
 
     def _save(self, epoch, batch, include_metrics):
@@ -528,13 +615,16 @@ class BackupAndRestore(keras.callbacks.Callback):
             batches_since_save=self.policy.batches_since_save,
             shuffle_seed=(self._driver.shuffle_seed if self._driver is not None
                           else None))
-        arrays, meta = training_state.capture(
+        captured = training_state.capture(
             self.model, progress, include_metrics, callbacks=fit.callbacks,
-            into=saver.host_buffers)
+            into=saver.host_buffers, cluster=fit.cluster)
         store = fit.store
+        if store is None:
+            return  # not the chief: it took part in the capture, the chief writes
 
         def write(cancel):
-            return store.save(arrays, meta, epoch=epoch, batch=batch,
+            return store.save(captured.host_arrays(), captured.meta, epoch=epoch,
+                              batch=batch,
                               cancel=cancel if saver.asynchronous else None)
 
         try:
@@ -578,9 +668,17 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ preemption
 
-    def _preempt_requested(self):
-        watcher = self._fit.watcher
-        return watcher is not None and watcher.requested
+    def _preempt_requested(self, agree=False):
+        """Whether to stop for preemption: the workers' agreed answer.
+
+        `agree=True` agrees at once (every worker calls it at the same hook).
+        """
+        fit = self._fit
+        if fit.watcher is None:
+            return False
+        if agree:
+            return fit.stop.now(fit.watcher.requested)
+        return fit.stop.requested(fit.watcher.requested)
 
     def _mark_end_of_training(self):
         # A signal after the last batch: keep a checkpoint of the end state
@@ -593,21 +691,36 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def _preempt(self):
         fit = self._fit
-        watcher = fit.watcher
+        watcher, cluster = fit.watcher, fit.cluster
         # A signal that lands during a save only sets a flag, so the save
         # completes; a second one aborts (see preemption.py).
         self._wait_for_saver()
-        if not fit.store.is_open:
-            fit.store.open()  # the clean-up had already closed it
-        last = fit.store.latest
         current = (fit.progress.epoch, fit.progress.batch)
-        if last is None or (last.get("epoch"), last.get("batch")) != current:
-            self._save(*current, include_metrics=current[1] > 0)
-            self._wait_for_saver()
-        seconds = time.monotonic() - watcher.requested_at
-        name = watcher.requested_name
+        # The chief says whether the position is saved yet; every worker
+        # then takes part in the save, and none stops before it is published.
+        error, needed = None, False
+        if cluster.is_chief:
+            try:
+                if not fit.store.is_open:
+                    fit.store.open()  # the clean-up had already closed it
+                last = fit.store.latest
+                needed = last is None or (last.get("epoch"), last.get("batch")) != current
+            except Exception as e:
+                error = e
+        needed = cluster.broadcast(needed)
+        cluster.raise_together(error, "preparing the preemption checkpoint")
+        try:
+            if needed:
+                self._save(*current, include_metrics=current[1] > 0)
+                self._wait_for_saver()
+        except Exception as e:
+            error = e
+        cluster.raise_together(error, "publishing the preemption checkpoint")
+        seconds = time.monotonic() - (watcher.requested_at or fit.stop.agreed_at)
+        name = watcher.requested_name or "a signal to another worker"
+        who = f" (rank {cluster.rank})" if cluster.world > 1 else ""
         print(
-            f"kerasbackup: {name} received; checkpoint published in "
+            f"kerasbackup{who}: {name} received; checkpoint published in "
             f"'{self.backup_dir}' at epoch {current[0] + 1}, batch {current[1]} "
             f"({seconds:.2f} s after the signal).",
             file=sys.stderr,
@@ -643,7 +756,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         A hold from a fit that still runs stays, and the store refuses this
         one with BackupLockedError.
         """
-        other = _HOLDERS.get(os.path.realpath(self.backup_dir))
+        other = _HOLDERS.get(backup_dir_key(self.backup_dir))
         if other is None or other is self or other._fit is None or other.is_running():
             return
         warnings.warn(

@@ -156,3 +156,34 @@ class SaveErrorWarning(UserWarning):
 
     The previous checkpoint is kept.
     """
+
+
+# ------------------------------------------------ several workers
+
+
+class PeerLostError(RuntimeError):
+    """Another worker of a distributed fit() died or stopped answering.
+
+    Raised when one of our own agreements (broadcast, barrier, stop
+    agreement) gets no answer within its bound, and in place of the
+    engines' own errors for a lost peer (a TF collective that is
+    unavailable or timed out, a failed gloo all-reduce in a JAX step).
+
+    Attributes:
+        rank: this worker's rank.
+        timeout: the bound in seconds, or None when the engine noticed.
+    """
+
+    def __init__(self, message, rank=None, timeout=None):
+        super().__init__(message)
+        self.rank = rank
+        self.timeout = timeout
+
+
+class ResumeMismatchError(RuntimeError):
+    """A worker cannot restore the checkpoint the chief resumes from.
+
+    Every worker must read the chief's checkpoint from the same backup_dir
+    (a shared file system); a worker that sees another checkpoint, or none,
+    stops all of them before training starts.
+    """

@@ -18,10 +18,13 @@ import dataclasses
 import json
 import math
 import random
+import sys
 
 import numpy as np
 
 import keras
+
+from kerasbackup import replicas
 
 # Keras callbacks whose state we save, and the attributes that hold it.
 # Anything else opts in with get_state()/set_state().
@@ -98,6 +101,8 @@ class TrainingState:
         rng: JSON part of the global random generators (see `capture_rng()`).
         callbacks: saved states of the other callbacks, by position.
         keras_version: the Keras that wrote it.
+        rng_ranks: with several workers, every worker's generators by rank
+            (`rng_to_json()`), each restored on its own worker.
     """
 
     epoch: int
@@ -111,6 +116,7 @@ class TrainingState:
     rng: dict = dataclasses.field(default_factory=dict)
     callbacks: list = dataclasses.field(default_factory=list)
     keras_version: str = ""
+    rng_ranks: list = dataclasses.field(default_factory=list)
 
     def to_meta(self):
         """A JSON copy (later edits of the lists here do not reach it)."""
@@ -143,6 +149,7 @@ class TrainingState:
         need(isinstance(meta.get("fingerprint", {}), dict), "fingerprint is not an object")
         need(isinstance(meta.get("rng", {}), dict), "rng is not an object")
         need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
+        need(isinstance(meta.get("rng_ranks", []), list), "rng_ranks is not a list")
         need(_valid_index(meta.get("variables")), "the variable table is malformed")
         if problems:
             raise InvalidCheckpointContent(problems)
@@ -188,7 +195,7 @@ def ensure_optimizer_built(model):
         opt.build(model.trainable_variables)
 
 
-def capture_variables(model, include_metrics, into=None):
+def capture_variables(model, include_metrics, into=None, device=None, writer=True):
     """Takes the model's, optimizer's (and metrics') variables to host memory.
 
     Without `into`, returns read-only views that cost no copy: with
@@ -197,6 +204,12 @@ def capture_variables(model, include_metrics, into=None):
     is enough for a synchronous save, during which training waits. With
     `into` (a dict kept from one capture to the next), each value is copied
     into buffers reused from the previous capture, for a background write.
+    With `device` (a `snapshot.DeviceSnapshot`), each value is copied on its
+    device instead, into `device`, and left out of the arrays returned.
+    Variables that keep one value per replica are captured with one row per
+    replica (see replicas.py), a collective under a multi-worker strategy:
+    a worker that does not write (`writer=False`) still takes part in it,
+    and captures nothing else.
 
     Returns `(arrays, index)`; `index` records each variable's path, shape
     and dtype so that a restore can check them before assigning anything.
@@ -204,9 +217,16 @@ def capture_variables(model, include_metrics, into=None):
     arrays, index = {}, {}
     for group, variables in variable_groups(model, include_metrics):
         entries = []
+        per_replica = replicas.gather(variables)
         for i, v in enumerate(variables):
+            if not writer:
+                continue
             name = f"{group}/{i:05d}"
-            value = _host_view(v)
+            if device is not None and i not in per_replica:
+                shape, dtype = device.add(name, v)
+                entries.append([v.path, list(shape), dtype])
+                continue
+            value = per_replica[i] if i in per_replica else _host_view(v)
             if into is not None:
                 buf = into.get(name)
                 if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
@@ -253,7 +273,7 @@ def _model_differences(group, saved, variables):
         return [(f"{group} variables", len(saved), len(variables))]
     differences = []
     for v, (path, shape, dtype) in zip(variables, saved):
-        now = (str(v.dtype), tuple(v.shape))
+        now = (str(v.dtype), replicas.captured_shape(v))
         if now != (dtype, tuple(shape)):
             differences.append((f"{group} variable {path}",
                                 f"{dtype}{tuple(shape)}", f"{now[0]}{now[1]}"))
@@ -264,11 +284,35 @@ def _model_differences(group, saved, variables):
 
 
 def _tf_global_generator():
+    """TensorFlow's global tf.random.Generator if it exists (never creates one).
+
+    The public `tf.random.get_global_generator()` would create one with a
+    non-deterministic state. Without TensorFlow imported there is none (and
+    importing it here would cost seconds on the other backends).
+    """
+    if "tensorflow" not in sys.modules:
+        return None
     try:
         from tensorflow.python.ops import stateful_random_ops
-    except Exception:  # other backends, or TF not installed
+    except Exception:
         return None
     return getattr(stateful_random_ops, "global_generator", None)
+
+
+def _torch():
+    """torch, when Keras runs on it: there Dropout and the other random ops
+    with seed=None draw from torch's global generators, not from a Keras
+    SeedGenerator (keras/src/backend/torch/random.py)."""
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    return torch
+
+
+def _torch_cuda_count(torch):
+    # Only generators CUDA has made: asking for them would initialise it.
+    return torch.cuda.device_count() if torch.cuda.is_initialized() else 0
 
 
 def _keras_global_seed_generator():
@@ -291,6 +335,11 @@ def capture_rng():
     tf_gen = _tf_global_generator()
     if tf_gen is not None:
         arrays["rng/tf"] = np.array(tf_gen.state.numpy(), copy=True)
+    torch = _torch()
+    if torch is not None:
+        arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
+        for i in range(_torch_cuda_count(torch)):
+            arrays[f"rng/torch-cuda/{i}"] = torch.cuda.get_rng_state(i).numpy().copy()
     return arrays, meta
 
 
@@ -337,7 +386,68 @@ def check_rng(arrays, meta):
         if (got.dtype, got.shape) != want:
             problems.append(f"TensorFlow's generator state is {got.dtype}{got.shape}, "
                             f"expected {want[0]}{want[1]}")
+    problems += _check_torch_rng(arrays)
     return problems
+
+
+def rng_to_json(arrays, meta):
+    """A captured generator state as one JSON value (to send it to another worker)."""
+    return {"meta": meta,
+            "arrays": {k: [str(a.dtype), list(a.shape), a.reshape(-1).tolist()]
+                       for k, a in arrays.items()}}
+
+
+def rng_from_json(value):
+    """`(arrays, meta)` from `rng_to_json()`; raises TypeError/ValueError if malformed."""
+    if not (isinstance(value, dict) and isinstance(value.get("meta"), dict)
+            and isinstance(value.get("arrays"), dict)):
+        raise TypeError("not a generator state")
+    arrays = {}
+    for name, entry in value["arrays"].items():
+        if not (isinstance(name, str) and name.startswith("rng/")
+                and isinstance(entry, list) and len(entry) == 3):
+            raise TypeError(f"malformed generator array {name!r}")
+        dtype, shape, flat = entry
+        arrays[name] = np.array(flat, dtype=np.dtype(dtype)).reshape(shape)
+    return arrays, value["meta"]
+
+
+def _torch_cuda_names(arrays):
+    names = [k for k in arrays if k.startswith("rng/torch-cuda/")]
+    return sorted(names, key=lambda k: int(k.rsplit("/", 1)[1]))
+
+
+def _check_torch_rng(arrays):
+    torch = _torch()
+    if torch is None:
+        return []  # another backend's checkpoint: its fingerprint says so
+    problems = []
+    want = torch.get_rng_state()
+    got = arrays.get("rng/torch")
+    if got is not None and (got.dtype != np.uint8 or got.shape != tuple(want.shape)):
+        problems.append(f"torch's generator state is {got.dtype}{got.shape}, "
+                        f"expected uint8{tuple(want.shape)}")
+    for i, name in enumerate(_torch_cuda_names(arrays)):
+        got = arrays[name]
+        if name != f"rng/torch-cuda/{i}" or got.dtype != np.uint8 or got.ndim != 1:
+            problems.append(f"torch's CUDA generator state {name} is "
+                            f"{got.dtype}{got.shape}, expected a uint8 vector "
+                            "for each device from 0 on")
+            break
+    return problems
+
+
+def inexact_rng(arrays):
+    """What of a checked generator state cannot be put back here (empty if all can)."""
+    torch = _torch()
+    saved = _torch_cuda_names(arrays)
+    if torch is None or not saved:
+        return []
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have != len(saved):
+        return [f"the random generators of the {len(saved)} CUDA devices it was "
+                f"saved on (this process has {have})"]
+    return []
 
 
 def restore_rng(arrays, meta):
@@ -361,6 +471,14 @@ def restore_rng(arrays, meta):
 
         tf_gen = _tf_global_generator() or tf.random.get_global_generator()
         tf_gen.state.assign(arrays["rng/tf"])
+    torch = _torch()
+    if torch is not None and "rng/torch" in arrays:
+        torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"], copy=True)))
+        cuda = _torch_cuda_names(arrays)
+        if cuda and not inexact_rng(arrays):
+            for i, name in enumerate(cuda):
+                torch.cuda.set_rng_state(
+                    torch.from_numpy(np.array(arrays[name], copy=True)), i)
 
 
 # ---------------------------------------------------------------- callbacks
@@ -492,6 +610,9 @@ def fingerprint(model, fit_info=None):
     """
     layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
     items = {
+        # A checkpoint does not move between backends as it is: the seed
+        # generators' dtypes and the random streams differ.
+        "backend": keras.backend.backend(),
         "layers": " > ".join(layers),
         "weight shapes": " ".join(
             f"{tuple(v.shape)}:{v.dtype}" for v in model.weights
@@ -561,23 +682,71 @@ def keras_version():
 # ---------------------------------------------------------------- capture
 
 
-def capture(model, state, include_metrics, callbacks=None, into=None):
-    """Snapshots the whole training state: returns `(arrays, meta)` for the store.
+class Capture:
+    """A snapshot of the training state, ready for the store.
+
+    Attributes:
+        meta: the JSON part (a TrainingState's `to_meta()`).
+    """
+
+    def __init__(self, arrays, meta, device=None):
+        self._arrays = arrays
+        self.meta = meta
+        self._device = device
+
+    @property
+    def on_device(self):
+        """How many arrays are still copies on the device (0 once in host memory)."""
+        return 0 if self._device is None else len(self._device.copies)
+
+    def host_arrays(self):
+        """All arrays in host memory. For a background save the saver's
+        thread calls this: copies still on the device come over here."""
+        if self._device is not None:
+            device, self._device = self._device, None
+            self._arrays.update(device.to_host())
+        return self._arrays
+
+
+def capture(model, state, include_metrics, callbacks=None, into=None, cluster=None):
+    """Snapshots the whole training state: returns a `Capture` for the store.
 
     `state` (a TrainingState) gives the position, history and fingerprint;
     the variable table, generators and callback states are filled in here.
+    `into` is the saver's dict of buffers for a background save: with it,
+    on JAX and torch, the variables are copied on their device here and
+    reach host memory in `Capture.host_arrays()`; elsewhere they are copied
+    into reused host buffers. With several workers (`cluster`, see
+    distributed.py) every worker calls this at the same batch: the
+    per-replica values and every worker's generators are collected from all
+    of them, and only the chief, which writes, gets a Capture; the others
+    get None.
     """
-    arrays, index = capture_variables(model, include_metrics, into=into)
+    from kerasbackup import snapshot
+
+    writer = cluster is None or cluster.is_chief
+    device = None
+    if writer and into is not None and snapshot.supported():
+        device = snapshot.DeviceSnapshot(into)
+    arrays, index = capture_variables(model, include_metrics, into=into,
+                                      device=device, writer=writer)
+    if device is not None:
+        device.seal()
     rng_arrays, rng_meta = capture_rng()
+    rng_ranks = []
+    if cluster is not None and cluster.world > 1:
+        rng_ranks = cluster.allgather(rng_to_json(rng_arrays, rng_meta))
+    if not writer:
+        return None
     arrays.update(rng_arrays)
     cb_meta = []
     if callbacks:
         cb_arrays, cb_meta = capture_callbacks(callbacks)
         arrays.update(cb_arrays)
-    snapshot = dataclasses.replace(state, variables=index, rng=rng_meta,
-                                   callbacks=cb_meta,
-                                   keras_version=keras_version())
-    return arrays, snapshot.to_meta()
+    state = dataclasses.replace(state, variables=index, rng=rng_meta,
+                                callbacks=cb_meta, rng_ranks=rng_ranks,
+                                keras_version=keras_version())
+    return Capture(arrays, state.to_meta(), device)
 
 
 # ---------------------------------------------------------------- restore
@@ -591,26 +760,35 @@ class RestorePlan:
         state: the TrainingState read from it.
         arrays: its arrays.
         groups: the variable groups assigned by `apply()`.
+        rng: `(arrays, meta)` of the generators this worker restores.
+        inexact: what `apply()` cannot put back in this process, in words
+            (e.g. CUDA generators of devices it lacks); the resume is then
+            not exact.
     """
 
     model: object
     state: TrainingState
     arrays: dict
     groups: list
+    rng: tuple = None
+    inexact: list = dataclasses.field(default_factory=list)
 
     def apply(self):
         """Assigns the variables and the generators, all or none of them."""
         current = dict(variable_groups(self.model, False))
-        undo_vars = [(v, _host_view(v)) for g in self.groups for v in current[g]]
+        undo_vars = []
+        for g in self.groups:
+            per_replica = replicas.gather(current[g])
+            undo_vars += [(v, per_replica[i] if i in per_replica else _host_view(v))
+                          for i, v in enumerate(current[g])]
         undo_rng = capture_rng()
         try:
-            for group in self.groups:
-                for i, v in enumerate(current[group]):
-                    v.assign(self.arrays[f"{group}/{i:05d}"])
-            restore_rng(self.arrays, self.state.rng)
+            replicas.assign([(v, self.arrays[f"{group}/{i:05d}"])
+                             for group in self.groups
+                             for i, v in enumerate(current[group])])
+            restore_rng(*(self.rng or (self.arrays, self.state.rng)))
         except BaseException:
-            for v, value in undo_vars:
-                v.assign(value)
+            replicas.assign(undo_vars)
             restore_rng(*undo_rng)
             raise
 
@@ -625,13 +803,13 @@ class RestorePlan:
         variables = list(self.model.metrics_variables)
         if saved is None or _model_differences("metrics", saved, variables):
             return False
-        for i, v in enumerate(variables):
-            v.assign(self.arrays[f"metrics/{i:05d}"])
+        replicas.assign([(v, self.arrays[f"metrics/{i:05d}"])
+                         for i, v in enumerate(variables)])
         return True
 
 
 def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
-                  backup_dir=None):
+                  backup_dir=None, rank=0):
     """Checks a loaded checkpoint against the model without assigning anything.
 
     Returns a RestorePlan. Raises InvalidCheckpointContent when the checkpoint
@@ -662,6 +840,13 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
     if "metrics" in state.variables:
         problems += _table_problems("metrics", state.variables["metrics"], arrays)
     problems += check_rng(arrays, state.rng)
+    rng = None
+    if rank < len(state.rng_ranks):  # several workers: each its own generators
+        try:
+            rng = rng_from_json(state.rng_ranks[rank])
+            problems += [f"rank {rank}: {p}" for p in check_rng(*rng)]
+        except (TypeError, ValueError) as e:
+            problems.append(f"the generators saved for rank {rank} are malformed: {e}")
     problems += check_callbacks(state.callbacks, arrays)
     steps = current_fingerprint.get("steps per epoch")
     if same_setup and isinstance(steps, int) and state.batch > steps:
@@ -674,4 +859,5 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
         raise InvalidCheckpointContent([("state.json", p) for p in problems])
     if differences:
         raise FingerprintMismatchError(backup_dir, differences)
-    return RestorePlan(model, state, arrays, groups)
+    return RestorePlan(model, state, arrays, groups, rng,
+                       inexact_rng(rng[0] if rng else arrays))

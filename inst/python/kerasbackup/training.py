@@ -17,6 +17,8 @@ import keras
 from keras.src import tree
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from kerasbackup import distributed, replicas, shims
+from kerasbackup.backend_step import make_stepper
 from kerasbackup.callback import BackupAndRestore, DriverRun
 from kerasbackup.errors import ResumeWarning
 
@@ -104,6 +106,11 @@ def fit(
     and resume at the right epoch and batch count, with a warning that their
     order is not reproduced.
 
+    Under a multi-worker engine (tf.distribute.MultiWorkerMirroredStrategy,
+    jax.distributed), every worker calls fit() with the same arrays and the
+    global `batch_size`; each trains on its share of every batch, chosen by
+    its rank (see distributed.py).
+
     Returns:
         The `History` of the whole run, restored epochs included.
     """
@@ -128,9 +135,12 @@ def fit(
         feed = _StreamFeed(x, steps_per_epoch)
     if feed.validation is None and validation_data is not None:
         feed.validation = _unpack(validation_data)
+    cluster = distributed.cluster_for(model)
+    if cluster.world > 1:
+        _check_shares(feed, cluster.world)
 
-    first = feed.peek()
-    _build(model, first)
+    with distributed.scope(model):
+        _build(model, cluster.share(feed.peek()))
 
     callback_list = keras.callbacks.CallbackList(
         callbacks,
@@ -142,22 +152,26 @@ def fit(
         model=model,
     )
     shuffle_seed = int(np.random.randint(0, 2**31 - 1)) if feed.shuffles else None
+    shuffle_seed = cluster.broadcast(shuffle_seed)  # one data order for all workers
     run = DriverRun(callbacks=list(callback_list.callbacks),
                     fingerprint=feed.fingerprint(), shuffle_seed=shuffle_seed)
     feed.seed = shuffle_seed
     attached = []
+    stepper = make_stepper(model)
     try:
         for cb in backups:
             cb.attach(run)
             attached.append(cb)
-        return _train(model, feed, callback_list, run, backups, epochs,
-                      initial_epoch, validation_batch_size or feed.batch_size,
-                      validation_freq, validation_steps)
+        with shims.applied_for(model), cluster.peer_errors():
+            return _train(model, stepper, feed, callback_list, run, backups, epochs,
+                          initial_epoch, validation_batch_size or feed.batch_size,
+                          validation_freq, validation_steps, cluster)
     except BaseException as e:
         for cb in attached:
             cb.abort(e)
         raise
     finally:
+        stepper.close()  # the training state back on the model, as Keras does
         for cb in attached:
             cb.detach()
 
@@ -174,10 +188,9 @@ def _build(model, batch):
             raise
 
 
-def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
-           validation_batch_size, validation_freq, validation_steps=None):
+def _train(model, stepper, feed, callbacks, run, backups, epochs, initial_epoch,
+           validation_batch_size, validation_freq, validation_steps, cluster):
     model.stop_training = False
-    model.make_train_function()
     callbacks.on_train_begin()
 
     start_epoch, start_batch = initial_epoch, 0
@@ -201,13 +214,16 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         model.reset_metrics()
         skip = start_batch if epoch == start_epoch else 0
         callbacks.on_epoch_begin(epoch)  # a resumed epoch's metrics are restored here
+        stepper.begin_epoch()
         logs = None
         for step, batch in feed.batches(epoch, skip):
             callbacks.on_train_batch_begin(step)
-            logs = model.train_function(iter([batch]))
+            # This worker's share, split among its replicas (TF strategies).
+            logs = stepper.step(replicas.split_batch(model, cluster.share(batch)))
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
+        stepper.end_epoch()
         if logs is None:
             epoch_logs = dict(model.get_metrics_result())
         else:
@@ -229,6 +245,15 @@ def _train(model, feed, callbacks, run, backups, epochs, initial_epoch,
         model.optimizer.finalize_variable_values(model.trainable_weights)
     callbacks.on_train_end(logs=training_logs)
     return model.history
+
+
+def _check_shares(feed, world):
+    if not isinstance(feed, _ArrayFeed):
+        raise ValueError(
+            f"kerasbackup.fit() with {world} workers needs in-memory arrays "
+            "(x, y): each worker takes its share of every global batch by its "
+            "rank, which a dataset or generator cannot provide.")
+    distributed.check_shares(feed.n, feed.batch_size, feed.steps, world)
 
 
 def _unpack(data):

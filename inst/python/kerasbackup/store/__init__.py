@@ -26,22 +26,36 @@ On-disk layout of `backup_dir`:
 `load(required=True)` raises NoCheckpointError instead; a directory whose
 checkpoints all fail verification always raises CorruptCheckpointError.
 
+A backup_dir that is a URL other than file:// (`s3://bucket/prefix`,
+`gs://bucket/prefix`, `memory://...`) is kept in an object store instead
+(`objstore`): same checkpoint format, same promises, a commit protocol made
+for stores that cannot rename, and a lease instead of the flock.
+`open_store()` and `backup_info()` pick the back end.
+
 The package, one module per job:
 
+    base       the interface every back end's store offers
     format     names, manifest, array table, the Inspection result (pure)
     verify     inspects a checkpoint's files, picks the newest that verifies
+    phases     the phase hook both back ends announce their steps to
     fileio     local file I/O: safe opens, read/write loops, fsync, crc32
     lock       the flock on `.lock`, its holder record, identity re-checks
-    publish    staging, atomic publish, trash, clean-up, the phase hook
-    directory  backup_dir itself: local path, owner and mode, marker
+    publish    staging, atomic publish, trash, clean-up
+    directory  backup_dir itself: local path or URL, owner and mode, marker
     local      the local-filesystem back end: CheckpointStore, backup_info
+    objclient  object-store clients: conditional writes, parallel parts, retries
+    lease      exclusive ownership of an object-store backup_dir
+    objfiles   an object-store checkpoint's names, read for verify
+    objstore   the object-store back end: ObjectCheckpointStore, backup_info
 
-format and verify are back-end neutral (verify reads through any object
-with the interface of fileio.CheckpointFiles); an object-storage back end
-would add its own lock, publish and reader next to `local`. Only the standard
-library and numpy are imported, so helper processes start quickly. POSIX
-only (needs `fcntl.flock` and `dir_fd` support).
+format and verify are back-end neutral: verify reads through any object
+with the interface of fileio.CheckpointFiles (objfiles.ObjectCheckpointFiles
+for object stores). The object-store client libraries (s3fs, gcsfs) are
+optional and imported only when a URL needs them. POSIX only (needs
+`fcntl.flock` and `dir_fd` support).
 """
+
+import os
 
 from kerasbackup.errors import (
     BackupDirError,
@@ -68,20 +82,87 @@ from kerasbackup.store.format import (
     checkpoint_name,
     parse_checkpoint_name,
 )
-from kerasbackup.store.local import (
-    CheckpointStore,
-    backup_info,
-    inspect_checkpoint,
-    list_checkpoints,
-)
-from kerasbackup.store.publish import PHASES, set_phase_hook
+from kerasbackup.store import local, objstore
+from kerasbackup.store.directory import is_url, local_path
+from kerasbackup.store.local import CheckpointStore, inspect_checkpoint, list_checkpoints
+from kerasbackup.store.objclient import check_url, display_url
+from kerasbackup.store.objstore import ObjectCheckpointStore
+from kerasbackup.store.phases import OBJECT_PHASES, PHASES, set_phase_hook
+
+
+def _local_only(backup_dir, storage_options):
+    if storage_options:
+        raise ValueError(
+            f"storage_options apply to URLs (s3://, gs://, ...), not to the local "
+            f"backup_dir '{backup_dir}'")
+
+
+def open_store(backup_dir, keep=1, storage_options=None, lease_wait=0.0):
+    """The store for `backup_dir`, not yet opened.
+
+    An ObjectCheckpointStore for a URL other than file:// (with
+    `storage_options` for fsspec and `lease_wait` for its lease), else a
+    local CheckpointStore (`storage_options` must then be empty).
+    """
+    if is_url(backup_dir):
+        return ObjectCheckpointStore(backup_dir, keep=keep,
+                                     storage_options=storage_options,
+                                     lease_wait=lease_wait)
+    _local_only(backup_dir, storage_options)
+    return CheckpointStore(backup_dir, keep=keep)
+
+
+def backup_info(backup_dir, verify=True, storage_options=None):
+    """Lists the checkpoints in `backup_dir` (a path or a URL), oldest first.
+
+    Takes no lock or lease, so it works while another process trains. See
+    CheckpointStore.checkpoints() for the dict keys.
+    """
+    if is_url(backup_dir):
+        return objstore.backup_info(backup_dir, verify=verify,
+                                    storage_options=storage_options)
+    _local_only(backup_dir, storage_options)
+    return local.backup_info(backup_dir, verify=verify)
+
+
+def load_published(backup_dir, seq, accept=None, storage_options=None):
+    """Loads published checkpoint `seq` without the lock or lease, writing nothing.
+
+    For the workers of a distributed fit() that read what the chief (the one
+    writer) published. Verified as by the store's load(); `accept` may reject
+    it likewise. Returns `(arrays, meta, info)`.
+    """
+    if is_url(backup_dir):
+        return objstore.load_published(backup_dir, seq, accept=accept,
+                                       storage_options=storage_options)
+    _local_only(backup_dir, storage_options)
+    return local.load_published(backup_dir, seq, accept=accept)
+
+
+def check_backup_dir(backup_dir):
+    """Raises ValueError for a URL no store can use (scheme, credentials in it, ...).
+
+    Contacts nothing; a local path is checked when the store opens it.
+    """
+    if is_url(backup_dir):
+        check_url(backup_dir)
+
+
+def backup_dir_key(backup_dir):
+    """One name per backup_dir however it is spelt (never touches a URL as a path)."""
+    if is_url(backup_dir):
+        return display_url(backup_dir)
+    return os.path.realpath(local_path(backup_dir))
+
 
 __all__ = [
     "ARRAYS_NAME", "CKPT_PREFIX", "FORMAT_VERSION", "LOCK_NAME", "MANIFEST_NAME",
     "MARKER_NAME", "PHASES", "STAGING_PREFIX", "STATE_NAME", "TRASH_PREFIX",
     "BackupDirError", "BackupError", "BackupLockedError", "BackupWriteError",
     "CheckpointFallbackWarning", "CheckpointStore", "CorruptCheckpointError",
-    "Inspection", "NoCheckpointError", "SaveCancelled", "StaleLockWarning",
-    "backup_info", "checkpoint_name", "inspect_checkpoint", "list_checkpoints",
-    "parse_checkpoint_name", "set_phase_hook",
+    "Inspection", "NoCheckpointError", "OBJECT_PHASES", "ObjectCheckpointStore",
+    "SaveCancelled", "StaleLockWarning", "backup_dir_key", "backup_info",
+    "check_backup_dir",
+    "checkpoint_name", "inspect_checkpoint", "is_url", "list_checkpoints", "load_published",
+    "open_store", "parse_checkpoint_name", "set_phase_hook",
 ]

@@ -1,6 +1,6 @@
 """backup_dir itself, on a local file system: which directories the store uses.
 
-A backup_dir must be a local path (not a URL), a directory owned by the user
+A local backup_dir is a path (or a file:// URL), a directory owned by the user
 who runs the store and not writable by others unless the sticky bit is set,
 and either empty or marked with `.kerasbackup`. The marker is written before
 the lock, so a directory holding only a `.lock` is never taken for ours. The
@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import stat
+from urllib.parse import unquote, urlsplit
 
 from kerasbackup.errors import BackupDirError
 from kerasbackup.store.fileio import DIR_MODE, DirHandle, ident, os_error_text, write_file
@@ -20,15 +21,34 @@ from kerasbackup.store.format import FORMAT_VERSION, MARKER_NAME, utc_now
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def local_path(backup_dir):
-    """The absolute path of a local backup_dir; refuses URLs."""
+def _text(backup_dir):
     text = os.fspath(backup_dir)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
+    return os.fsdecode(text) if isinstance(text, bytes) else text
+
+
+def is_url(backup_dir):
+    """Whether backup_dir names an object store: a URL, but not file://."""
+    text = _text(backup_dir)
+    return bool(_URL_RE.match(text)) and not text.lower().startswith("file://")
+
+
+def local_path(backup_dir):
+    """The absolute path of a local backup_dir (a path or a file:// URL).
+
+    Refuses other URLs: they go to the object store (see the store facade).
+    """
+    text = _text(backup_dir)
+    if text.lower().startswith("file://"):
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+            raise BackupDirError(
+                f"backup_dir '{text}': only file:///path URLs (this host, no query) "
+                "name a local directory", text)
+        return os.path.abspath(unquote(parts.path))
     if _URL_RE.match(text):
         raise BackupDirError(
-            f"backup_dir '{text}' is a URL; this version of kerasbackup stores "
-            "checkpoints on a local file system only. Give a directory path.", text)
+            f"backup_dir '{text}' is a URL; the local store takes a directory path "
+            "(kerasbackup.store.open_store() picks the object store for URLs).", text)
     return os.path.abspath(text)
 
 

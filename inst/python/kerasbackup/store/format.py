@@ -187,6 +187,8 @@ class Manifest:
     batch: Optional[int]
     created: Optional[str]
     files: dict  # name -> (size, crc32 as 8 hex digits)
+    crc32: str = ""  # the manifest's own (verified) crc32
+    extra: dict = field(default_factory=dict)  # a back end's own keys (see build_manifest)
 
 
 def manifest_crc32(body):
@@ -199,20 +201,31 @@ def manifest_crc32(body):
     return f"{zlib.crc32(canon.encode('utf-8')):08x}"
 
 
-def build_manifest(seq, epoch, batch, files, writer):
-    """Returns (manifest bytes, created) for a checkpoint's files.
+# The keys every manifest has; a back end may add its own (`extra`).
+_MANIFEST_KEYS = frozenset(("format", "format_version", "seq", "created", "epoch",
+                            "batch", "files", "writer", "manifest_crc32"))
 
-    `files` maps each data file name to `(size, crc32 int)`.
+
+def build_manifest(seq, epoch, batch, files, writer, extra=None):
+    """Returns (manifest bytes, created, crc32) for a checkpoint's files.
+
+    `files` maps each data file name to `(size, crc32 int)`. `extra` adds a
+    back end's own keys (the object store's `objects` prefix); they are
+    covered by the manifest's crc32 and come back in `Manifest.extra`.
     """
     created = utc_now()
-    manifest = {
+    clash = _MANIFEST_KEYS.intersection(extra or {})
+    if clash:
+        raise ValueError(f"extra manifest keys {sorted(clash)} are reserved")
+    manifest = dict(extra or {})
+    manifest.update({
         "format": MANIFEST_FORMAT, "format_version": FORMAT_VERSION,
         "seq": seq, "created": created, "epoch": epoch, "batch": batch,
         "files": {n: {"size": s, "crc32": f"{c:08x}"} for n, (s, c) in files.items()},
         "writer": writer,
-    }
-    manifest["manifest_crc32"] = manifest_crc32(manifest)
-    return json.dumps(manifest, indent=1, sort_keys=True).encode(), created
+    })
+    crc = manifest["manifest_crc32"] = manifest_crc32(manifest)
+    return json.dumps(manifest, indent=1, sort_keys=True).encode(), created, crc
 
 
 def parse_manifest(raw):
@@ -262,7 +275,8 @@ def parse_manifest(raw):
     if m.get("created") is not None and not isinstance(m["created"], str):
         raise FormatError(invalid, f"created is {_short(m['created'])}, not a string")
     return Manifest(seq=seq, epoch=m.get("epoch"), batch=m.get("batch"),
-                    created=m.get("created"), files=checked)
+                    created=m.get("created"), files=checked, crc32=stored,
+                    extra={k: v for k, v in m.items() if k not in _MANIFEST_KEYS})
 
 
 def _short(value, limit=60):
@@ -331,6 +345,19 @@ def build_state(table, meta):
     """state.json's bytes. Raises TypeError if meta is not JSON-serialisable."""
     return json.dumps({"format_version": FORMAT_VERSION, "arrays": table, "meta": meta},
                       default=json_default).encode("utf-8")
+
+
+def prepare_save(arrays, meta, epoch, batch):
+    """Checks and encodes a save's inputs before anything is written.
+
+    Returns `(buffers, total, state_bytes, epoch, batch)`; see
+    prepare_arrays() and build_state() for what is refused.
+    """
+    table, buffers, total = prepare_arrays(arrays)
+    state_bytes = build_state(table, meta)
+    epoch = None if epoch is None else int(epoch)
+    batch = None if batch is None else int(batch)
+    return buffers, total, state_bytes, epoch, batch
 
 
 def parse_state(raw, data_size):

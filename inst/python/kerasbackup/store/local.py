@@ -13,13 +13,15 @@ import warnings
 import weakref
 
 from kerasbackup.errors import (
-    BackupDirError, BackupLockedError, BackupWriteError, SaveCancelled)
+    BackupDirError, BackupLockedError, BackupWriteError, NoCheckpointError, SaveCancelled)
 from kerasbackup.store import publish as pub
+from kerasbackup.store.base import Store
 from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
 from kerasbackup.store.fileio import CheckpointFiles, DirHandle, os_error_text
 from kerasbackup.store.format import (
-    MARKER_NAME, Inspection, build_state, parse_checkpoint_name, prepare_arrays)
+    MARKER_NAME, Inspection, checkpoint_name, parse_checkpoint_name, prepare_save)
 from kerasbackup.store.lock import DirLock
+from kerasbackup.store.phases import phase
 from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
 
 # Stores holding a lock in this process. A child forked without exec (e.g. a
@@ -39,7 +41,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_locks_after_fork)
 
 
-class CheckpointStore:
+class CheckpointStore(Store):
     """Exclusive, crash-safe reader/writer of one local backup directory.
 
     Usage::
@@ -68,20 +70,6 @@ class CheckpointStore:
         self._remover = None  # background deletion of pruned checkpoints
 
     # ------------------------------------------------------------ open/close
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        # An unclosed store would keep the lock until the process exits.
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def is_open(self):
@@ -185,10 +173,7 @@ class CheckpointStore:
         without publishing.
         """
         # Everything that can fail on bad input fails before touching disk.
-        table, buffers, total = prepare_arrays(arrays)
-        state_bytes = build_state(table, meta)
-        epoch = None if epoch is None else int(epoch)
-        batch = None if batch is None else int(batch)
+        buffers, total, state_bytes, epoch, batch = prepare_save(arrays, meta, epoch, batch)
 
         with self._mutex:
             self._ensure_open()
@@ -224,9 +209,9 @@ class CheckpointStore:
                     f"checkpoint {path} was published in backup_dir '{d}' "
                     f"but syncing the directory failed: {os_error_text(e)}. "
                     "Older checkpoints were kept.", d, e) from e
-            pub.phase("published", backup_dir=d, path=path)
+            phase("published", backup_dir=d, path=path)
             self._prune()
-            pub.phase("pruned", backup_dir=d, path=path)
+            phase("pruned", backup_dir=d, path=path)
             return Inspection(path=path, seq=seq, epoch=epoch, batch=batch,
                               created=staged.created, size_bytes=staged.size_bytes,
                               verified=True).info()
@@ -301,12 +286,6 @@ class CheckpointStore:
         """
         return backup_info(self.backup_dir, verify=verify)
 
-    @property
-    def latest(self):
-        """Info dict of the newest checkpoint (checksums not re-read), or None."""
-        found = self.checkpoints(verify=False)
-        return found[-1] if found else None
-
     # ---------------------------------------------------------------- delete
 
     def delete(self):
@@ -335,7 +314,7 @@ class CheckpointStore:
             self._check_lock()
             directory, lock = self._dir, self._lock
             try:
-                pub.phase("deleting", backup_dir=d, path=d)
+                phase("deleting", backup_dir=d, path=d)
                 ours = [n for _, n in pub.checkpoint_dirs(directory)
                         if pub.holds_only_ours(directory, n)]
                 trash = pub.trash(directory, ours)
@@ -364,7 +343,7 @@ class CheckpointStore:
                 except OSError:
                     pass  # not empty: the user's own files stay
             self._release()
-            pub.phase("deleted", backup_dir=d, path=d)
+            phase("deleted", backup_dir=d, path=d)
 
     def _delete_failed(self, e):
         self._release()
@@ -390,6 +369,35 @@ def _inspect(directory, seq, name, mode):
         except FileNotFoundError:
             return None  # pruned by the writer while we looked at it
     return ins
+
+
+def load_published(backup_dir, seq, accept=None):
+    """Loads published checkpoint `seq` without taking the lock or writing anything.
+
+    For the workers of a distributed fit() that read what the chief (the one
+    writer, holding the lock) published. The checkpoint is verified as by
+    `CheckpointStore.load()`, and `accept` may reject it likewise. Returns
+    `(arrays, meta, info)`; raises NoCheckpointError if backup_dir or the
+    checkpoint does not exist here, CorruptCheckpointError if it fails
+    verification or `accept`.
+    """
+    d = local_path(backup_dir)
+    name = checkpoint_name(int(seq))
+    try:
+        directory = DirHandle.open(d)
+    except FileNotFoundError:
+        directory = None
+    except OSError as e:
+        raise BackupDirError(
+            f"cannot read backup_dir '{d}': {os_error_text(e)}", d, e) from e
+    if directory is None:
+        raise NoCheckpointError(f"backup_dir '{d}' does not exist here", d)
+    with directory:
+        ins = _inspect(directory, int(seq), name, LOAD)
+    if ins is None:
+        raise NoCheckpointError(
+            f"backup_dir '{d}' holds no checkpoint {name}", d)
+    return load_newest([ins], d, required=True, accept=accept)
 
 
 def list_checkpoints(backup_dir):

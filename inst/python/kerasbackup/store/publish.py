@@ -11,8 +11,7 @@ regular files, in real directories (not symlinks) owned by this user, and
 then the directory if it is empty. Anything else stays, and so does the
 directory that holds it.
 
-A phase hook (`set_phase_hook`) lets tests and the benchmark observe or
-disturb each step without patching private names.
+Each step is announced to the phase hook (see `phases`).
 """
 
 import errno
@@ -27,38 +26,7 @@ from kerasbackup.store.fileio import (
 from kerasbackup.store.format import (
     ARRAYS_NAME, CHECKPOINT_FILES, MANIFEST_NAME, STAGING_PREFIX, STATE_NAME,
     TRASH_PREFIX, build_manifest, checkpoint_name, parse_checkpoint_name)
-
-PHASES = ("staging", "arrays_chunk", "arrays_written", "manifest_written",
-          "published", "pruned", "deleting", "deleted")
-
-_phase_hook = None
-
-
-def set_phase_hook(hook):
-    """Installs `hook(phase, info)`, called at each step of a save or delete.
-
-    For tests and the benchmark: a hook can block (wait on a pipe or a
-    marker file), signal, or raise an OSError to simulate a failing disk.
-    Phases, in order: "staging" (staging dir created), "arrays_chunk" (after
-    each chunk of arrays.bin is written; info has `written` and `total`),
-    "arrays_written" (arrays.bin fsynced), "manifest_written" (the staging
-    directory is complete and synced, just before publishing), "published"
-    (renamed and the directory synced), "pruned"; and for delete():
-    "deleting" (before anything is removed), "deleted". `info` always has
-    `backup_dir`, and `path` where one is meant. The hook runs on the thread
-    that writes (the background saver's, for asynchronous saves).
-    `None` removes it. Returns the previous hook.
-    """
-    global _phase_hook
-    previous, _phase_hook = _phase_hook, hook
-    return previous
-
-
-def phase(name, **info):
-    hook = _phase_hook
-    if hook is not None:
-        hook(name, info)
-
+from kerasbackup.store.phases import phase
 
 # ------------------------------------------------------------------ names
 
@@ -121,7 +89,7 @@ def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch):
             phase("arrays_written", backup_dir=directory.path, path=staging.path)
             files = {ARRAYS_NAME: arrays,
                      STATE_NAME: write_file(STATE_NAME, state_bytes, staging.fd)}
-            manifest, created = build_manifest(
+            manifest, created, _ = build_manifest(
                 seq, epoch, batch, files,
                 writer={"pid": os.getpid(), "host": socket.gethostname()})
             # The manifest goes last: a directory without one is never valid.

@@ -2,10 +2,14 @@
 
 Works on any back end's checkpoint files: an object with `path`,
 `open(name)` (a file with `size`, `read(n)`, `readinto(mv)`, `at_eof()`,
-`close()`; raising FileNotFoundError, NotRegularFileError or OSError) and
-`size_bytes()`. Every read is bounded by the size the manifest declares (the
-manifest itself by MAX_MANIFEST_BYTES), and whatever the files contain, the
-result is an Inspection with problems, never a raw exception.
+`close()`; raising FileNotFoundError, NotRegularFileError or OSError),
+`size_bytes()` (asked last) and optionally `check_manifest(manifest)` (a
+back end's own checks of the parsed manifest; raises FormatError). Every read is
+bounded by the size the manifest declares (the manifest itself by
+MAX_MANIFEST_BYTES), and whatever the files contain, the result is an
+Inspection with problems, never a raw exception. An exception that is not
+an OSError (an object store that cannot be reached) is not damage: it
+propagates, and no checkpoint is judged by it.
 """
 
 import warnings
@@ -35,10 +39,6 @@ def inspect(files, seq, mode):
     `arrays` and `meta`).
     """
     ins = Inspection(path=files.path, seq=seq)
-    try:
-        ins.size_bytes = files.size_bytes()
-    except OSError:
-        pass
     opened, where = [], [MANIFEST_NAME]
     try:
         _inspect(files, mode, ins, opened, where)
@@ -49,6 +49,10 @@ def inspect(files, seq, mode):
     finally:
         for f in opened:
             f.close()
+    try:
+        ins.size_bytes = files.size_bytes()
+    except OSError:
+        pass
     return ins
 
 
@@ -86,6 +90,9 @@ def _inspect(files, mode, ins, opened, where):
         ins.fail(MANIFEST_NAME, "manifest unreadable", f"cannot read it: {os_error_text(e)}")
         return
     manifest = parse_manifest(raw)
+    check = getattr(files, "check_manifest", None)
+    if check is not None:
+        check(manifest)
     ins.epoch, ins.batch, ins.created = manifest.epoch, manifest.batch, manifest.created
 
     # Cheap checks on every file first, so all of them are reported at once.
