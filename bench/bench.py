@@ -282,9 +282,9 @@ def raw_write(directory, data, chunk=16 * MiB):
     """The same bytes written the fastest durable way; returns seconds.
 
     `data` (from aligned_copy()) goes into one new file in `directory`:
-    by direct I/O (as a save writes a big arrays.bin, but straight from
-    one aligned buffer, with no copy and no checksum) where the file system
-    allows, the unaligned tail through the page cache; then one fsync of
+    if it is big, by direct I/O (as a save writes a big arrays.bin, but
+    straight from one aligned buffer, with no copy and no checksum) where the
+    file system allows, the unaligned tail through the page cache; then one fsync of
     the file and one of the directory: what any durable write of these bytes
     needs. A save does all of this and more (a copy and a checksum of the
     data, two small files, the publishing rename and its fsync), so on the
@@ -298,7 +298,12 @@ def raw_write(directory, data, chunk=16 * MiB):
     # after the new one is durable (untimed; a save prunes in the background).
     previous = [os.path.join(directory, n) for n in os.listdir(directory)
                 if n.startswith(".raw-")]
-    direct = getattr(os, "O_DIRECT", 0)
+    from kerasbackup.store import fileio
+
+    # Direct I/O for the files a save writes so: big ones (none before the
+    # store had direct I/O, when this measures an older version with --src).
+    minimum = getattr(fileio, "DIRECT_MIN", None)
+    direct = getattr(os, "O_DIRECT", 0) if minimum and len(data) >= minimum else 0
     whole = len(data) - len(data) % 4096 if direct else 0
     t = now()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

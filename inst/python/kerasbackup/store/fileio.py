@@ -4,7 +4,8 @@ Every file is opened relative to a directory descriptor and with O_NOFOLLOW,
 so a symlink planted in backup_dir is never followed, and a path that is
 renamed or replaced after it was opened cannot redirect a write. Files are
 read only if fstat() says they are regular, and opened with O_NONBLOCK so a
-FIFO never blocks the open. POSIX only.
+FIFO never blocks the open. POSIX only. A big data file is written by
+direct I/O where the file system allows it (see write_stream()).
 """
 
 import errno
@@ -256,7 +257,9 @@ def write_stream(fd, buffers, progress=None):
     bounce = _BOUNCE.take()
     view = memoryview(bounce)
     try:
-        return total, _write_direct(fd, buffers, total, view, progress)
+        crc = _write_direct(fd, buffers, total, view, progress)
+        _set_direct(fd, False)  # leave the descriptor as it was opened
+        return total, crc
     finally:
         view.release()
         _BOUNCE.give(bounce)
