@@ -878,12 +878,15 @@ def report(results):
         target("callback work per batch, no save due", "< 50 µs", f"{v * 1e6:.2f} µs",
                v < 50e-6)
     add("")
-    add("The raw write is timed the same way as our save and interleaved with "
-        "it; a save also writes two small files, computes a checksum and "
-        "publishes with a rename, so the ratio cannot exceed 100% but by noise. "
-        "A median of pairs above 100% (table below) means the shared disk "
-        "slowed some raw writes: compare the fastest of each.")
-    add("")
+    if sizes:
+        add("The raw write goes the way our save writes its data (direct I/O "
+            "for a big file) and is interleaved with it; a save also copies "
+            "the data into its aligned buffer, computes a checksum, writes two "
+            "small files and publishes with a rename, so the ratio cannot "
+            "exceed 100% but by noise. A median of pairs above 100% (table "
+            "below) means the shared disk slowed some raw writes: compare the "
+            "fastest of each.")
+        add("")
 
     for fit in results.get("fit", []):
         add(f"## fit() overhead, {fit['label']} ({fit['params'] / 1e6:.2f} M params, "
