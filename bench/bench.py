@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -48,7 +49,7 @@ FULL = {
     "fit_sizes": [("1M", 512, 4), ("25M", 2048, 6)],
     "fit_epoch_seconds": 3.0,
     "fit_epochs": 4,
-    "fit_repeats": 5,
+    "fit_repeats": 7,
     "fit_batch": 32,
     "batch_calls": 200_000,
     "small_fit": (4096, 32, 64, 5, 32, 5),  # samples, features, units, epochs, batch, repeats
@@ -88,6 +89,15 @@ def median(xs):
 
 def now():
     return time.perf_counter()
+
+
+def cpu_seconds():
+    """CPU time of this process so far: every thread, ended ones included.
+
+    Kernel threads' work (the page cache's writeback) is not in it.
+    """
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 # ---------------------------------------------------------------- machine
@@ -174,15 +184,19 @@ def dir_bytes(path):
     return total
 
 
+def join_prune_threads():
+    for thread in threading.enumerate():
+        if thread.name == "kerasbackup-prune":
+            thread.join()
+
+
 def settle():
     """Lets the previous measurement's work end, so the next one does not pay for it.
 
     Waits for the store's background removal of pruned checkpoints (its
     threads are named "kerasbackup-prune"), then flushes dirty pages.
     """
-    for thread in threading.enumerate():
-        if thread.name == "kerasbackup-prune":
-            thread.join()
+    join_prune_threads()
     os.sync()
     gc.collect()
 
@@ -251,31 +265,60 @@ def checkpoint_arrays(model):
     return [np.ascontiguousarray(a) for a in arrays.values()]
 
 
-def raw_write(directory, arrays, chunk=16 * MiB):
-    """The same bytes written the way a save writes arrays.bin; returns seconds.
+def aligned_copy(arrays):
+    """The arrays' bytes back to back in one page-aligned buffer (untimed)."""
+    import mmap
 
-    Back to back into one new file in `directory`, `chunk` bytes per write,
-    one fsync of the file and one of the directory: what any durable write
-    of these bytes needs. A save does all of this and more (two small files,
-    a checksum, the publishing rename and its fsync), so on the same disk it
-    cannot be faster; the two are timed interleaved, after the same
-    `os.sync()`.
+    total = sum(a.nbytes for a in arrays)
+    buf = mmap.mmap(-1, max(total, 1))
+    view, at = memoryview(buf), 0
+    for a in arrays:
+        view[at:at + a.nbytes] = memoryview(a.reshape(-1)).cast("B")
+        at += a.nbytes
+    return buf, view[:total]
+
+
+def raw_write(directory, data, chunk=16 * MiB):
+    """The same bytes written the fastest durable way; returns seconds.
+
+    `data` (from aligned_copy()) goes into one new file in `directory`:
+    if it is big, by direct I/O (as a save writes a big arrays.bin, but
+    straight from one aligned buffer, with no copy and no checksum) where the
+    file system allows, the unaligned tail through the page cache; then one fsync of
+    the file and one of the directory: what any durable write of these bytes
+    needs. A save does all of this and more (a copy and a checksum of the
+    data, two small files, the publishing rename and its fsync), so on the
+    same disk it cannot be faster; the two are timed interleaved, after the
+    same `os.sync()`.
     """
+    import fcntl
+
     path = os.path.join(directory, f".raw-{os.getpid()}-{time.time_ns()}")
     # Like a checkpoint, the file replaces the previous one, which is removed
     # after the new one is durable (untimed; a save prunes in the background).
     previous = [os.path.join(directory, n) for n in os.listdir(directory)
                 if n.startswith(".raw-")]
+    from kerasbackup.store import fileio
+
+    # Direct I/O for the files a save writes so: big ones (none before the
+    # store had direct I/O, when this measures an older version with --src).
+    minimum = getattr(fileio, "DIRECT_MIN", None)
+    direct = getattr(os, "O_DIRECT", 0) if minimum and len(data) >= minimum else 0
+    whole = len(data) - len(data) % 4096 if direct else 0
     t = now()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        for a in arrays:
-            mv = memoryview(a.reshape(-1)).cast("B")
-            for start in range(0, len(mv), chunk):
-                piece = mv[start:start + chunk]
-                done = 0
-                while done < len(piece):
-                    done += os.write(fd, piece[done:])
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
+        except OSError:
+            whole = 0  # no direct I/O on this file system
+        done = 0
+        while done < len(data):
+            if done == whole and whole:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)  # the tail: page cache
+            end = min(len(data), done + chunk, whole if done < whole else len(data))
+            done += os.pwrite(fd, data[done:end], done)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -306,7 +349,7 @@ def measure_saves(label, width, layers, repeats, workdir):
     keras_cb = keras.callbacks.BackupAndRestore(paths["keras"], delete_checkpoint=False)
     for cb in (sync_cb, async_cb, keras_cb):
         start_fit(cb, model)
-    arrays = checkpoint_arrays(model)
+    raw_buffer, raw_data = aligned_copy(checkpoint_arrays(model))
     # Untimed first saves: the timed ones replace a checkpoint, and the
     # asynchronous callback's host buffers exist.
     ours_save(sync_cb, 0)
@@ -318,7 +361,7 @@ def measure_saves(label, width, layers, repeats, workdir):
     log(f"saves: {label} ({model.count_params() / 1e6:.2f} M params), {repeats} repeats")
     for r in range(1, repeats + 1):
         settle()
-        times["raw"].append(raw_write(d, arrays))
+        times["raw"].append(raw_write(d, raw_data))
         settle()
         times["sync"].append(ours_save(sync_cb, r))
         settle()
@@ -363,7 +406,9 @@ def measure_saves(label, width, layers, repeats, workdir):
         model.load_weights(keras_file)
         rest["keras_load_weights"].append(now() - t)
     out["restore"] = rest
-    del model, arrays
+    raw_data.release()
+    raw_buffer.close()
+    del model
     keras.backend.clear_session()
     gc.collect()
     shutil.rmtree(d, ignore_errors=True)
@@ -468,7 +513,9 @@ def measure_fit(label, width, layers, cfg, workdir):
     A few short epochs per fit, through kerasbackup.fit() (the R fit()'s
     driver) for all three configurations, interleaved; the median wall of
     each. Our saves are counted with the store's phase hook; Keras' callback
-    saves at every epoch end.
+    saves at every epoch end. The process's CPU time is taken too, until the
+    fit's background work (our prune thread) has ended: a second figure,
+    less disturbed by other processes than the wall.
     """
     import keras
 
@@ -503,7 +550,8 @@ def measure_fit(label, width, layers, cfg, workdir):
     ]
     out = {"label": label, "params": int(model.count_params()), "steps": steps,
            "epochs": epochs, "batch": batch, "state_bytes": state_nbytes(model),
-           "configs": {name: {"wall": [], "saves": []} for name, _ in configs}}
+           "configs": {name: {"wall": [], "cpu": [], "saves": []}
+                       for name, _ in configs}}
     previous = set_phase_hook(count)
     try:
         for r in range(cfg["fit_repeats"]):
@@ -516,16 +564,20 @@ def measure_fit(label, width, layers, cfg, workdir):
                 cbs = [make(d)] if make is not None else []
                 before = len(published)
                 with quiet():
-                    t = now()
+                    c, t = cpu_seconds(), now()
                     kerasbackup.fit(model, x, x, batch_size=batch, epochs=epochs,
                                     verbose=0, shuffle=False, callbacks=cbs)
                     wall = now() - t
+                    join_prune_threads()
+                    cpu = cpu_seconds() - c
                 saves = (len(published) - before if name.startswith("ours")
                          else epochs if make is not None else 0)
                 out["configs"][name]["wall"].append(wall)
+                out["configs"][name]["cpu"].append(cpu)
                 out["configs"][name]["saves"].append(saves)
                 shutil.rmtree(d, ignore_errors=True)
-                log(f"fit: {label} {name}: {wall:.2f} s, {saves} save(s)")
+                log(f"fit: {label} {name}: {wall:.2f} s (CPU {cpu:.2f} s), "
+                    f"{saves} save(s)")
     finally:
         set_phase_hook(previous)
     del model, x
@@ -534,19 +586,21 @@ def measure_fit(label, width, layers, cfg, workdir):
     return out
 
 
-def fit_overheads(fit):
+def fit_overheads(fit, key="wall"):
     """Per config: (overhead per fit, saves per fit, overhead per save, spread).
 
-    Overheads are paired: each repeat's wall minus the same repeat's wall
-    without callback; the median over repeats is reported, with the range
-    of the per-save figures as the spread.
+    Overheads are paired: each repeat's wall (or CPU time, key="cpu") minus
+    the same repeat's without callback; the median over repeats is reported,
+    with the range of the per-save figures as the spread.
     """
-    base = fit["configs"]["no callback"]["wall"]
+    if key not in fit["configs"]["no callback"]:
+        return None, None  # results of a run before CPU times were taken
+    base = fit["configs"]["no callback"][key]
     res = {}
     for name, rec in fit["configs"].items():
         if name == "no callback":
             continue
-        diffs = [w - b for w, b in zip(rec["wall"], base)]
+        diffs = [w - b for w, b in zip(rec[key], base)]
         saves = median(rec["saves"])
         per = [d / saves for d in diffs] if saves else [float("nan")]
         res[name] = (median(diffs), saves, median(per), (min(per), max(per)))
@@ -697,13 +751,14 @@ def measure_preemption(cfg, workdir):
 # ---------------------------------------------------------------- per backend
 
 
-def measure_backends(cfg, quick, workdir):
+def measure_backends(cfg, quick, workdir, src=None):
     """The same saves and fit() overheads on each backend, one process each, in turn."""
     rows = []
     for backend in BACKENDS:
         out = os.path.join(workdir, f"backend-{backend}.json")
         cmd = [sys.executable, os.path.abspath(__file__), "--backend-row", out,
-               "--dir", workdir] + (["--quick"] if quick else [])
+               "--dir", workdir] + (["--quick"] if quick else []) + (
+                   ["--src", src] if src else [])
         log(f"backend {backend}: a process of its own")
         try:
             p = subprocess.run(cmd, env=dict(os.environ, KERAS_BACKEND=backend),
@@ -774,20 +829,25 @@ def report(results):
     def target(name, goal, text, ok):
         add(f"| {name} | {goal} | {text} | {mark(ok)} |")
 
-    for fit in results.get("fit", []):
-        _, over = fit_overheads(fit)
-        ours = over["ours (defaults)"]
-        keras_ = over["Keras BackupAndRestore (defaults)"]
-        name = f"fit() overhead per save, ours / Keras' callback, {fit['label']}"
-        figures = (f"{ours[2] * 1000:+.0f} ms vs {keras_[2] * 1000:+.0f} ms per save; "
-                   f"ranges {ours[3][0] * 1000:+.0f} to {ours[3][1] * 1000:+.0f} and "
-                   f"{keras_[3][0] * 1000:+.0f} to {keras_[3][1] * 1000:+.0f} ms")
-        if ours[2] <= 0 or keras_[2] <= 0:
-            # A negative overhead is run-to-run noise: no ratio can be read.
-            target(name, "≤ 0.2×", f"within noise ({figures})", False)
-        else:
-            v = ours[2] / keras_[2]
-            target(name, "≤ 0.2×", f"{v:.2f}× ({figures})", v <= 0.2)
+    for key, what in (("wall", "fit() overhead per save"),
+                      ("cpu", "fit() CPU time per save (second figure)")):
+        for fit in results.get("fit", []):
+            _, over = fit_overheads(fit, key)
+            if over is None:
+                continue
+            ours = over["ours (defaults)"]
+            keras_ = over["Keras BackupAndRestore (defaults)"]
+            name = f"{what}, ours / Keras' callback, {fit['label']}"
+            figures = (f"{ours[2] * 1000:+.0f} ms vs {keras_[2] * 1000:+.0f} ms per "
+                       f"save; ranges {ours[3][0] * 1000:+.0f} to "
+                       f"{ours[3][1] * 1000:+.0f} and {keras_[3][0] * 1000:+.0f} to "
+                       f"{keras_[3][1] * 1000:+.0f} ms")
+            if ours[2] <= 0 or keras_[2] <= 0:
+                # A negative overhead is run-to-run noise: no ratio can be read.
+                target(name, "≤ 0.2×", f"within noise ({figures})", False)
+            else:
+                v = ours[2] / keras_[2]
+                target(name, "≤ 0.2×", f"{v:.2f}× ({figures})", v <= 0.2)
     T = lambda s, k: med(s["times"][k])  # noqa: E731
     for s in sizes:
         v = T(s, "async_stall") / T(s, "keras")
@@ -818,30 +878,42 @@ def report(results):
         target("callback work per batch, no save due", "< 50 µs", f"{v * 1e6:.2f} µs",
                v < 50e-6)
     add("")
-    add("The raw write is timed the same way as our save and interleaved with "
-        "it; a save also writes two small files, computes a checksum and "
-        "publishes with a rename, so the ratio cannot exceed 100% but by noise. "
-        "A median of pairs above 100% (table below) means the shared disk "
-        "slowed some raw writes: compare the fastest of each.")
-    add("")
+    if sizes:
+        add("The raw write goes the way our save writes its data (direct I/O "
+            "for a big file) and is interleaved with it; a save also copies "
+            "the data into its aligned buffer, computes a checksum, writes two "
+            "small files and publishes with a rename, so the ratio cannot "
+            "exceed 100% but by noise. A median of pairs above 100% (table "
+            "below) means the shared disk slowed some raw writes: compare the "
+            "fastest of each.")
+        add("")
 
     for fit in results.get("fit", []):
-        base, over = fit_overheads(fit)
         add(f"## fit() overhead, {fit['label']} ({fit['params'] / 1e6:.2f} M params, "
             f"{mb(fit['state_bytes'])} state, {fit['epochs']} epochs of {fit['steps']} "
             f"batches of {fit['batch']}, kerasbackup.fit(), median of "
             f"{len(fit['configs']['no callback']['wall'])} interleaved)")
         add("")
-        add("| Config | fit() wall (median) | saves per fit | overhead per fit "
+        add("| Config | measure | fit() (median) | saves per fit | overhead per fit "
             "(median of pairs) | overhead per save | per save, range over repeats |")
-        add("|---|---|---|---|---|---|")
-        walls = fit["configs"]["no callback"]["wall"]
-        add(f"| no callback | {base:.2f} s ({min(walls):.2f}-{max(walls):.2f}) | 0 | | | |")
-        for name, (o, n, per, (lo, hi)) in over.items():
-            w = fit["configs"][name]["wall"]
-            add(f"| {name} | {median(w):.2f} s | {n:g} | {o * 1000:+.0f} ms "
-                f"({o / base * 100:+.1f}%) | {per * 1000:+.0f} ms | "
-                f"{lo * 1000:+.0f} to {hi * 1000:+.0f} ms |")
+        add("|---|---|---|---|---|---|---|")
+        for key, what in (("wall", "wall"), ("cpu", "CPU time")):
+            base, over = fit_overheads(fit, key)
+            if over is None:
+                continue
+            vals = fit["configs"]["no callback"][key]
+            add(f"| no callback | {what} | {base:.2f} s ({min(vals):.2f}-{max(vals):.2f}) "
+                "| 0 | | | |")
+            for name, (o, n, per, (lo, hi)) in over.items():
+                w = fit["configs"][name][key]
+                add(f"| {name} | {what} | {median(w):.2f} s | {n:g} | {o * 1000:+.0f} ms "
+                    f"({o / base * 100:+.1f}%) | {per * 1000:+.0f} ms | "
+                    f"{lo * 1000:+.0f} to {hi * 1000:+.0f} ms |")
+        add("")
+        add("CPU time is the process's (all threads, 2 cores), up to the end of "
+            "the fit's background work. The kernel's writeback of files written "
+            "through the page cache (Keras') is not in it; our arrays.bin goes by "
+            "direct I/O where the file system allows, done in our thread.")
         add("")
         add("With `delete_checkpoint` (both defaults) Keras' callback writes the "
             "last epoch's checkpoint and deletes it; ours does not write it. Our "
@@ -992,6 +1064,9 @@ def main(argv=None):
                    help="comma list of: saves,fit,remote,batch,r,preempt,backends")
     p.add_argument("--backend-row", default=None, metavar="JSON",
                    help="internal: measure this process' backend only, into JSON")
+    p.add_argument("--src", default=None,
+                   help="directory holding the kerasbackup package to measure (default: "
+                        "this checkout's inst/python), e.g. another branch's, to compare")
     p.add_argument("--from-json", default=None,
                    help="only write the report of an earlier run's results.json")
     args = p.parse_args(argv)
@@ -1003,6 +1078,8 @@ def main(argv=None):
                 f.write(text)
         sys.stdout.write(text)
         return 0
+    if args.src:
+        sys.path.insert(0, os.path.abspath(args.src))
     cfg = QUICK if args.quick else FULL
     report_path = args.report or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
     skip = set(filter(None, args.skip.split(",")))
@@ -1035,7 +1112,7 @@ def main(argv=None):
         if "preempt" not in skip:
             results["preemption"] = measure_preemption(cfg, workdir)
         if "backends" not in skip:
-            results["backends"] = measure_backends(cfg, args.quick, workdir)
+            results["backends"] = measure_backends(cfg, args.quick, workdir, args.src)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["runtime"] = time.perf_counter() - T_START

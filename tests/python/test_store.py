@@ -1,6 +1,7 @@
 """Tests of the crash-safe checkpoint store (kerasbackup.store)."""
 
 import errno
+import fcntl
 import io
 import json
 import os
@@ -33,6 +34,8 @@ from kerasbackup.store import (
     StaleLockWarning,
     backup_info,
 )
+from kerasbackup.store.fileio import (
+    ALIGN, DIRECT_CHUNK, DIRECT_MIN, create_file, write_stream)
 
 from conftest import INST_PYTHON
 
@@ -286,8 +289,9 @@ def test_save_from_background_threads(tmp_path):
 
 
 def test_large_state_uses_threaded_checksum(tmp_path):
-    # Bigger than the chunk size and the threading threshold, so the
-    # helper-thread and multi-chunk paths of save, load and verify run.
+    # Bigger than the chunk sizes and the threading threshold, so the
+    # direct-I/O write (several chunks, an unaligned tail) and the
+    # helper-thread and multi-chunk paths of load and verify run.
     big = np.random.default_rng(1).standard_normal(5_000_000)  # 40 MB
     arrays = {"big": big, "small": np.arange(3)}
     with CheckpointStore(tmp_path / "b") as st:
@@ -1673,3 +1677,96 @@ def test_load_accept_rejects_a_verified_checkpoint_like_a_failed_one(tmp_path):
             (newest, "invalid content"),
             (os.path.join(d, "ckpt-0000000001"), "invalid content")]
         assert st.load(accept=lambda *a: None)[1] == {"epoch": 2}
+
+
+# ------------------------------------------------- the data file's writer
+# Big files go by direct I/O through an aligned buffer, small ones and file
+# systems without direct I/O through the page cache; every path must write
+# exactly the bytes given and their crc32.
+
+
+def _stream_views(sizes, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.integers(0, 256, n, dtype=np.uint8) for n in sizes]
+    return arrays, [memoryview(a) for a in arrays]
+
+
+# Layouts: empty, tiny, just under and at the direct-I/O threshold, and
+# several chunks with array boundaries inside chunks and an unaligned tail.
+LAYOUTS = {
+    "empty": [],
+    "tiny": [1, 0, 7],
+    "below direct": [DIRECT_MIN - 1],
+    "at direct": [DIRECT_MIN],
+    "chunks, unaligned": [3, DIRECT_CHUNK - 5, ALIGN + 1, DIRECT_CHUNK, 2 * ALIGN - 3, 11],
+    "chunks, aligned": [DIRECT_CHUNK, DIRECT_CHUNK],
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_write_stream_writes_exact_bytes_and_crc(tmp_path, layout):
+    sizes = LAYOUTS[layout]
+    print(f"sizes {sizes}, seed 7")
+    arrays, views = _stream_views(sizes, 7)
+    expected = b"".join(a.tobytes() for a in arrays)
+    progress = []
+    dfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fd = create_file("data", dfd)
+        try:
+            size, crc = write_stream(fd, views, lambda w, t: progress.append((w, t)))
+            # The descriptor is left as opened: no O_DIRECT for what follows.
+            assert not fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+    data = (tmp_path / "data").read_bytes()
+    assert size == len(expected) and crc == zlib.crc32(expected)
+    assert data == expected
+    # Progress grows to the total, one call per chunk written.
+    written = [w for w, _ in progress]
+    assert written == sorted(written) and all(t == len(expected) for _, t in progress)
+    assert written[-1:] == ([len(expected)] if expected else [])
+
+
+def test_save_and_load_across_direct_chunks(tmp_path):
+    # A checkpoint whose arrays.bin spans several direct-I/O chunks and ends
+    # unaligned loads bit-exact and verifies.
+    rng = np.random.default_rng(3)
+    print("seed 3")
+    arrays = {"a": rng.standard_normal(DIRECT_CHUNK // 8 + 3),
+              "b": rng.integers(0, 2**31, (DIRECT_CHUNK // 4 + 5,), dtype=np.int32),
+              "c": np.float32(1.5), "d": np.arange(3, dtype=np.int64)}
+    with CheckpointStore(tmp_path / "b") as st:
+        st.save(arrays, {"k": 1}, 0, 0)
+        got, meta, _ = st.load()
+    assert_bit_exact(arrays, got)
+    assert backup_info(tmp_path / "b")[0]["verified"] is True
+
+
+NO_DIRECT_IO = """
+    import subprocess
+    d = sys.argv[1]
+    # ramfs has no direct I/O: the store falls back to the page cache.
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", d], check=True)
+    from kerasbackup.store.fileio import DIRECT_CHUNK
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(DIRECT_CHUNK // 8 + 7)
+    with store.CheckpointStore(d, keep=1) as st:
+        st.save({"a": a}, {"e": 0}, 0, 0)
+        got, meta, info = st.load()
+    print(json.dumps({"same": bool((got["a"] == a).all()) and got["a"].dtype == a.dtype,
+                      "verified": store.backup_info(d)[0]["verified"]}))
+"""
+
+
+def test_file_system_without_direct_io(tmp_path):
+    prefix, reason = _mount_namespace()
+    if reason:
+        pytest.skip(f"mounting a ramfs needs a mount namespace: {reason}")
+    d = tmp_path / "b"
+    d.mkdir()
+    out = run_child(NO_DIRECT_IO, d, prefix=prefix)
+    assert out == {"same": True, "verified": True}

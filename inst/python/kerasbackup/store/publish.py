@@ -22,8 +22,7 @@ import stat
 from dataclasses import dataclass
 
 from kerasbackup.store.fileio import (
-    DIR_MODE, Crc32, DirHandle, THREAD_MIN, chunks, create_file, write_all,
-    write_file)
+    DIR_MODE, DirHandle, create_file, write_file, write_stream)
 from kerasbackup.store.format import (
     ARRAYS_NAME, CHECKPOINT_FILES, MANIFEST_NAME, STAGING_PREFIX, STATE_NAME,
     TRASH_PREFIX, build_manifest, checkpoint_name, parse_checkpoint_name)
@@ -105,34 +104,20 @@ def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch):
 
 
 def _write_arrays(staging, buffers, total, backup_dir):
-    """Writes all array buffers to one file with one fsync; returns (size, crc).
-
-    The crc32 is computed on a helper thread while fsync waits for the disk:
-    the CPU is idle then, whereas hashing during the writes would compete
-    with the copy into the page cache (measured slower on a busy 2-core
-    machine, the usual case while training continues).
-    """
+    """Writes all array buffers to one file with one fsync; returns (size, crc)."""
     path = staging.join(ARRAYS_NAME)
+
+    def progress(written, total):
+        phase("arrays_chunk", backup_dir=backup_dir, path=path,
+              written=written, total=total)
+
     fd = create_file(ARRAYS_NAME, staging.fd)
     try:
-        written = 0
-        for buf in buffers:
-            for chunk in chunks(buf):
-                write_all(fd, chunk)
-                written += len(chunk)
-                phase("arrays_chunk", backup_dir=backup_dir, path=path,
-                      written=written, total=total)
-        crc = Crc32(threaded=total >= THREAD_MIN)
-        try:
-            for buf in buffers:
-                for chunk in chunks(buf):
-                    crc.feed(chunk)
-            os.fsync(fd)
-        finally:
-            value = crc.result()
+        result = write_stream(fd, buffers, progress)
+        os.fsync(fd)
     finally:
         os.close(fd)
-    return total, value
+    return result
 
 
 def publish(directory, staged, check):
