@@ -89,6 +89,26 @@ def test_a_worker_loads_the_checkpoint_the_chief_chose(tmp_path):
     assert peers.sent[-1] == ("allgather", None)  # told the others it succeeded
 
 
+def test_a_worker_loads_the_checkpoint_the_chief_chose_from_a_url():
+    # The chief holds the object store's lease; a worker reads what it chose
+    # without the lease, and agrees on the same checkpoint.
+    import secrets
+
+    from kerasbackup.store import ObjectCheckpointStore
+
+    url = f"memory://kb-test/{secrets.token_hex(6)}/run"
+    with ObjectCheckpointStore(url) as chief:
+        chief.save({"a": np.arange(4.0)}, {"m": 1}, epoch=1, batch=2)
+        _, _, chief_info = chief.load()
+        peers = Peers(1, answers=[distributed.checkpoint_identity(chief_info), None])
+        arrays, meta, info = distributed.load_agreed(
+            peers, lambda: pytest.fail("only the chief loads this way"),
+            lambda seq: load_published(url, seq), url)
+    assert info["seq"] == chief_info["seq"] and meta == {"m": 1}
+    assert np.array_equal(arrays["a"], np.arange(4.0))
+    assert peers.sent[-1] == ("allgather", None)
+
+
 def test_a_worker_that_sees_another_checkpoint_stops_every_worker(tmp_path):
     d = str(tmp_path / "b")
     info = save_checkpoint(d)
