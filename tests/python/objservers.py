@@ -11,11 +11,14 @@ import contextlib
 import glob
 import importlib.resources
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+import pytest
 
 BUCKET = "kb-tests"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "kb-test-key", "AWS_SECRET_ACCESS_KEY": "kb-test-secret",
@@ -162,3 +165,17 @@ def serving(kind):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module", params=["s3", "gs"])
+def server(request):
+    """Each object-store server in turn, for the tests of one module."""
+    with serving(request.param) as srv:
+        yield srv
+
+
+@pytest.fixture
+def url(server):
+    """A fresh prefix on that server."""
+    return f"{server.scheme}://{BUCKET}/{secrets.token_hex(6)}/run"
+

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from objservers import BUCKET, serving
+from objservers import server, url  # noqa: F401 (fixtures)
 from kerasbackup import errors
 from kerasbackup.store import objclient, objstore, phases
 from objstore_writer import check_arrays, make_arrays
@@ -30,15 +30,6 @@ def child_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join([INST_PYTHON, HERE]))
 
 
-@pytest.fixture(scope="module", params=["s3", "gs"])
-def server(request):
-    with serving(request.param) as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server):
-    return f"{server.scheme}://{BUCKET}/{secrets.token_hex(6)}/run"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ backup_dir is a local directory.
 
 import json
 import os
-import secrets
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ from kerasbackup.store import lease, objclient, set_phase_hook
 from kerasbackup.testing import PauseSave
 
 import helpers_training as ht
-from objservers import BUCKET, serving
+from objservers import server, url  # noqa: F401 (fixtures)
 
 X, Y = ht.make_data(70)  # 7 batches of 8 per epoch
 # Saves every 2 batches, in the background; EarlyStopping and
@@ -48,15 +47,6 @@ def reference(**config):
     return _REFERENCE[key]
 
 
-@pytest.fixture(scope="module", params=["s3", "gs"])
-def server(request):
-    with serving(request.param) as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server):
-    return f"{server.scheme}://{BUCKET}/{secrets.token_hex(6)}/run"
 
 
 def of(caught, category):

@@ -608,13 +608,19 @@ def backup_info(url, verify=True, storage_options=None, retry=None):
     Safe while another process writes. Returns [] where nothing was saved.
     See the local store's CheckpointStore.checkpoints() for the dict keys.
     """
+    ckpts, options = _reader(url, storage_options, retry)
+    return _info(ckpts, verify, options)
+
+
+def _reader(url, storage_options, retry):
+    """(_Checkpoints, options) for reading `url` without the lease."""
     options = dict(storage_options or {})
     where = display_url(url)
     try:
         client = open_client(url, options, retry)
     except UnsupportedURLError as e:
         raise BackupDirError(str(e), where) from None
-    return _info(_Checkpoints(client, where, 8), verify, options)
+    return _Checkpoints(client, where, 8), options
 
 
 def load_published(url, seq, accept=None, storage_options=None, retry=None):
@@ -624,13 +630,8 @@ def load_published(url, seq, accept=None, storage_options=None, retry=None):
     distributed fit(). Verified against LATEST's record of its manifest where
     LATEST lists it. Raises NoCheckpointError where `seq` is not committed.
     """
-    options = dict(storage_options or {})
-    where = display_url(url)
-    try:
-        client = open_client(url, options, retry)
-    except UnsupportedURLError as e:
-        raise BackupDirError(str(e), where) from None
-    ckpts = _Checkpoints(client, where, 8)
+    ckpts, options = _reader(url, storage_options, retry)
+    where = ckpts.where
     try:
         entry = next((e for e in ckpts.committed() if e["seq"] == int(seq)), None)
         ins = None if entry is None else ckpts.inspect(entry, LOAD)
