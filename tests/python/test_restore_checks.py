@@ -91,6 +91,7 @@ CASES = {
     "negative epoch": _meta(["epoch"], -1),
     "batch beyond the epoch": _meta(["batch"], 99),
     "history not a mapping": _meta(["history"], [1, 2]),
+    "optimizer targets malformed": _meta(["optimizer_targets"], {"optimizer:x": [-1]}),
 }
 
 
