@@ -301,3 +301,26 @@ test_that("an R Model() whose parts are still unbuilt is refused before training
   expect_match(conditionMessage(err), "not built yet (dense", fixed = TRUE)
   expect_match(conditionMessage(err), "input shape", fixed = TRUE)
 })
+
+test_that("an R Model() whose layers build at their first call resumes exactly", {
+  skip_if_no_python()
+  Lazy <- Model("Lazy",
+    initialize = function(...) {
+      super$initialize(...)
+      self$hidden <- layer_dense(units = 8, activation = "relu")
+      self$drop <- layer_dropout(rate = 0.2)
+      self$out <- layer_dense(units = 1)
+    },
+    call = function(x, training = NULL) {
+      self$out(self$drop(self$hidden(x), training = training))
+    }
+  )
+  make_model <- function() {
+    set_random_seed(1)
+    model <- Lazy()
+    model %>% compile(optimizer = optimizer_adam(0.01), loss = "mse")
+    model
+  }
+  expect_false(make_model()$built)  # fit() builds it from the first batch
+  expect_exact_resume(make_model, regression_data())
+})
