@@ -193,8 +193,8 @@ def attribute_optimizers(model):
 
     A custom train_step() (a GAN's) keeps its own optimizers as attributes
     (`self.d_optimizer`). They are looked for in the public attributes of the
-    model and, recursively, of the layers it holds (and in lists and dicts
-    there), in sorted order. Each is named by its attribute path, e.g.
+    model and, recursively, of the layers held in its public attributes (and
+    in lists and dicts there), in sorted order. Each is named by its attribute path, e.g.
     "optimizer:d_optimizer", "optimizer:critic.optimizer",
     "optimizer:opts[1]": the same script names them alike in every run.
     """
@@ -262,9 +262,10 @@ def build_attribute_optimizers(model, targets):
             continue
         if any(i is None for i in wanted):
             raise UnbuiltStateError(
-                f"The checkpoint holds the state of the optimizer `{group[10:]}`, "
+                "The checkpoint holds the state of the optimizer "
+                f"`{group.split(':', 1)[1]}`, "
                 "which is not built yet and was built for variables that are "
-                f"not the model's, so it cannot be built alike. Build it before "
+                "not the model's, so it cannot be built alike. Build it before "
                 "fit() (`optimizer.build(variables)`, with the variables its "
                 "train step updates), or make those variables part of the model.")
         if any(i >= len(variables) for i in wanted):
