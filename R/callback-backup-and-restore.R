@@ -12,7 +12,9 @@
 #' fsynced, checksummed and published with a single rename, and it is
 #' verified before it is loaded. A kill at any instant (`kill -9` included)
 #' leaves a checkpoint that verifies. The checkpoint holds the model and
-#' optimizer variables, the epoch and the batch within it, the random
+#' optimizer variables (optimizers a custom `train_step()` keeps as attributes,
+#' such as a GAN's `self$d_optimizer`, included), the epoch and the batch
+#' within it, the random
 #' generators, the history and the state of the other callbacks, so with this
 #' package's `fit()` an interrupted run resumes at the exact next batch with
 #' the same data order, and ends with the same weights as an uninterrupted
@@ -23,7 +25,11 @@
 #' that was backed up: a fingerprint of the model, optimizer, loss, metrics,
 #' batch size and data size is saved, and a mismatch stops with a
 #' `kerasbackup_fingerprint_mismatch` error unless `allow_changes` says
-#' otherwise. Raising `epochs` to train longer is a legitimate resume.
+#' otherwise. Raising `epochs` to train longer is a legitimate resume. The
+#' model must be fully built when training starts (`fit()` builds it from the
+#' first batch through its `call()`); layers that would create their variables
+#' inside the first train step, after the restore, stop it at once with a
+#' `kerasbackup_unbuilt_state` error naming them.
 #'
 #' @section On-disk layout:
 #' `backup_dir` holds a `.kerasbackup` marker, a `.lock` file (an OS file

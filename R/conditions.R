@@ -5,6 +5,7 @@ kerasbackup_classes <- c(
   PreemptedError = "kerasbackup_preempted",
   PreemptionAbort = "kerasbackup_preempted",
   FingerprintMismatchError = "kerasbackup_fingerprint_mismatch",
+  UnbuiltStateError = "kerasbackup_unbuilt_state",
   BackupLockedError = "kerasbackup_locked",
   CorruptCheckpointError = "kerasbackup_corrupt_checkpoint",
   NoCheckpointError = "kerasbackup_no_checkpoint",

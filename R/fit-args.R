@@ -59,7 +59,7 @@ check_fit_args <- function(env = rlang::caller_env()) {
   tryCatch(
     resolve_verbose(arg("verbose")),
     kerasbackup_invalid_argument = function(e) {
-      abort_invalid_arg("verbose", arg("verbose"), '"auto", 0, 1 or 2', call = call)
+      abort_invalid_arg("verbose", arg("verbose"), '"auto", 0, 1, 2, `TRUE` or `FALSE`', call = call)
     }
   )
   invisible()

@@ -51,3 +51,33 @@ Metric <- function(classname, initialize = NULL, update_state = NULL,
 #' @rdname Metric
 #' @export
 new_metric_class <- Metric
+
+#' Name an R function for use as a metric
+#'
+#' `compile(metrics = )` takes R functions as they are, named after their
+#' list name; `custom_metric()` gives one the name its values are logged
+#' under (`history$metrics`, the logs of callbacks), as keras3's does.
+#'
+#' @param name String, the metric's name.
+#' @param metric_fn `function(y_true, y_pred)` returning a tensor of
+#'   per-sample values (averaged over the epoch) or a scalar.
+#' @returns A Python callable named `name`, for `compile(metrics = )`.
+#' @family subclassing
+#' @export
+#' @examplesIf kerasbackup:::python_ready()
+#' mean_error <- custom_metric("mean_error", function(y_true, y_pred) {
+#'   op_mean(y_pred - y_true, axis = -1)
+#' })
+#' model <- keras_model_sequential(input_shape = 2) %>% layer_dense(1)
+#' model %>% compile(optimizer = "sgd", loss = "mse", metrics = mean_error)
+custom_metric <- function(name, metric_fn) {
+  if (!(is.character(name) && length(name) == 1L && !is.na(name) &&
+        nzchar(name))) {
+    abort_invalid_arg("name", name, "a non-empty string")
+  }
+  if (!is.function(metric_fn) || is_py_object(metric_fn)) {
+    abort_invalid_arg("metric_fn", metric_fn, "an R function")
+  }
+  attr(metric_fn, "py_function_name") <- name
+  as_callable(metric_fn, "metric_fn", default_name = name)
+}

@@ -270,17 +270,27 @@ normalize_custom_objects <- function(objects) {
 #' @param objects A named list of custom objects.
 #' @param clear Whether to clear the table first.
 #' @param expr Code to run with `objects` in scope.
-#' @returns `register_keras_serializable()`: the registered Python object.
+#' @returns `register_keras_serializable()`: for a class generator (from
+#'   [Layer()] and friends), the generator itself, which goes on making
+#'   instances of the registered class; otherwise the registered Python
+#'   object.
 #'   `get_custom_objects()`: a named list. `set_custom_objects()`: the
 #'   previous table, invisibly. `with_custom_object_scope()`: the value of
 #'   `expr`.
 #' @export
 register_keras_serializable <- function(object, name = NULL, package = NULL) {
-  name <- name %||% arg_symbol_name(substitute(object), "")
+  generator <- inherits(object, "kerasbackup_class_generator")
+  # A class keeps its own name unless one is given; a plain R function is
+  # named after the symbol passed.
+  plain_fn <- is.function(object) && !is_py_object(object) && !generator
+  name <- name %||% if (plain_fn) arg_symbol_name(substitute(object), "") else ""
   register <- py_keras()$saving$register_keras_serializable(
     package = package %||% "Custom", name = if (nzchar(name)) name
   )
-  with_py_errors(register(as_custom_object(object, name)))
+  registered <- with_py_errors(register(as_custom_object(object, name)))
+  # Keras registers the class itself, so the generator still makes (and
+  # composes) instances of the registered class.
+  if (generator) object else registered
 }
 
 #' @rdname register_keras_serializable

@@ -66,7 +66,7 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #'   the right epoch and batch, but not in the same order).
 #' @param batch_size Integer, samples per batch. Defaults to 32.
 #' @param epochs Integer, number of epochs to train.
-#' @param verbose `"auto"`, 0, 1 or 2.
+#' @param verbose `"auto"`, 0, 1 or 2 (`TRUE` and `FALSE` mean 1 and 0, as in keras3).
 #' @param callbacks A list of callbacks.
 #' @param validation_split Fraction of the data (taken from the end, before
 #'   shuffling) to hold out for validation.
@@ -142,7 +142,7 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #'   takes (arrays, lists, named lists, a `tf.data.Dataset`).
 #' @param ... More arguments to Keras' `Model.evaluate()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose `"auto"`, 0, 1 or 2.
+#' @param verbose `"auto"`, 0, 1 or 2 (`TRUE` and `FALSE` mean 1 and 0, as in keras3).
 #' @param sample_weight Optional per-sample weights.
 #' @param steps Optional number of batches to evaluate.
 #' @param callbacks Optional list of callbacks.
@@ -182,7 +182,7 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #'   named list), or a `tf.data.Dataset`.
 #' @param ... More arguments to Keras' `Model.predict()`.
 #' @param batch_size Integer, samples per batch.
-#' @param verbose `"auto"`, 0, 1 or 2.
+#' @param verbose `"auto"`, 0, 1 or 2 (`TRUE` and `FALSE` mean 1 and 0, as in keras3).
 #' @param steps Optional number of batches to predict.
 #' @param callbacks Optional list of callbacks.
 #' @returns An R array of predictions, or a list of them for a model with
@@ -240,8 +240,9 @@ resolve_verbose <- function(verbose) {
   if (identical(verbose, "auto")) {
     return(if (interactive()) 1L else 2L)
   }
+  if (is_flag(verbose)) return(as.integer(verbose))
   if (!(is.numeric(verbose) && length(verbose) == 1 && verbose %in% 0:2)) {
-    abort_invalid_arg("verbose", verbose, '"auto", 0, 1 or 2',
+    abort_invalid_arg("verbose", verbose, '"auto", 0, 1, 2, `TRUE` or `FALSE`',
                       call = rlang::caller_env())
   }
   as.integer(verbose)

@@ -604,9 +604,16 @@ op_normalize <- function(x, axis = -1L, order = 2L, epsilon = NULL) {
 #' Indices are 1-based, as in R (negative ones count from the end), unless
 #' `zero_indexed = TRUE`.
 #'
+#' As in keras3, only positive values are shifted down in 1-based mode:
+#' 0 and negative values pass unchanged. A 0 therefore encodes the first
+#' position, like a 1, so 0-based labels (0 to `num_classes - 1`, as in
+#' [dataset_mnist()]) keep apart only with `zero_indexed = TRUE`;
+#' otherwise labels 0 and 1 share the first position and the last one is
+#' never used. A negative value gives a row of zeros.
+#'
 #' Axes are 1-based, as in R; negative axes count from the end.
 #'
-#' @param x Input: a tensor, or an R array or number. A whole number (sent as an integer).
+#' @param x Class indices (whole numbers or an integer tensor): 1-based, or 0-based with `zero_indexed = TRUE`. In 1-based mode a factor gives its level codes.
 #' @param num_classes A whole number (sent as an integer).
 #' @param axis Axis or axes, 1-based (negative values count from the end).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
@@ -620,7 +627,7 @@ op_one_hot <- function(x, num_classes, axis = -1L, dtype = NULL, sparse = FALSE,
     zero_indexed = FALSE) {
   keras_call_indexed("ops.one_hot", list(
     x = as_integer, num_classes = as_integer, axis = as_axis
-  ), index_args = c("x"))
+  ), index_args = c("x"), zero_passes = c("x"))
 }
 
 #' polar (neural network operation)

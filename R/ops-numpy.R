@@ -182,19 +182,25 @@ op_append <- function(x1, x2, axis = NULL) {
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' @param start Whole numbers are sent as integers.
-#' @param stop Whole numbers are sent as integers.
-#' @param step Whole numbers are sent as integers.
+#' As in R's `seq()` and keras3, the sequence starts at 1 when `end` is
+#' not given (`op_arange(3)` is 1, 2, 3), and `end` is included unless
+#' `include_end = FALSE` (then the interval is Python's half-open `[start, end)`).
+#' R doubles give floats and R integers ints (`op_arange(3L)` is int32), unless
+#' `dtype` says otherwise; with an integer `dtype`, whole doubles are sent as
+#' integers. `end` may be a scalar tensor (e.g. a dynamic dimension).
+#'
+#' @param start First value (a number or a scalar tensor); with `end` missing, the last value, the sequence then starting at 1.
+#' @param end Last value (included unless `include_end = FALSE`): a number or a scalar tensor.
+#' @param step Spacing between values (negative to count down).
 #' @param dtype Data type (e.g. `"float32"`), or `NULL` for the default.
+#' @param include_end Whether `end` is included (`TRUE`, keras3's default) or the interval is half-open as in Python (`FALSE`).
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family numpy ops
 #' @seealso `keras.ops.arange`. `reticulate::py_help(reticulate::import("keras")$ops$arange)` shows Keras' own documentation at run time.
 #' @export
-op_arange <- function(start, stop = NULL, step = NULL, dtype = NULL) {
-  keras_call("ops.arange", list(
-    start = as_integer_if_whole, stop = as_integer_if_whole,
-    step = as_integer_if_whole
-  ))
+op_arange <- function(start, end = NULL, step = 1L, dtype = NULL,
+    include_end = TRUE) {
+  keras_call_arange("ops.arange", list(), rename = c(end = "stop"))
 }
 
 #' arccos (NumPy-style operation)

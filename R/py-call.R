@@ -1,6 +1,8 @@
-# Calls to Python functions and methods from R accept a trailing comma, as
-# keras3 code writes them (`self$add_weight(shape = s, trainable = TRUE, )`):
-# reticulate 1.28's call wrapper stops at the empty argument.
+# Calls to Python functions, methods and classes from R accept a trailing
+# comma and `!!!` splicing, as keras3 code writes them
+# (`self$add_weight(shape = s, trainable = TRUE, )`, `cls(!!!config)` in a
+# from_config() method): reticulate 1.28's call wrapper stops at the empty
+# argument and evaluates `!!!x` as a triple negation.
 
 #' @importFrom reticulate py_to_r_wrapper
 #' @method py_to_r_wrapper python.builtin.method
@@ -13,3 +15,7 @@ py_to_r_wrapper.python.builtin.method <- function(x) {
 #' @method py_to_r_wrapper python.builtin.function
 #' @export
 py_to_r_wrapper.python.builtin.function <- py_to_r_wrapper.python.builtin.method
+
+#' @method py_to_r_wrapper python.builtin.type
+#' @export
+py_to_r_wrapper.python.builtin.type <- py_to_r_wrapper.python.builtin.method

@@ -258,6 +258,14 @@ prepare_method <- function(fn, holder, first = "self") {
   self_name <- first %||% "self"
   used <- all.names(body(fn))
   prologue <- list()
+  if (identical(first, "cls") && first %in% used) {
+    # The class arrives as reticulate's plain callable: give it the R call
+    # conventions of any other Python class (`cls(!!!config)`).
+    env$.kerasbackup_as_callable <- function(x) {
+      reticulate::py_to_r(reticulate::r_to_py(x))
+    }
+    prologue <- c(prologue, quote(cls <- .kerasbackup_as_callable(cls)))
+  }
   if ("super" %in% used && !"super" %in% names(formals(fn))) {
     env$.kerasbackup_super <- function(self) new_super_getter(holder, self)
     prologue <- c(prologue, bquote(

@@ -301,16 +301,17 @@ as_index_logs_callback <- function(x, arg = "x") {
 
 #' 1-based R indices to 0-based Keras indices (negative ones stay)
 #' @noRd
-as_py_index <- function(x, arg = "indices") {
+as_py_index <- function(x, arg = "indices", zero = c("error", "pass")) {
+  zero <- match.arg(zero)
   if (is.null(x)) return(x)
   if (is_py_object(x)) {
     ops <- keras_object("ops")
     return(with_py_errors(ops$where(ops$greater(x, 0L), ops$subtract(x, 1L), x)))
   }
-  if (is.list(x)) return(lapply(x, as_py_index, arg = arg))
+  if (is.list(x)) return(lapply(x, as_py_index, arg = arg, zero = zero))
   if (is.factor(x)) x <- as.integer(x)
   x <- as_integer(x, arg)
-  if (any(x == 0L, na.rm = TRUE)) {
+  if (zero == "error" && any(x == 0L, na.rm = TRUE)) {
     abort_invalid_arg(arg, x, "1-based indices (or set `zero_indexed = TRUE`)")
   }
   x[x > 0L] <- x[x > 0L] - 1L

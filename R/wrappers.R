@@ -174,17 +174,22 @@ decoded_predictions <- function(out) {
 #' An op that takes or returns indices: 1-based in R unless the wrapper's
 #' `zero_indexed` is `TRUE`
 #'
-#' `index_args` are shifted down before the call; `index_result` says which
-#' result holds indices to shift up: `TRUE` for the whole result, a number
-#' for that element of a list result.
+#' `index_args` are shifted down before the call (a 0 among them is an
+#' error, except in `zero_passes`, where 0s pass unchanged as keras3 passes
+#' them); `index_result` says which result holds indices to shift up: `TRUE`
+#' for the whole result, a number for that element of a list result.
 #' @noRd
 keras_call_indexed <- function(path, converters = list(), positional = character(),
-                               index_args = character(), index_result = FALSE) {
+                               index_args = character(), index_result = FALSE,
+                               zero_passes = character()) {
   envir <- parent.frame()
   zero <- get("zero_indexed", envir)
   if (!is_flag(zero)) abort_invalid_arg("zero_indexed", zero, "`TRUE` or `FALSE`")
   if (!zero) {
     converters[index_args] <- list(as_py_index)
+    converters[intersect(zero_passes, index_args)] <- list(function(x, arg) {
+      as_py_index(x, arg, zero = "pass")
+    })
   }
   args <- capture_args(converters, ignore = "zero_indexed", envir = envir,
                        fn = sys.function(sys.parent()))
@@ -199,6 +204,47 @@ keras_call_indexed <- function(path, converters = list(), positional = character
   if (isTRUE(index_result)) return(one_up(out))
   out[[index_result]] <- one_up(out[[index_result]])
   out
+}
+
+#' op_arange(): keras3's R conventions over `keras.ops.arange`
+#'
+#' With `end` missing the sequence runs from 1 to `start`; `end` is included
+#' unless `include_end` is `FALSE`. R doubles stay floats (whole ones become
+#' integers only for an integer `dtype`).
+#' @noRd
+keras_call_arange <- function(path, converters = list(), positional = character(),
+                              rename = character()) {
+  envir <- parent.frame()
+  include_end <- get("include_end", envir)
+  if (!is_flag(include_end)) {
+    abort_invalid_arg("include_end", include_end, "`TRUE` or `FALSE`", call = envir)
+  }
+  if (eval(quote(missing(start)), envir)) {
+    cli::cli_abort("{.arg start} is missing: give a number or a scalar tensor.",
+                   class = c("kerasbackup_invalid_argument", "kerasbackup_error"),
+                   arg = "start", call = envir)
+  }
+  args <- capture_args(converters, ignore = "include_end", rename = rename,
+                       envir = envir, fn = sys.function(sys.parent()))
+  if (is.null(args$stop)) {
+    args$stop <- args$start
+    args$start <- if (is.double(args$stop)) 1 else 1L
+  }
+  args$step <- args$step %||% 1L
+  if (!is.null(args$dtype) &&
+      isTRUE(with_py_errors(keras_object("backend.is_int_dtype")(args$dtype)))) {
+    for (name in c("start", "stop", "step")) {
+      args[name] <- list(as_integer_if_whole(args[[name]]))
+    }
+  }
+  if (include_end) {
+    args$stop <- if (is_py_object(args$stop) || is_py_object(args$step)) {
+      with_py_errors(keras_object("ops.add")(args$stop, args$step))
+    } else {
+      args$stop + args$step
+    }
+  }
+  py_call_args(keras_object(path), args, positional)
 }
 
 #' op_shape(): the tensor's shape as a shape() (dynamic dimensions stay tensors)

@@ -17,6 +17,12 @@
 #      first error;
 # then prints a table: vignette, status, seconds, first error.
 #
+# A vignette listed in `upstream_failures` below runs too. Its status is
+# UPSTREAM when it fails with the recorded error, in its last expression
+# (so every expression before it ran): the guide's own code fails that way
+# on the pinned Keras, with keras3 as with this package. Any other outcome
+# (passing included) is reported as it is.
+#
 # Options:
 #   --only=a,b        run only vignettes whose name contains one of these
 #   --timeout=SECS    per vignette (default 900)
@@ -43,6 +49,18 @@ excluded <- c(
   "timeseries_anomaly_detection" =
     "R package listarrays, which Debian does not ship (CRAN cannot be reached)",
   "index" = "no code (a list of the examples)"
+)
+
+# Guides whose code fails on the pinned Keras (3.15.1) whatever the R front
+# end: the error their last expression raises, and why.
+upstream_failures <- list(
+  "intro_to_keras_for_researchers" = list(
+    error = "property 'kernel' of 'Dense' object has no setter",
+    reason = paste(
+      "the hypernetwork loop assigns `dense1$kernel <- w1`; since Keras 3.0.3",
+      "(LoRA support) Dense.kernel is a read-only property, so the guide's",
+      "last section fails on Keras 3.15.1 under keras3 too")
+  )
 )
 
 # ------------------------------------------------------------ arguments
@@ -354,7 +372,8 @@ for (.kb_i in seq_along(.kb_exprs)) {
   }, error = function(e) e)
   if (!is.null(.kb_err)) {
     .kb_status(status = "FAIL", line = .kb_line, code = .kb_text,
-               error = paste(conditionMessage(.kb_err), collapse = "\\n"))
+               error = paste(conditionMessage(.kb_err), collapse = "\\n"),
+               last = .kb_i == length(.kb_exprs))
     quit(status = 1)
   }
 }
@@ -392,6 +411,11 @@ run_one <- function(v, opts, workdir) {
     status$status <- "CRASH"
     status$error <- sprintf("R exited with status %d at line %s (see the log)",
                             rc, status$line)
+  }
+  known <- upstream_failures[[v$name]]
+  if (!is.null(known) && identical(status$status, "FAIL") &&
+      isTRUE(status$last) && grepl(known$error, status$error, fixed = TRUE)) {
+    status$status <- "UPSTREAM"
   }
   status$seconds <- round(secs)
   status$log <- log
@@ -433,6 +457,10 @@ main <- function(argv = commandArgs(trailingOnly = TRUE)) {
       detail <- if (s$status == "PASS") "" else
         sprintf("line %s: %s -- %s", s$line %||% "?", one_line(s$code, 60),
                 one_line(s$error, 160))
+      if (s$status == "UPSTREAM") {
+        detail <- paste0(one_line(upstream_failures[[v$name]]$reason, 400),
+                         " (line ", s$line, ")")
+      }
       cat(s$status, sprintf("(%ss)\n", s$seconds))
       rows[[i]] <- data.frame(vignette = v$rel, status = s$status,
                               seconds = s$seconds, detail = detail,
@@ -451,10 +479,12 @@ main <- function(argv = commandArgs(trailingOnly = TRUE)) {
                 table$detail[i]))
   }
   ran <- table$status != "EXCLUDED"
-  cat(sprintf("\n%d passed, %d failed, %d excluded (code and logs in %s)\n",
-              sum(table$status == "PASS"), sum(ran & table$status != "PASS"),
-              sum(!ran), workdir))
-  invisible(all(table$status[ran] == "PASS"))
+  ok <- table$status %in% c("PASS", "UPSTREAM")
+  cat(sprintf(paste("\n%d passed, %d failed as the guide does on the pinned Keras,",
+                    "%d failed, %d excluded (code and logs in %s)\n"),
+              sum(table$status == "PASS"), sum(table$status == "UPSTREAM"),
+              sum(ran & !ok), sum(!ran), workdir))
+  invisible(all(ok[ran]))
 }
 
 if (sys.nframe() == 0L) {

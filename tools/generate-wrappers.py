@@ -463,7 +463,7 @@ def build_args(ep):
             return
         seen.add(p.name)
         conv = converter_for(ep, p.name, p.default, hints.get(p.name))
-        default = r_default(p.default, conv)
+        default = rules.ARG_DEFAULTS.get(f"{ep.path}:{p.name}") or r_default(p.default, conv)
         r_name = rules.ARG_RENAMES.get(f"{ep.path}:{p.name}")
         args.append(Arg(p.name, default, "param", conv, p.default, r_name))
 
@@ -480,6 +480,8 @@ def build_args(ep):
             elif p.kind == p.POSITIONAL_ONLY:
                 positional.append(p.name)
             add(p)
+    for name, default in rules.R_ONLY_ARGS.get(ep.path, []):
+        args.append(Arg(name, default, "param", None, None))
     if ep.path in rules.INDEXED:
         args.append(Arg("zero_indexed", "FALSE", "param", None, False))
     if ep.kind in ("layer", "merge") and not dots:
@@ -525,6 +527,9 @@ def r_call_body(ep, args):
         index_args, index_result = rules.INDEXED[ep.path]
         if index_args:
             tail.append("index_args = c(" + ", ".join(f'"{a}"' for a in index_args) + ")")
+        zero_passes = rules.INDEX_ZERO_PASSES.get(ep.path)
+        if zero_passes:
+            tail.append("zero_passes = c(" + ", ".join(f'"{a}"' for a in zero_passes) + ")")
         if index_result == "all":
             tail.append("index_result = TRUE")
         elif index_result:

@@ -194,6 +194,7 @@ HELPERS = {
     "datasets.imdb.get_word_index": "keras_call_download",
     "datasets.reuters.get_word_index": "keras_call_download",
     "ops.shape": "keras_call_shape",
+    "ops.arange": "keras_call_arange",
     "applications.imagenet_utils.decode_predictions": "keras_call_decode_predictions",
 }
 
@@ -227,7 +228,18 @@ DATA_ARGS = {"y_true", "y_pred"}
 
 # Python argument names that keras3 spells differently in R (`function` is
 # reserved in R): python path:argument -> R name.
-ARG_RENAMES = {"layers.Lambda:function": "f"}
+ARG_RENAMES = {"layers.Lambda:function": "f", "ops.arange:stop": "end"}
+
+# R defaults that differ from Python's (R source text): python path:argument.
+ARG_DEFAULTS = {"ops.arange:step": "1L"}
+
+# Arguments only the R wrapper has (keras3 has them too), after Python's:
+# python path -> [(name, R default)]. The wrapper's helper reads them.
+R_ONLY_ARGS = {"ops.arange": [("include_end", "TRUE")]}
+
+# Index arguments (see INDEXED) whose 0s pass unchanged in 1-based mode, as
+# keras3 passes them: a 0 then encodes the first position, like a 1.
+INDEX_ZERO_PASSES = {"ops.one_hot": ("x",)}
 
 ARG_CONVERTERS = {
     "layers.Permute:dims": "as_integer_tuple",
@@ -236,9 +248,6 @@ ARG_CONVERTERS = {
     "ops.multi_hot:inputs": "as_integer",
     "random.randint:maxval": "as_integer",
     "ops.tensordot:axes": "as_tensordot_axes",
-    "ops.arange:start": "as_integer_if_whole",
-    "ops.arange:stop": "as_integer_if_whole",
-    "ops.arange:step": "as_integer_if_whole",
     "random.randint:minval": "as_integer",
     "random.randint:maxval": "as_integer",
     "layers.Dropout:rate": "as_dropout_rate",
@@ -316,12 +325,33 @@ def description(ep, version):
     if ep.path in INDEXED:
         lines += ["", "Indices are 1-based, as in R (negative ones count from the end), unless",
                   "`zero_indexed = TRUE`."]
+    lines += NOTES.get(ep.path, [])
     if ep.helper == "keras_call_set_seed":
         lines += ["", "R's own generator is seeded too ([set.seed()])."]
     if any(a.converter == "as_axis" for a in ep.args):
         lines += ["", "Axes are 1-based, as in R; negative axes count from the end."]
     return lines
 
+
+# More description, per endpoint (R conventions that differ from Python's).
+NOTES = {
+    "ops.arange": [
+        "", "As in R's `seq()` and keras3, the sequence starts at 1 when `end` is",
+        "not given (`op_arange(3)` is 1, 2, 3), and `end` is included unless",
+        "`include_end = FALSE` (then the interval is Python's half-open `[start, end)`).",
+        "R doubles give floats and R integers ints (`op_arange(3L)` is int32), unless",
+        "`dtype` says otherwise; with an integer `dtype`, whole doubles are sent as",
+        "integers. `end` may be a scalar tensor (e.g. a dynamic dimension).",
+    ],
+    "ops.one_hot": [
+        "", "As in keras3, only positive values are shifted down in 1-based mode:",
+        "0 and negative values pass unchanged. A 0 therefore encodes the first",
+        "position, like a 1, so 0-based labels (0 to `num_classes - 1`, as in",
+        "[dataset_mnist()]) keep apart only with `zero_indexed = TRUE`;",
+        "otherwise labels 0 and 1 share the first position and the last one is",
+        "never used. A negative value gives a row of zeros.",
+    ],
+}
 
 OBJECT_DOC = ("A Sequential model to add the layer to, a tensor (or list of tensors) to call "
               "the layer on, or missing to return the layer.")
@@ -373,7 +403,26 @@ PARAM_DOCS = {
 }
 
 
+# Argument help for one endpoint (python path:argument), used instead of
+# PARAM_DOCS and the converter's note.
+ENDPOINT_PARAM_DOCS = {
+    "ops.arange:start": "First value (a number or a scalar tensor); with `end` missing, the "
+                        "last value, the sequence then starting at 1.",
+    "ops.arange:stop": "Last value (included unless `include_end = FALSE`): a number or a "
+                       "scalar tensor.",
+    "ops.arange:step": "Spacing between values (negative to count down).",
+    "ops.arange:include_end": "Whether `end` is included (`TRUE`, keras3's default) or the "
+                              "interval is half-open as in Python (`FALSE`).",
+    "ops.one_hot:x": "Class indices (whole numbers or an integer tensor): 1-based, or 0-based "
+                     "with `zero_indexed = TRUE`. In 1-based mode a factor gives its level "
+                     "codes.",
+}
+
+
 def param_doc(ep, arg):
+    key = f"{ep.path}:{arg.name}"
+    if key in ENDPOINT_PARAM_DOCS:
+        return ENDPOINT_PARAM_DOCS[key]
     conv = arg.converter
     text = PARAM_DOCS.get(arg.name, "")
     notes = {

@@ -91,6 +91,7 @@ CASES = {
     "negative epoch": _meta(["epoch"], -1),
     "batch beyond the epoch": _meta(["batch"], 99),
     "history not a mapping": _meta(["history"], [1, 2]),
+    "optimizer targets malformed": _meta(["optimizer_targets"], {"optimizer:x": [-1]}),
 }
 if keras.backend.backend() == "torch":  # torch's generators are saved on torch only
     CASES["torch generator state shape"] = _rng_array("rng/torch",

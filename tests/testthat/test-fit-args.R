@@ -32,8 +32,8 @@ bad_fit_args <- list(
   list(args = list(shuffle = NA), accepted = "`TRUE` or `FALSE`"),
   list(args = list(validation_split = 1), accepted = "a number in [0, 1)"),
   list(args = list(validation_split = -0.1), accepted = "a number in [0, 1)"),
-  list(args = list(verbose = 3), accepted = '"auto", 0, 1 or 2'),
-  list(args = list(verbose = NA), accepted = '"auto", 0, 1 or 2')
+  list(args = list(verbose = 3), accepted = '"auto", 0, 1, 2, `TRUE` or `FALSE`'),
+  list(args = list(verbose = NA), accepted = '"auto", 0, 1, 2, `TRUE` or `FALSE`')
 )
 
 test_that("bad numeric fit() arguments stop with a classed error naming argument and value", {

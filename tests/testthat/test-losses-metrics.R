@@ -49,3 +49,21 @@ test_that("losses, metrics and R functions work in compile() and fit()", {
                   c("loss", "mean_absolute_error", "mean_squared_error", "my_mae"))
   expect_equal(history$metrics$mean_absolute_error, history$metrics$my_mae, tolerance = 1e-5)
 })
+
+test_that("custom_metric() names an R function's values in the logs", {
+  skip_if_no_python()
+  set_random_seed(2)
+  data <- toy_data(n = 16)
+  model <- keras_model_sequential(input_shape = 6) %>% layer_dense(1)
+  abs_error <- custom_metric("abs_error", function(y_true, y_pred) {
+    op_mean(op_abs(op_subtract(y_true, y_pred)), axis = -1)
+  })
+  expect_identical(abs_error$`__name__`, "abs_error")
+  model %>% compile(optimizer = optimizer_sgd(0.01), loss = "mse",
+                    metrics = list(abs_error, "mae"))
+  history <- model %>% fit(data$x, data$y, epochs = 2, batch_size = 8, verbose = 0)
+  expect_setequal(names(history$metrics), c("loss", "abs_error", "mae"))
+  expect_equal(history$metrics$abs_error, history$metrics$mae, tolerance = 1e-5)
+  expect_error(custom_metric(NA_character_, identity), class = "kerasbackup_invalid_argument")
+  expect_error(custom_metric("m", "mae"), class = "kerasbackup_invalid_argument")
+})

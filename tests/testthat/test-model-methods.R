@@ -104,3 +104,19 @@ test_that("compile(), fit(), evaluate() and predict() take a trailing comma", {
   expect_named(evaluate(model, d$x, d$y, verbose = 0, ), c("loss", "mae"))
   expect_identical(dim(predict(model, d$x, verbose = 0, )), c(40L, 1L))
 })
+
+test_that("verbose = TRUE/FALSE are taken as 1/0, as keras3 takes them", {
+  model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse")
+  d <- toy_data(p = 4)
+  quiet <- reticulate::py_capture_output({
+    h <- model %>% fit(d$x, d$y, epochs = 1, verbose = FALSE)
+    evaluate(model, d$x, d$y, verbose = FALSE)
+    predict(model, d$x, verbose = FALSE)
+  }, type = "stdout")
+  expect_identical(quiet, "")
+  expect_length(h$metrics$loss, 1L)
+  expect_match(reticulate::py_capture_output(evaluate(model, d$x, d$y, verbose = TRUE),
+                                             type = "stdout"),
+               "loss")
+})

@@ -2,7 +2,7 @@
 
 test_that("axes are 1-based and negative axes count from the end", {
   skip_if_no_python()
-  x <- op_reshape(op_arange(0, 24), c(2, 3, 4))
+  x <- op_reshape(op_arange(24), c(2, 3, 4))
   expect_identical(shape(op_mean(x, axis = 1)), shape(3, 4))
   expect_identical(shape(op_sum(x, axis = 2)), shape(2, 4))
   expect_identical(shape(op_max(x, axis = -1)), shape(2, 3))
@@ -26,10 +26,69 @@ test_that("indices given to and returned by ops are 1-based unless zero_indexed"
   expect_identical(as_r(op_one_hot(c(1, 3), num_classes = 3)), rbind(c(1, 0, 0), c(0, 0, 1)))
   expect_identical(as_r(op_one_hot(c(0, 2), num_classes = 3, zero_indexed = TRUE)),
                    rbind(c(1, 0, 0), c(0, 0, 1)))
+  expect_identical(as_r(op_one_hot(factor(c("b", "a")), num_classes = 2)),
+                   rbind(c(0, 1), c(1, 0)))
   expect_equal(as.numeric(as_r(op_take(c(10, 20, 30), indices = c(3, 1)))), c(30, 10))
   expect_equal(as.numeric(as_r(op_take(c(10, 20, 30), indices = op_array(c(3L, -1L))))),
                c(30, 30))
   expect_error(op_take(c(10, 20), indices = 0), class = "kerasbackup_invalid_argument")
+})
+
+test_that("op_one_hot() passes 0s as keras3 does: 0 and 1 both encode the first position", {
+  skip_if_no_python()
+  labels <- c(0, 1, 2, 9)
+  # keras3 shifts only positive values: 0-based labels are accepted, and
+  # 0 and 1 share the first position (the help page says so).
+  expect_identical(as_r(op_one_hot(labels, num_classes = 10)),
+                   rbind(diag(10)[1, ], diag(10)[1, ], diag(10)[2, ], diag(10)[9, ]))
+  expect_identical(as_r(op_one_hot(labels, num_classes = 10, zero_indexed = TRUE)),
+                   diag(10)[labels + 1, ])
+  # A tensor of labels takes the same path.
+  expect_identical(as_r(op_one_hot(op_array(c(0L, 3L)), num_classes = 3)),
+                   rbind(c(1, 0, 0), c(0, 0, 1)))
+  # A negative index gives a row of zeros, as in Keras.
+  expect_identical(as_r(op_one_hot(-1, num_classes = 2)), array(c(0, 0)))
+  # Elsewhere a 0 is still refused in 1-based mode.
+  expect_error(op_take(c(10, 20), indices = c(0, 1)), class = "kerasbackup_invalid_argument")
+})
+
+test_that("op_arange() follows keras3: starts at 1, includes `end`, keeps R's number types", {
+  skip_if_no_python()
+  expect_identical(as_r(op_arange(3)), array(c(1, 2, 3)))
+  expect_identical(py_text(op_arange(3)$dtype), "<dtype: 'float32'>")
+  expect_identical(as_r(op_arange(3L)), array(1:3))
+  expect_identical(py_text(op_arange(3L)$dtype), "<dtype: 'int32'>")
+  expect_identical(as_r(op_arange(2L, 5L)), array(2:5))
+  expect_identical(as_r(op_arange(1, 10, 3)), array(c(1, 4, 7, 10)))
+  expect_identical(as_r(op_arange(5L, 1L, -1L)), array(5:1))
+  expect_identical(as_r(op_arange(0L, 4L, include_end = FALSE)), array(0:3))
+  expect_identical(as_r(op_arange(0, 1, 0.25)), array(c(0, 0.25, 0.5, 0.75, 1)))
+  # An integer dtype makes whole doubles integers (keras3's example
+  # op_arange(0, len, dtype = "int32", include_end = FALSE)).
+  ints <- op_arange(0, 4, dtype = "int32", include_end = FALSE)
+  expect_identical(py_text(ints$dtype), "<dtype: 'int32'>")
+  expect_identical(as_r(ints), array(0:3))
+  expect_identical(py_text(op_arange(3L, dtype = "float32")$dtype), "<dtype: 'float32'>")
+  # `end` may be a scalar tensor, as a dynamic dimension is in a traced call.
+  expect_identical(as_r(op_arange(0L, op_convert_to_tensor(3L), include_end = FALSE)),
+                   array(0:2))
+  expect_identical(as_r(op_arange(op_convert_to_tensor(3L))), array(1:3))
+  mask_layer <- Layer("CausalMask", call = function(x) {
+    n <- op_shape(x)[[2]]
+    i <- op_arange(0L, n, include_end = FALSE)
+    op_cast(op_greater_equal(op_expand_dims(i, 2), op_expand_dims(i, 1)), "int32")
+  })
+  inputs <- keras_input(shape(NA), dtype = "int32")
+  model <- keras_model(inputs, mask_layer()(inputs))
+  # predict() traces the call, where the sequence length is a tensor.
+  expect_identical(unname(predict(model, matrix(1L, 1, 3), verbose = 0)),
+                   rbind(c(1L, 0L, 0L), c(1L, 1L, 0L), c(1L, 1L, 1L)))
+  expect_identical(names(formals(op_arange)),
+                   c("start", "end", "step", "dtype", "include_end"))
+  err <- plain_message(op_arange(1, 3, include_end = NA))
+  expect_identical(err$cnd$arg, "include_end")
+  expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+  expect_error(op_arange(), class = "kerasbackup_invalid_argument")
 })
 
 test_that("tensordot takes a count of axes or 1-based axis lists", {
@@ -42,8 +101,8 @@ test_that("tensordot takes a count of axes or 1-based axis lists", {
 
 test_that("whole numbers become integers; shapes accept NA and shape()", {
   skip_if_no_python()
-  expect_identical(py_text(op_arange(1, 4)$dtype), "<dtype: 'int32'>")
-  expect_identical(as_r(op_arange(1, 4)), array(1:3))
+  expect_identical(shape(op_eye(3)), shape(3, 3))
+  expect_identical(as_r(op_repeat(c(1, 2), repeats = 2)), array(c(1, 1, 2, 2)))
   expect_identical(shape(op_ones(shape(2, 3))), shape(2, 3))
   expect_identical(shape(op_reshape(op_ones(c(2, 6)), c(-1, 3))), shape(4, 3))
   expect_identical(length(op_split(op_ones(c(6, 2)), indices_or_sections = 3)), 3L)

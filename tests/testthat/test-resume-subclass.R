@@ -190,3 +190,137 @@ test_that("an R Metric() resumes exactly, its accumulators included", {
   expect_identical(names(reference$history$metrics),
                    c("loss", "sum_abs", "val_loss", "val_sum_abs"))
 })
+
+test_that("an R Model() GAN whose optimizers are attributes resumes exactly", {
+  skip_if_no_python()
+  tf <- reticulate::import("tensorflow")
+  `%as%` <- reticulate::`%as%`
+  # keras3's GAN guide in miniature: no call(), two parts trained in turn by
+  # two optimizers that compile() keeps as attributes.
+  GAN <- Model("GAN",
+    initialize = function(discriminator, generator, ...) {
+      super$initialize(...)
+      self$discriminator <- discriminator
+      self$generator <- generator
+      self$seed_generator <- random_seed_generator(3)
+      self$d_loss_tracker <- metric_mean(name = "d_loss")
+      self$g_loss_tracker <- metric_mean(name = "g_loss")
+    },
+    compile = function(d_optimizer, g_optimizer, loss_fn, ...) {
+      super$compile(...)
+      self$d_optimizer <- d_optimizer
+      self$g_optimizer <- g_optimizer
+      self$loss_fn <- loss_fn
+    },
+    metrics = active_property(function() {
+      list(self$d_loss_tracker, self$g_loss_tracker)
+    }),
+    train_step = function(real) {
+      batch_size <- shape(real)[[1]]
+      z <- random_normal(shape(batch_size, 2), seed = self$seed_generator)
+      images <- op_concatenate(list(self$generator(z), real))
+      labels <- op_concatenate(list(op_ones(c(batch_size, 1)),
+                                    op_zeros(c(batch_size, 1))))
+      with(tf$GradientTape() %as% tape, {
+        d_loss <- self$loss_fn(labels, self$discriminator(images))
+      })
+      weights <- self$discriminator$trainable_weights
+      self$d_optimizer$apply_gradients(
+        zip_lists(tape$gradient(d_loss, weights), weights))
+      z <- random_normal(shape(batch_size, 2), seed = self$seed_generator)
+      with(tf$GradientTape() %as% tape, {
+        g_loss <- self$loss_fn(op_zeros(c(batch_size, 1)),
+                               self$discriminator(self$generator(z)))
+      })
+      weights <- self$generator$trainable_weights
+      self$g_optimizer$apply_gradients(
+        zip_lists(tape$gradient(g_loss, weights), weights))
+      self$d_loss_tracker$update_state(d_loss)
+      self$g_loss_tracker$update_state(g_loss)
+      list(d_loss = self$d_loss_tracker$result(),
+           g_loss = self$g_loss_tracker$result())
+    }
+  )
+  make_gan <- function() {
+    set_random_seed(1)
+    discriminator <- keras_model_sequential(input_shape = 4) %>%
+      layer_dense(6, activation = "relu") %>% layer_dense(1)
+    generator <- keras_model_sequential(input_shape = 2) %>% layer_dense(4)
+    gan <- GAN(discriminator, generator)
+    gan %>% compile(d_optimizer = optimizer_adam(0.01),
+                    g_optimizer = optimizer_sgd(0.05, momentum = 0.9),
+                    loss_fn = loss_binary_crossentropy(from_logits = TRUE))
+    gan
+  }
+  train <- function(dir, extra = list()) {
+    gan <- make_gan()
+    history <- gan %>% fit(x, epochs = 3, batch_size = 5, verbose = 0,
+      callbacks = c(list(callback_backup_and_restore(dir, save_freq = 2L)), extra))
+    list(gan = gan, history = history)
+  }
+  state <- function(gan) {
+    list(all_variables(gan),
+         lapply(gan$d_optimizer$variables, function(v) v$numpy()),
+         lapply(gan$g_optimizer$variables, function(v) v$numpy()))
+  }
+  set.seed(3)
+  x <- matrix(rnorm(30 * 4), 30, 4)  # 6 batches an epoch
+  reference <- train(withr::local_tempdir())
+  dir <- file.path(withr::local_tempdir(), "backup")
+  expect_error(train(dir, list(stop_at(1, 5))), "Interrupting!")
+  expect_identical(backup_info(dir)$batch, 4L)  # mid-epoch
+  resumed <- train(dir)
+  expect_identical(state(resumed$gan), state(reference$gan))
+  expect_identical(resumed$history$metrics, reference$history$metrics)
+  expect_identical(as.integer(resumed$gan$g_optimizer$iterations$numpy()), 18L)
+})
+
+test_that("an R Model() whose parts are still unbuilt is refused before training", {
+  skip_if_no_python()
+  TwoParts <- Model("TwoParts",
+    initialize = function(...) {
+      super$initialize(...)
+      self$encoder <- layer_dense(units = 3)
+      self$head <- layer_dense(units = 1)
+    },
+    train_step = function(data) {
+      list(loss = op_mean(self$head(self$encoder(data))))
+    }
+  )
+  model <- TwoParts()
+  model %>% compile(optimizer = "adam")
+  dir <- file.path(withr::local_tempdir(), "backup")
+  expect_error(
+    model %>% fit(matrix(1, 4, 2), epochs = 1, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir))),
+    class = "kerasbackup_unbuilt_state")
+  err <- tryCatch(
+    model %>% fit(matrix(1, 4, 2), epochs = 1, verbose = 0,
+                  callbacks = list(callback_backup_and_restore(dir))),
+    error = identity)
+  expect_match(conditionMessage(err), "not built yet (dense", fixed = TRUE)
+  expect_match(conditionMessage(err), "input shape", fixed = TRUE)
+})
+
+test_that("an R Model() whose layers build at their first call resumes exactly", {
+  skip_if_no_python()
+  Lazy <- Model("Lazy",
+    initialize = function(...) {
+      super$initialize(...)
+      self$hidden <- layer_dense(units = 8, activation = "relu")
+      self$drop <- layer_dropout(rate = 0.2)
+      self$out <- layer_dense(units = 1)
+    },
+    call = function(x, training = NULL) {
+      self$out(self$drop(self$hidden(x), training = training))
+    }
+  )
+  make_model <- function() {
+    set_random_seed(1)
+    model <- Lazy()
+    model %>% compile(optimizer = optimizer_adam(0.01), loss = "mse")
+    model
+  }
+  expect_false(make_model()$built)  # fit() builds it from the first batch
+  expect_exact_resume(make_model, regression_data())
+})

@@ -197,6 +197,90 @@ test_that("get_config() and from_config() work as in keras3", {
                    class(model$layers[[2]])[[1]])
 })
 
+test_that("methods work with or without an explicit `self`; a registered class saves and loads", {
+  skip_if_no_python()
+  # The same layer twice: methods written as keras3's guides write them,
+  # with `self` as first argument, and without it.
+  with_self <- Layer("ScaleWithSelf",
+    initialize = function(self, factor, ...) {
+      super$initialize(...)
+      self$factor <- factor
+    },
+    build = function(self, input_shape) {
+      self$w <- self$add_weight(shape = shape(input_shape[[2]], 1L),
+                                initializer = "ones", name = "w")
+    },
+    call = function(self, x) op_matmul(x * self$factor, self$w),
+    get_config = function(self) {
+      modifyList(super$get_config(), list(factor = self$factor))
+    }
+  )
+  without_self <- Layer("ScaleWithoutSelf",
+    initialize = function(factor, ...) {
+      super$initialize(...)
+      self$factor <- factor
+    },
+    build = function(input_shape) {
+      self$w <- self$add_weight(shape = shape(input_shape[[2]], 1L),
+                                initializer = "ones", name = "w")
+    },
+    call = function(x) op_matmul(x * self$factor, self$w),
+    get_config = function() {
+      modifyList(super$get_config(), list(factor = self$factor))
+    }
+  )
+  x <- matrix(c(1, 2, 3, 4, 5, 6), 2)
+  for (gen in list(with_self, without_self)) {
+    expect_identical(names(formals(gen)), c("object", "factor", "..."))
+    layer <- gen(factor = 0.5)
+    expect_equal(as.array(layer(x)), matrix(rowSums(x) * 0.5), ignore_attr = TRUE)
+    expect_identical(layer$get_config()$factor, 0.5)
+    # Positional arguments after a tensor, as in `inputs |> layer_custom(0.5)`.
+    out <- keras_input(shape(3)) |> gen(0.5)
+    expect_identical(out$shape[[2]], 1L)
+  }
+
+  # register_keras_serializable() returns the generator (keras3 does), which
+  # still composes; a saved model then loads without custom_objects.
+  registered <- register_keras_serializable(with_self, package = "kbtest_self")
+  expect_identical(registered, with_self)
+  expect_identical(keras_py()$saving$get_registered_name(reticulate::r_to_py(with_self)),
+                   "kbtest_self>ScaleWithSelf")
+  inputs <- keras_input(shape(3))
+  model <- keras_model(inputs, inputs |> registered(0.5))
+  path <- withr::local_tempfile(fileext = ".keras")
+  save_model(model, path)
+  loaded <- load_model(path)
+  expect_identical(class(loaded$layers[[2]])[[1]], class(model$layers[[2]])[[1]])
+  expect_identical(loaded$layers[[2]]$factor, 0.5)
+  expect_equal(as.array(loaded(x)), as.array(model(x)))
+})
+
+test_that("from_config() can splice the config into cls(), the class name or __class__", {
+  skip_if_no_python()
+  for (maker in c("cls", "Spliced", "__class__")) {
+    layer_spliced <- Layer("Spliced",
+      initialize = function(k = 1, ...) {
+        super$initialize(...)
+        self$k <- k
+      },
+      call = function(x) x,
+      get_config = function() modifyList(super$get_config(), list(k = self$k)),
+      from_config = eval(bquote(function(config) {
+        config$k <- config$k + 1
+        .(as.name(maker))(!!!config)
+      }))
+    )
+    revived <- layer_spliced(k = 2, name = "sp")$from_config(
+      layer_spliced(k = 2, name = "sp")$get_config())
+    expect_identical(revived$k, 3)
+    expect_identical(revived$name, "sp")
+  }
+  # Any Python class called from R splices too.
+  config <- list(units = 2L, name = "spliced_dense")
+  expect_identical(keras_py()$layers$Dense(!!!config, )$name, "spliced_dense")
+})
+
 test_that("inherit takes a Python class or another generator", {
   skip_if_no_python()
   keras <- keras_py()

@@ -24,7 +24,8 @@ import keras
 
 from kerasbackup import distributed, replicas
 from kerasbackup import state as training_state
-from kerasbackup.errors import PreemptedError, ResumeWarning, SaveErrorWarning
+from kerasbackup.errors import (PreemptedError, ResumeWarning, SaveErrorWarning,
+                                UnbuiltStateError)
 from kerasbackup.policy import SavePolicy
 from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
@@ -465,13 +466,22 @@ class BackupAndRestore(keras.callbacks.Callback):
         # Another number of workers or replicas reduces in another order.
         fit_info = dict(fit_info or {}, workers=fit.cluster.world,
                         replicas=replicas.replica_count(model))
-        if not model.built:
-            raise ValueError(
-                "To use the BackupAndRestore callback with model.fit(), the "
-                f"model must be built before fit() starts. Model {model.name} is "
-                "unbuilt: call it on a batch of data first, or train with "
-                "kerasbackup.fit(), which builds it from the first batch."
-            )
+        unbuilt = training_state.unbuilt_layers(model)
+        if unbuilt:
+            how = ("call it on a batch of data first, or train with "
+                   "kerasbackup.fit(), which builds it from the first batch"
+                   if self._driver is None else
+                   "fit() could not build it from the first batch (its call() "
+                   "does not reach them, or it has none, as a GAN whose "
+                   "train_step() calls its parts). Build them first: give their "
+                   "first layer an input shape, call them on a batch, or call "
+                   "their build(input_shape)")
+            raise UnbuiltStateError(
+                "To back up and restore training exactly, the model must be "
+                f"built before fit() starts. Model {model.name} has layers that "
+                f"are not built yet ({', '.join(unbuilt)}): their variables would "
+                "be created inside the first train step, after the restore. "
+                f"To fix this, {how}.")
         training_state.ensure_optimizer_built(model)
         current = training_state.fingerprint(model, fit_info)
         fit.progress = training_state.TrainingState(epoch=0, fingerprint=current)

@@ -158,6 +158,16 @@ class SaveErrorWarning(UserWarning):
     """
 
 
+class UnbuiltStateError(ValueError):
+    """Part of the training state does not exist yet when training starts.
+
+    A layer or an optimizer that creates its variables at its first call,
+    inside the train step, has nothing a checkpoint could be restored into
+    before that step runs. The message names what is unbuilt and how to
+    build it before fit().
+    """
+
+
 # ------------------------------------------------ several workers
 
 

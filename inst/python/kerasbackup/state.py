@@ -3,7 +3,8 @@
 A checkpoint is a pair `(arrays, meta)`: `arrays` maps names to numpy arrays
 and `meta` is JSON. The store writes both; this module knows what goes in
 them. `TrainingState` is the JSON part; the arrays hold the variables
-(`model/00000`, `optimizer/00000`, `metrics/00000`), the random generators
+(`model/00000`, `optimizer/00000`, `metrics/00000`, and for optimizers held
+as attributes, `optimizer:d_optimizer/00000`), the random generators
 (`rng/...`) and array-valued callback state (`callback/...`).
 
 A restore is all-or-nothing: `check_restore()` validates every part of a
@@ -96,8 +97,14 @@ class TrainingState:
         history: metric name -> list of per-epoch values.
         history_epochs: the epochs the history covers.
         fingerprint: item -> description of the setup (see `fingerprint()`).
-        variables: group ("model", "optimizer", "metrics") ->
-            `[[path, shape, dtype], ...]`, in the order of the model's variables.
+        variables: group ("model", "optimizer", "metrics", and
+            "optimizer:<attribute>" for each optimizer held as an attribute,
+            see `attribute_optimizers()`) -> `[[path, shape, dtype], ...]`,
+            in the order of the model's variables.
+        optimizer_targets: "optimizer:<attribute>" -> the positions in
+            `model.variables` of the variables that optimizer was built for
+            (None if it was not built yet; a None position for a variable
+            that is not the model's), so that a resume can build it alike.
         rng: JSON part of the global random generators (see `capture_rng()`).
         callbacks: saved states of the other callbacks, by position.
         keras_version: the Keras that wrote it.
@@ -113,6 +120,7 @@ class TrainingState:
     history_epochs: list = dataclasses.field(default_factory=list)
     fingerprint: dict = dataclasses.field(default_factory=dict)
     variables: dict = dataclasses.field(default_factory=dict)
+    optimizer_targets: dict = dataclasses.field(default_factory=dict)
     rng: dict = dataclasses.field(default_factory=dict)
     callbacks: list = dataclasses.field(default_factory=list)
     keras_version: str = ""
@@ -151,6 +159,8 @@ class TrainingState:
         need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
         need(isinstance(meta.get("rng_ranks", []), list), "rng_ranks is not a list")
         need(_valid_index(meta.get("variables")), "the variable table is malformed")
+        need(_valid_targets(meta.get("optimizer_targets", {})),
+             "optimizer_targets is malformed")
         if problems:
             raise InvalidCheckpointContent(problems)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -175,6 +185,115 @@ def _valid_index(index):
     return True
 
 
+def _valid_targets(targets):
+    return isinstance(targets, dict) and all(
+        isinstance(k, str) and (v is None or (isinstance(v, list) and all(
+            i is None or _is_count(i) for i in v)))
+        for k, v in targets.items())
+
+
+# ---------------------------------------------------------------- optimizers
+
+
+def attribute_optimizers(model):
+    """The optimizers the model holds besides `model.optimizer`: `[(group, optimizer)]`.
+
+    A custom train_step() (a GAN's) keeps its own optimizers as attributes
+    (`self.d_optimizer`). They are looked for in the public attributes of the
+    model and, recursively, of the layers held in its public attributes (and
+    in lists and dicts there), in sorted order. Each is named by its attribute path, e.g.
+    "optimizer:d_optimizer", "optimizer:critic.optimizer",
+    "optimizer:opts[1]": the same script names them alike in every run.
+    """
+    found = []
+    seen = {id(getattr(model, "optimizer", None))}
+    visited = set()
+
+    def visit(obj, prefix):
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        for name in sorted(vars(obj)):
+            if name.startswith("_"):
+                continue
+            value = vars(obj)[name]
+            if isinstance(value, (list, tuple)):
+                items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+            elif isinstance(value, dict):
+                items = [(f"{name}[{k}]", v) for k, v in sorted(
+                    value.items(), key=lambda kv: str(kv[0])) if isinstance(k, str)]
+            else:
+                items = [(name, value)]
+            for path, item in items:
+                if isinstance(item, keras.optimizers.Optimizer):
+                    if id(item) not in seen:
+                        seen.add(id(item))
+                        found.append((f"optimizer:{prefix}{path}", item))
+                elif isinstance(item, keras.layers.Layer):
+                    visit(item, f"{prefix}{path}.")
+
+    visit(model, "")
+    return found
+
+
+def optimizer_targets(model):
+    """`TrainingState.optimizer_targets` for the model's attribute optimizers."""
+    position = {id(v): i for i, v in enumerate(model.variables)}
+    targets = {}
+    for group, opt in attribute_optimizers(model):
+        if not opt.built:
+            targets[group] = None
+        else:
+            # Keras keeps the variables an optimizer was built for in
+            # `_trainable_variables`; there is no public accessor.
+            targets[group] = [position.get(id(v)) for v in opt._trainable_variables]
+    return targets
+
+
+def build_attribute_optimizers(model, targets):
+    """Builds each unbuilt attribute optimizer the checkpoint had built, alike.
+
+    Building creates the zero slots its first step would create, on the
+    variables it was built for then, so its saved variables can be assigned.
+    Returns what is wrong with `targets` (positions beyond the model's
+    variables); raises `UnbuiltStateError` for an optimizer built for
+    variables that are not the model's, which no resume can find.
+    """
+    from kerasbackup.errors import UnbuiltStateError
+
+    variables = list(model.variables)
+    problems = []
+    for group, opt in attribute_optimizers(model):
+        wanted = targets.get(group)
+        if opt.built or wanted is None:
+            continue
+        if any(i is None for i in wanted):
+            raise UnbuiltStateError(
+                "The checkpoint holds the state of the optimizer "
+                f"`{group.split(':', 1)[1]}`, "
+                "which is not built yet and was built for variables that are "
+                "not the model's, so it cannot be built alike. Build it before "
+                "fit() (`optimizer.build(variables)`, with the variables its "
+                "train step updates), or make those variables part of the model.")
+        if any(i >= len(variables) for i in wanted):
+            problems.append(f"{group} was built for variable {max(wanted)}, the "
+                            f"model has {len(variables)}")
+            continue
+        with keras.name_scope(opt.name, caller=opt):
+            opt.build([variables[i] for i in wanted])
+    return problems
+
+
+def unbuilt_layers(model):
+    """The names of the model's layers (itself included) not built yet.
+
+    Their variables are created at their first call, inside the first train
+    step, after a restore would have had to assign them.
+    """
+    return [layer.name for layer in model._flatten_layers(include_self=True)
+            if not layer.built]
+
+
 # ---------------------------------------------------------------- variables
 
 
@@ -183,6 +302,8 @@ def variable_groups(model, include_metrics):
     opt = getattr(model, "optimizer", None)
     if opt is not None:
         groups.append(("optimizer", list(opt.variables)))
+    for group, extra in attribute_optimizers(model):
+        groups.append((group, list(extra.variables)))
     if include_metrics:
         groups.append(("metrics", list(model.metrics_variables)))
     return groups
@@ -619,15 +740,16 @@ def fingerprint(model, fit_info=None):
         ),
     }
     opt = getattr(model, "optimizer", None)
-    if opt is not None:
+    optimizers = [("optimizer", opt)] if opt is not None else []
+    for group, opt in optimizers + attribute_optimizers(model):
         # One item per setting, so a mismatch names just what changed.
-        items["optimizer"] = type(opt).__name__
+        items[group] = type(opt).__name__
         config = _optimizer_config(opt)
         config.pop("name", None)
         if isinstance(config.get("learning_rate"), (int, float)):
             config.pop("learning_rate")
         for key, value in config.items():
-            items[f"optimizer {key}"] = _canonical(_describe(value))
+            items[f"{group} {key}"] = _canonical(_describe(value))
     items["loss"] = _canonical(_describe(getattr(model, "loss", None)))
     compiled = getattr(model, "_compile_config", None)
     metrics = None
@@ -743,8 +865,9 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
     if callbacks:
         cb_arrays, cb_meta = capture_callbacks(callbacks)
         arrays.update(cb_arrays)
-    state = dataclasses.replace(state, variables=index, rng=rng_meta,
-                                callbacks=cb_meta, rng_ranks=rng_ranks,
+    state = dataclasses.replace(state, variables=index,
+                                optimizer_targets=optimizer_targets(model),
+                                rng=rng_meta, callbacks=cb_meta, rng_ranks=rng_ranks,
                                 keras_version=keras_version())
     return Capture(arrays, state.to_meta(), device)
 
@@ -827,16 +950,22 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
         raise FingerprintMismatchError(backup_dir, diffs)
     same_setup = not compare_fingerprints(state.fingerprint, current_fingerprint)
 
-    problems, differences = [], []
-    groups = []
+    problems = build_attribute_optimizers(model, state.optimizer_targets)
+    differences, groups = [], []
     current = dict(variable_groups(model, False))
-    for group in ("model", "optimizer"):
-        saved = state.variables.get(group)
-        if saved is None:
+    for group, saved in state.variables.items():
+        if group == "metrics":
+            continue
+        problems += _table_problems(group, saved, arrays)
+        if group not in current:
+            # An optimizer attribute the model no longer has: another setup.
+            if compare_fingerprints({group: "present"}, {group: "absent"},
+                                    allow_changes):
+                raise FingerprintMismatchError(backup_dir,
+                                               [(group, "present", "absent")])
             continue
         groups.append(group)
-        problems += _table_problems(group, saved, arrays)
-        differences += _model_differences(group, saved, current.get(group, []))
+        differences += _model_differences(group, saved, current[group])
     if "metrics" in state.variables:
         problems += _table_problems("metrics", state.variables["metrics"], arrays)
     problems += check_rng(arrays, state.rng)
