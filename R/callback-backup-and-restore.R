@@ -115,7 +115,8 @@
 #'   written waits for it; `fit()` waits for the last one before it returns;
 #'   a failed background save stops training at the next batch). Defaults to
 #'   `TRUE`: on the benchmark it blocks training 5-10 times less than a
-#'   synchronous save, for one extra host copy of the state in memory.
+#'   synchronous save, for one extra host copy of the state in memory, kept
+#'   after `fit()` returns so that the next `fit()` in the session reuses it.
 #' @param on_save_error `"stop"` (the default) stops training when a save
 #'   fails; `"warn"` warns and trains on. The previous checkpoint is kept
 #'   either way.

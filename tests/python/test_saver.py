@@ -6,9 +6,10 @@ import os
 import signal
 import threading
 
+import numpy as np
 import pytest
 
-from kerasbackup.saver import AsyncSaver
+from kerasbackup.saver import AsyncSaver, release_host_buffers
 from kerasbackup.store import BackupWriteError, SaveCancelled
 
 
@@ -59,8 +60,11 @@ def test_sync_saver_raises_at_once():
         saver.submit(failing)
 
 
-def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it():
+@pytest.mark.parametrize("call", ["wait_until_finished", "close"])
+def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it(call):
+    release_host_buffers()
     saver = AsyncSaver()
+    buffers = saver.host_buffers
     started, release, log = threading.Event(), threading.Event(), []
     saver.submit(_blocking_write(started, release, log))
     assert started.wait(120)
@@ -84,7 +88,7 @@ def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it():
         threading.Thread(target=send_until_handled, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             armed.set()
-            saver.wait_until_finished()
+            getattr(saver, call)()
     finally:
         signal.signal(signal.SIGUSR1, previous)
     # The write still runs (a join interrupted this way could have marked
@@ -93,3 +97,42 @@ def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it():
     release.set()
     saver.wait_until_finished()
     assert log == ["cancelled"] and not saver.in_flight and saver.completed == 0
+    # A close() cut short leaves its buffers out of the pool: the write it
+    # stopped waiting for could still have been reading them.
+    saver.close()
+    assert (AsyncSaver().host_buffers is buffers) == (call == "wait_until_finished")
+
+
+class _CudaBuffer:
+    is_cuda = True
+
+
+def test_host_buffers_outlive_the_saver_and_hold_one_state():
+    release_host_buffers()
+    first = AsyncSaver()
+    buffers = first.host_buffers
+    x, y = np.zeros(3), np.ones(2)
+    # A capture stores buffers (or looks them up), then the write runs.
+    buffers["x"], buffers["y"], buffers["gpu"] = x, y, _CudaBuffer()
+    first.submit(lambda cancel: {})
+    first.wait_until_finished()
+    assert set(buffers) == {"x", "y", "gpu"}
+    # The next capture uses "x" and "gpu" only: after its write "y" is freed.
+    assert buffers.get("x") is x and buffers.get("gpu") is not None
+    first.submit(lambda cancel: {})
+    first.wait_until_finished()
+    assert set(buffers) == {"x", "gpu"}
+    first.close()
+    # The next saver (the next fit()) gets the host buffers, not the device ones.
+    second = AsyncSaver()
+    assert second.host_buffers is buffers and set(buffers) == {"x"} and buffers["x"] is x
+    # A saver opened meanwhile gets buffers of its own: never shared.
+    third = AsyncSaver()
+    own = third.host_buffers
+    assert own is not buffers and not own
+    second.close()
+    third.close()  # the pool keeps one set: the last one closed
+    assert AsyncSaver().host_buffers is own
+    release_host_buffers()
+    assert not AsyncSaver().host_buffers
+

@@ -16,6 +16,7 @@ _EXPORTS = {
     "DriverRun": "kerasbackup.callback",
     "TrainingState": "kerasbackup.state",
     "AsyncSaver": "kerasbackup.saver",
+    "release_host_buffers": "kerasbackup.saver",
     "SavePolicy": "kerasbackup.policy",
     "PreemptionAbort": "kerasbackup.preemption",
     "BackupDirError": "kerasbackup.store",

@@ -197,7 +197,9 @@ class BackupAndRestore(keras.callbacks.Callback):
             training only waits for the copy to host memory. One save is in
             flight at a time: a save that falls due meanwhile waits for it,
             and fit() waits for the last one. A failed background save
-            raises at the next batch.
+            raises at the next batch. The host copy (one state's size) is
+            kept for the next fit() of the process; see
+            `saver.release_host_buffers()`.
         on_save_error: `"stop"` raises when a save fails; `"warn"` warns
             (`SaveErrorWarning`) and trains on. The previous checkpoint is
             kept either way.

@@ -20,12 +20,13 @@ OverflowError or RecursionError) for any input bytes.
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 import numpy as np
+
+from kerasbackup.store.fileio import crc32
 
 FORMAT_VERSION = 1
 
@@ -198,7 +199,7 @@ def manifest_crc32(body):
     not matter.
     """
     canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return f"{zlib.crc32(canon.encode('utf-8')):08x}"
+    return f"{crc32(canon.encode('utf-8')):08x}"
 
 
 # The keys every manifest has; a back end may add its own (`extra`).
