@@ -34,6 +34,7 @@ if os.environ.get("KB_TEST_NETNS"):  # before any socket or thread (helpers_dist
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -114,6 +115,19 @@ def write_json(path, value):
     with open(tmp, "w") as f:
         json.dump(value, f)
     os.replace(tmp, path)
+
+
+def outlive_the_others(args, limit=120.0):
+    """Rank 0 waits (bounded) until every other rank has written its result.
+
+    Rank 0 is JAX's coordinator: once it is gone, JAX ends the other
+    processes, so a rank 0 that finished first would kill a peer still
+    writing its result. A peer that never writes one fails the test anyway.
+    """
+    others = [os.path.join(args.events, f"result-{r}.json") for r in range(1, args.world)]
+    deadline = time.monotonic() + limit
+    while not all(os.path.exists(p) for p in others) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- engines
@@ -258,6 +272,8 @@ def main(argv=None):
     result["status"] = status
     write_json(ev("result") + ".json", result)
     audit.dump(ev("audit") + ".json")
+    if status in ("ok", "preempted") and args.rank == 0:
+        outlive_the_others(args)
     sys.stdout.flush()
     sys.stderr.flush()
     # Leave at once: a TF or JAX runtime whose peer is gone may block at exit.
