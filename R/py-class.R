@@ -148,7 +148,9 @@ collect_members <- function(named, ..., public = list(),
 
 resolve_base <- function(inherit, parent_env, default_base) {
   base <- if (is.null(inherit)) default_base() else eval(inherit, parent_env)
-  if (inherits(base, "kerasbackup_class_generator")) base <- reticulate::r_to_py(base)
+  if (inherits(base, "kerasbackup_class_generator")) {
+    base <- reticulate::r_to_py(base)
+  }
   if (!inherits(base, "python.builtin.type")) {
     abort_invalid_arg("inherit", base, "a Python class or a class generator",
                       call = NULL)

@@ -58,9 +58,13 @@ tuple <- function(..., convert = FALSE) call_reticulate("tuple")
 #' @export
 py_help <- function(object) call_reticulate("py_help")
 
+# Not a wrapper: .onLoad() binds r_to_py to reticulate's generic itself on
+# first use, as R CMD check looks for the methods registered on
+# reticulate::r_to_py (shape.R, py-class.R) under the r_to_py found here.
 #' @rdname reticulate-functions
+#' @usage r_to_py(x, convert = FALSE)
 #' @export
-r_to_py <- function(x, convert = FALSE) call_reticulate("r_to_py")
+r_to_py <- NULL
 
 #' @rdname reticulate-functions
 #' @export

@@ -1,7 +1,7 @@
 # library(kerasbackup) loads neither reticulate (which imports the Matrix
 # package, most of the load time) nor Python: the r-keras virtualenv is
-# chosen when reticulate loads, before Python can start, and `tf` and `keras`
-# are promises that load reticulate on first use.
+# chosen when reticulate loads, before Python can start, and `tf`, `keras`
+# and `r_to_py` are promises that load reticulate on first use.
 .onLoad <- function(libname, pkgname) {
   if (isNamespaceLoaded("reticulate")) {
     use_default_python()
@@ -9,12 +9,13 @@
     setHook(packageEvent("reticulate", "onLoad"), reticulate_loaded_hook)
   }
   ns <- topenv()
+  rm("tf", "keras", "r_to_py", envir = ns)
   # The `tf` and `keras` modules keras3 code uses, imported on first use.
-  rm("tf", "keras", envir = ns)
   delayedAssign("tf", reticulate::import("tensorflow", delay_load = TRUE),
                 assign.env = ns)
   delayedAssign("keras", reticulate::import("keras", delay_load = TRUE),
                 assign.env = ns)
+  delayedAssign("r_to_py", reticulate::r_to_py, assign.env = ns)
   if (!nzchar(Sys.getenv("TF_CPP_MIN_LOG_LEVEL"))) {
     # TensorFlow's C++ start-up chatter would drown the R output.
     Sys.setenv(TF_CPP_MIN_LOG_LEVEL = "2")
