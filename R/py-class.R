@@ -90,8 +90,7 @@ print.kerasbackup_class_generator <- function(x, ...) {
   invisible(x)
 }
 
-#' @importFrom reticulate r_to_py
-#' @export
+#' @exportS3Method reticulate::r_to_py kerasbackup_class_generator
 r_to_py.kerasbackup_class_generator <- function(x, convert = FALSE) {
   attr(x, "get_class", exact = TRUE)()
 }
@@ -149,7 +148,9 @@ collect_members <- function(named, ..., public = list(),
 
 resolve_base <- function(inherit, parent_env, default_base) {
   base <- if (is.null(inherit)) default_base() else eval(inherit, parent_env)
-  if (inherits(base, "kerasbackup_class_generator")) base <- r_to_py(base)
+  if (inherits(base, "kerasbackup_class_generator")) {
+    base <- reticulate::r_to_py(base)
+  }
   if (!inherits(base, "python.builtin.type")) {
     abort_invalid_arg("inherit", base, "a Python class or a class generator",
                       call = NULL)

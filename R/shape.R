@@ -135,7 +135,7 @@ Ops.keras_shape <- function(e1, e2) {
   if (.Generic == "==") same else !same
 }
 
-#' @export
+#' @exportS3Method reticulate::r_to_py keras_shape
 r_to_py.keras_shape <- function(x, convert = FALSE) {
   reticulate::tuple(unclass(x), convert = convert)
 }

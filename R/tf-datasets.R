@@ -12,7 +12,7 @@
 #' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' tf$constant(1)
-tf <- NULL
+tf <- NULL # replaced by a promise in .onLoad()
 
 #' Compile an R function into a TensorFlow graph
 #'
@@ -202,4 +202,4 @@ as_count <- function(count, call = rlang::caller_env()) {
 #'
 #' @format A Python module (loaded lazily).
 #' @export
-keras <- NULL
+keras <- NULL # replaced by a promise in .onLoad()
