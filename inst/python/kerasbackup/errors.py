@@ -197,3 +197,8 @@ class ResumeMismatchError(RuntimeError):
     (a shared file system); a worker that sees another checkpoint, or none,
     stops all of them before training starts.
     """
+
+
+# The package's warnings, each of which R signals with a class of its own.
+WARNING_CLASSES = (CheckpointFallbackWarning, StaleLockWarning, ResumeWarning,
+                   SaveErrorWarning)

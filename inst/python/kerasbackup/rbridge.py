@@ -3,6 +3,8 @@
 import os
 import warnings
 
+from kerasbackup import errors
+
 
 def exception_classes(exc):
     """R condition classes for a Python exception, as newer reticulate names them."""
@@ -37,6 +39,9 @@ class WarningCapture:
     def start(self):
         self._context = warnings.catch_warnings(record=True)
         self._records = self._context.__enter__()
+        # R signals every warning() call; appended, so users' filters still win.
+        for category in errors.WARNING_CLASSES:
+            warnings.filterwarnings("always", category=category, append=True)
         return self
 
     def finish(self):

@@ -348,6 +348,14 @@ def build_state(table, meta):
                       default=json_default).encode("utf-8")
 
 
+def write_failure_text(backup_dir, epoch, batch, reason):
+    """The message of a failed save. It names the resume point, so that
+    each failure is its own warning (Python shows a repeated one once)."""
+    point = "" if epoch is None else f" (to resume at epoch {epoch + 1}, batch {batch or 0})"
+    return (f"could not write a checkpoint{point} to backup_dir '{backup_dir}': "
+            f"{reason}. The previous checkpoint, if any, is unchanged.")
+
+
 def prepare_save(arrays, meta, epoch, batch):
     """Checks and encodes a save's inputs before anything is written.
 

@@ -19,7 +19,8 @@ from kerasbackup.store.base import Store
 from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
 from kerasbackup.store.fileio import CheckpointFiles, DirHandle, os_error_text
 from kerasbackup.store.format import (
-    MARKER_NAME, Inspection, checkpoint_name, parse_checkpoint_name, prepare_save)
+    MARKER_NAME, Inspection, checkpoint_name, parse_checkpoint_name, prepare_save,
+    write_failure_text)
 from kerasbackup.store.lock import DirLock
 from kerasbackup.store.phases import phase
 from kerasbackup.store.verify import LOAD, STRUCTURE, VERIFY, inspect, load_newest
@@ -192,9 +193,7 @@ class CheckpointStore(Store):
                 if staged is not None:
                     pub.remove_quietly(directory, staged.name)
                 raise BackupWriteError(
-                    f"could not write a checkpoint to backup_dir '{d}': "
-                    f"{os_error_text(e)}. The previous checkpoint, if any, is "
-                    "unchanged.", d, e) from e
+                    write_failure_text(d, epoch, batch, os_error_text(e)), d, e) from e
             except BaseException:
                 if staged is not None:
                     pub.remove_quietly(directory, staged.name)

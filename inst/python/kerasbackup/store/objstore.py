@@ -37,7 +37,7 @@ from kerasbackup.store.base import Store
 from kerasbackup.store.fileio import THREAD_MIN, Crc32, chunks
 from kerasbackup.store.format import (
     ARRAYS_NAME, FORMAT_VERSION, MARKER_NAME, STATE_NAME, FormatError, Inspection,
-    build_manifest, parse_manifest, prepare_save, utc_now)
+    build_manifest, parse_manifest, prepare_save, utc_now, write_failure_text)
 from kerasbackup.store.lease import LEASE_NAME, Lease
 from kerasbackup.store.objclient import (
     PreconditionFailed, UnsupportedURLError, display_url, open_client, scrub)
@@ -377,9 +377,8 @@ class ObjectCheckpointStore(Store):
                 else:
                     self._remove(written)
                 raise BackupWriteError(
-                    f"could not write a checkpoint to backup_dir '{d}': "
-                    f"{_error_text(e, self._options)}. The previous checkpoint, if "
-                    "any, is unchanged.", d, _os_error(e)) from None
+                    write_failure_text(d, epoch, batch, _error_text(e, self._options)),
+                    d, _os_error(e)) from None
             self._objects_of[seq] = objects
             path = f"{d}/{manifest_name(seq)}"
             phase("published", backup_dir=d, path=path)
