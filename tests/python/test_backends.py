@@ -24,6 +24,7 @@ import keras
 
 import kerasbackup
 from kerasbackup import state as training_state
+from kerasbackup.saver import HostBuffers
 from kerasbackup.store import CheckpointStore
 
 import helpers_training as ht
@@ -146,7 +147,7 @@ def test_a_background_capture_keeps_the_values_of_its_moment():
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)  # every variable exists
     before = [np.array(v.numpy()) for v in model.variables + model.optimizer.variables]
     progress = training_state.TrainingState(epoch=1)
-    buffers = {}
+    buffers = HostBuffers()
     captured = training_state.capture(model, progress, include_metrics=True,
                                       into=buffers)
     if BACKEND in ("jax", "torch"):
@@ -183,7 +184,7 @@ def test_bfloat16_variables_reach_host_memory_intact():
     values = np.array([[1.5, -2.25], [3.0e3, 0.0078125]], dtype=ml_dtypes.bfloat16)
     holder = _Holder([keras.Variable(values, dtype="bfloat16")])
     progress = training_state.TrainingState(epoch=0)
-    for into in (None, {}):  # a synchronous and a background capture
+    for into in (None, HostBuffers()):  # a synchronous and a background capture
         captured = training_state.capture(holder, progress, False, into=into)
         arrays = captured.host_arrays()
         assert arrays["model/00000"].dtype == values.dtype

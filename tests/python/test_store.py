@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from kerasbackup import store as kb
+from kerasbackup.saver import HostBuffers
 from kerasbackup.store import (
     BackupDirError,
     BackupLockedError,
@@ -35,7 +36,8 @@ from kerasbackup.store import (
     backup_info,
 )
 from kerasbackup.store.fileio import (
-    ALIGN, DIRECT_CHUNK, DIRECT_MIN, create_file, write_stream)
+    ALIGN, DIRECT_CHUNK, DIRECT_MIN, address_of, create_file, write_stream)
+from kerasbackup.store.format import prepare_arrays
 
 from conftest import INST_PYTHON
 
@@ -1729,6 +1731,56 @@ def test_write_stream_writes_exact_bytes_and_crc(tmp_path, layout):
     written = [w for w, _ in progress]
     assert written == sorted(written) and all(t == len(expected) for _, t in progress)
     assert written[-1:] == ([len(expected)] if expected else [])
+
+
+# Arrays in one page-aligned block (as saver.HostBuffers lays out a
+# background save's copies), mixed with arrays of their own: the block goes
+# to direct I/O as one view, without a copy; the bytes are those of the table.
+BLOCK_LAYOUTS = {
+    "block only": ([DIRECT_CHUNK + 5, 3, ALIGN - 1, DIRECT_CHUNK], []),
+    "block, then own arrays": ([2 * DIRECT_CHUNK, 8, 1], [ALIGN + 3, 17]),
+    "own arrays, then block": ([DIRECT_CHUNK, 3 * ALIGN], [5]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(BLOCK_LAYOUTS))
+def test_arrays_in_one_block_are_written_as_one_view(tmp_path, layout):
+    in_block, own = BLOCK_LAYOUTS[layout]
+    seed = 11
+    print(f"block {in_block}, own {own}, seed {seed}")
+    rng = np.random.default_rng(seed)
+    buffers = HostBuffers()
+    names = [f"b{i}" for i in range(len(in_block))]
+    block = buffers.reserve([(n, (k,), np.uint8) for n, k in zip(names, in_block)])
+    for a in block:
+        a[:] = rng.integers(0, 256, a.size, dtype=np.uint8)
+    others = {f"o{i}": rng.integers(0, 256, k, dtype=np.uint8) for i, k in enumerate(own)}
+    arrays = (dict(zip(names, block)) | others if layout != "own arrays, then block"
+              else others | dict(zip(names, block)))
+    table, views, total = prepare_arrays(arrays)
+    expected = b"".join(np.asarray(a).tobytes() for a in arrays.values())
+    assert total == len(expected)
+    assert len(views) == 1 + len(own)  # the block's arrays joined into one view
+    block_view = views[0] if layout != "own arrays, then block" else views[-1]
+    assert len(block_view) == sum(in_block) and address_of(block_view) % ALIGN == 0
+    dfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fd = create_file("data", dfd)
+        try:
+            size, crc = write_stream(fd, views)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+    assert (tmp_path / "data").read_bytes() == expected
+    assert (size, crc) == (len(expected), zlib.crc32(expected))
+    # The same layout again reuses the block; another one gets a new block.
+    assert [a.ctypes.data for a in buffers.reserve(
+        [(n, (k,), np.uint8) for n, k in zip(names, in_block)])] == [a.ctypes.data for a in block]
+    moved = buffers.reserve([(n, (k + 1,), np.uint8) for n, k in zip(names, in_block)])
+    assert moved[0].ctypes.data != block[0].ctypes.data
+    assert moved[0].ctypes.data % ALIGN == 0
 
 
 def test_save_and_load_across_direct_chunks(tmp_path):

@@ -16,8 +16,11 @@ variables, optimizer slots included) between fits; `release_host_buffers()`
 frees it.
 """
 
+import mmap
 import os
 import threading
+
+import numpy as np
 
 from kerasbackup.store import SaveCancelled
 
@@ -33,6 +36,28 @@ class HostBuffers(dict):
     def __init__(self):
         super().__init__()
         self._used = set()
+        self._layout = None  # the (name, shape, dtype) list of the block
+
+    def reserve(self, layout):
+        """Host arrays for `layout`, a list of `(name, shape, dtype)`.
+
+        They lie back to back, in that order, in one page-aligned block, as
+        the data file holds them: a background write can then hand the
+        block to direct I/O without copying it. The block is kept while the
+        layout stays the same. Returns the arrays in layout order.
+        """
+        layout = [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in layout]
+        if layout != self._layout:
+            total = sum(_nbytes(shape, dtype) for _, shape, dtype in layout)
+            block = np.frombuffer(mmap.mmap(-1, max(total, 1)), np.uint8)
+            offset = 0
+            for name, shape, dtype in layout:
+                n = _nbytes(shape, dtype)
+                super().__setitem__(name, block[offset : offset + n].view(dtype).reshape(shape))
+                offset += n
+            self._layout = layout
+        self._used.update(name for name, _, _ in layout)
+        return [self[name] for name, _, _ in layout]
 
     def get(self, key, default=None):
         self._used.add(key)
@@ -45,12 +70,18 @@ class HostBuffers(dict):
     def trim(self):
         for key in [k for k in self if k not in self._used]:
             del self[key]
+            if self._layout and any(key == name for name, _, _ in self._layout):
+                self._layout = None  # the block is no longer whole
         self._used = set()
 
     def drop_device(self):
         """Frees accelerator buffers (torch CUDA tensors): host ones stay."""
         for key in [k for k, v in self.items() if getattr(v, "is_cuda", False)]:
             del self[key]
+
+
+def _nbytes(shape, dtype):
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
 _POOL_LOCK = threading.Lock()

@@ -323,8 +323,8 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
     TensorFlow a variable's read tensor keeps the value it had (an update
     copies the variable's buffer first while the tensor is referenced). That
     is enough for a synchronous save, during which training waits. With
-    `into` (a dict kept from one capture to the next), each value is copied
-    into buffers reused from the previous capture, for a background write.
+    `into` (a `saver.HostBuffers` kept from one capture to the next), each
+    value is copied into its reused block, for a background write.
     With `device` (a `snapshot.DeviceSnapshot`), each value is copied on its
     device instead, into `device`, and left out of the arrays returned.
     Variables that keep one value per replica are captured with one row per
@@ -348,15 +348,15 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
                 entries.append([v.path, list(shape), dtype])
                 continue
             value = per_replica[i] if i in per_replica else _host_view(v)
-            if into is not None:
-                buf = into.get(name)
-                if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
-                    buf = into[name] = np.empty(value.shape, value.dtype)
-                np.copyto(buf, value)
-                value = buf
             arrays[name] = value
             entries.append([v.path, list(value.shape), str(value.dtype)])
         index[group] = entries
+    if into is not None and arrays:
+        # Copies into one block laid out as the data file (see HostBuffers).
+        bufs = into.reserve([(name, a.shape, a.dtype) for name, a in arrays.items()])
+        for (name, value), buf in zip(list(arrays.items()), bufs):
+            np.copyto(buf, value)
+            arrays[name] = buf
     return arrays, index
 
 

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerasbackup.store.fileio import crc32
+from kerasbackup.store.fileio import coalesce, crc32
 
 FORMAT_VERSION = 1
 
@@ -337,9 +337,9 @@ def prepare_arrays(arrays):
         entries.append({"name": name, "dtype": dt.str, "shape": shape,
                         "offset": offset, "nbytes": int(flat.nbytes)})
         if flat.nbytes:
-            buffers.append(memoryview(flat))
+            buffers.append(flat)
         offset += int(flat.nbytes)
-    return entries, buffers, offset
+    return entries, coalesce(buffers), offset
 
 
 def build_state(table, meta):
