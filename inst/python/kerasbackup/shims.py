@@ -81,7 +81,7 @@ def _scalar_reduce(original, tf_trainer):
     return reduce_per_replica
 
 
-def _symbolic_build(original, tf_trainer):
+def _wrap_symbolic_build(original, tf_trainer):
     import tensorflow as tf
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -105,7 +105,7 @@ def _targets():
     return {
         "mwms_scalar_reduce": (tf_trainer, "reduce_per_replica", _scalar_reduce),
         "mwms_symbolic_build": (tf_trainer.TensorFlowTrainer,
-                                "_maybe_symbolic_build", _symbolic_build),
+                                "_maybe_symbolic_build", _wrap_symbolic_build),
     }, tf_trainer
 
 
