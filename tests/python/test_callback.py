@@ -169,7 +169,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path):
         # It resumed from the good checkpoint (epoch 3): two saves were due.
         assert len(failures) == 2, failures
         for epoch, text in zip((4, 5), failures):
-            assert f"(to resume at epoch {epoch}, batch 0)" in text
+            assert f"(to resume at epoch {epoch} after batch 0)" in text
             assert "No space left on device" in text and "Training goes on" in text
     after = kerasbackup.backup_info(backup)
     assert [(c["epoch"], c["verified"]) for c in after] == [(2, True)]

@@ -1783,6 +1783,20 @@ def test_arrays_in_one_block_are_written_as_one_view(tmp_path, layout):
     assert moved[0].ctypes.data % ALIGN == 0
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_rows_of_an_ndarray_subclass_keep_their_bytes():
+    # np.matrix rows are views of one matrix lying back to back; the matrix
+    # stays 2-d when reshaped, so they must not be joined through it.
+    m = np.matrix(np.arange(12, dtype=np.float32).reshape(3, 4)).copy()  # owns its data
+    arrays = {"a": m[0], "b": m[1], "c": m[2]}
+    _, views, total = prepare_arrays(arrays)
+    expected = b"".join(np.asarray(a).tobytes() for a in arrays.values())
+    assert total == len(expected) and b"".join(bytes(v) for v in views) == expected
+    # Flat byte views: the writers take len() as the byte count.
+    assert all(v.ndim == 1 and v.itemsize == 1 for v in views)
+    assert sum(len(v) for v in views) == total
+
+
 def test_save_and_load_across_direct_chunks(tmp_path):
     # A checkpoint whose arrays.bin spans several direct-I/O chunks and ends
     # unaligned loads bit-exact and verifies.

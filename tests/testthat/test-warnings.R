@@ -110,7 +110,7 @@ _kb_previous_hook = sys.modules['kerasbackup.store'].set_phase_hook(_kb_disk_ful
     expect_identical(class(found[[i]]), c("kerasbackup_save_error_warning",
                                           "kerasbackup_warning", "warning", "condition"))
     expect_match(conditionMessage(found[[i]]),
-                 sprintf("(to resume at epoch %d, batch 0)", i + 1L), fixed = TRUE)
+                 sprintf("(to resume at epoch %d after batch 0)", i + 1L), fixed = TRUE)
   }
   expect_match(conditionMessage(found[[1]]), "No space left on device", fixed = TRUE)
   expect_match(conditionMessage(found[[1]]), "Training goes on", fixed = TRUE)

@@ -37,6 +37,7 @@ class HostBuffers(dict):
         super().__init__()
         self._used = set()
         self._layout = None  # the (name, shape, dtype) list of the block
+        self._block_names = set()
 
     def reserve(self, layout):
         """Host arrays for `layout`, a list of `(name, shape, dtype)`.
@@ -49,13 +50,15 @@ class HostBuffers(dict):
         layout = [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in layout]
         if layout != self._layout:
             total = sum(_nbytes(shape, dtype) for _, shape, dtype in layout)
-            block = np.frombuffer(mmap.mmap(-1, max(total, 1)), np.uint8)
+            memory = mmap.mmap(-1, max(total, 1), flags=mmap.MAP_PRIVATE)
+            block = np.frombuffer(memory, np.uint8)
             offset = 0
             for name, shape, dtype in layout:
                 n = _nbytes(shape, dtype)
                 super().__setitem__(name, block[offset : offset + n].view(dtype).reshape(shape))
                 offset += n
             self._layout = layout
+            self._block_names = {name for name, _, _ in layout}
         self._used.update(name for name, _, _ in layout)
         return [self[name] for name, _, _ in layout]
 
@@ -70,8 +73,8 @@ class HostBuffers(dict):
     def trim(self):
         for key in [k for k in self if k not in self._used]:
             del self[key]
-            if self._layout and any(key == name for name, _, _ in self._layout):
-                self._layout = None  # the block is no longer whole
+            if key in self._block_names:
+                self._layout, self._block_names = None, set()  # no longer whole
         self._used = set()
 
     def drop_device(self):

@@ -336,6 +336,7 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
     and dtype so that a restore can check them before assigning anything.
     """
     arrays, index = {}, {}
+    unread = {}  # name -> (variable, its table entry): read when copied
     for group, variables in variable_groups(model, include_metrics):
         entries = []
         per_replica = replicas.gather(variables)
@@ -347,17 +348,43 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
                 shape, dtype = device.add(name, v)
                 entries.append([v.path, list(shape), dtype])
                 continue
+            layout = None if into is None or i in per_replica else _host_layout(v)
+            if layout is not None:
+                # The block is laid out first; each value is read (a device
+                # to host copy on a GPU) only when copied in, one at a time.
+                entries.append([v.path, list(layout[0]), str(layout[1])])
+                arrays[name] = None  # keeps the file order; filled below
+                unread[name] = (v, entries[-1], layout)
+                continue
             value = per_replica[i] if i in per_replica else _host_view(v)
             arrays[name] = value
             entries.append([v.path, list(value.shape), str(value.dtype)])
         index[group] = entries
     if into is not None and arrays:
         # Copies into one block laid out as the data file (see HostBuffers).
-        bufs = into.reserve([(name, a.shape, a.dtype) for name, a in arrays.items()])
+        bufs = into.reserve([(name, *unread[name][2]) if name in unread
+                             else (name, a.shape, a.dtype) for name, a in arrays.items()])
         for (name, value), buf in zip(list(arrays.items()), bufs):
+            if name in unread:
+                v, entry, _ = unread.pop(name)
+                value = _host_view(v)
+                if value.shape != buf.shape or value.dtype != buf.dtype:
+                    # Not what the variable declared: keep a copy of its own.
+                    entry[1:] = [list(value.shape), str(value.dtype)]
+                    arrays[name] = np.array(value, copy=True)
+                    continue
             np.copyto(buf, value)
             arrays[name] = buf
     return arrays, index
+
+
+def _host_layout(v):
+    """`(shape, dtype)` of `v`'s host value, without reading it; None if unsure."""
+    try:
+        shape = tuple(int(n) for n in v.shape)
+        return shape, np.dtype(str(v.dtype))
+    except (TypeError, ValueError):
+        return None
 
 
 def _host_view(v):

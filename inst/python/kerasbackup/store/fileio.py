@@ -235,7 +235,10 @@ class _BouncePool:
             if len(self._free) < self._keep:
                 self._free.append(buf)
                 return
-        buf.close()
+        try:
+            buf.close()
+        except BufferError:
+            pass  # a failed write's traceback still holds a slice: GC frees it
 
 
 _BOUNCE = _BouncePool()
@@ -328,10 +331,10 @@ class _DirectWriter:
             try:
                 pwrite_all(self.fd, data[:whole], offset)
             except OSError as e:
-                if e.errno != errno.EINVAL:
+                if e.errno not in (errno.EINVAL, errno.EFAULT):
                     raise
-                # Direct I/O refused after all (alignment, file system):
-                # write the same bytes again through the page cache.
+                # Direct I/O refused after all (alignment, file system, or
+                # memory it cannot pin): the same bytes through the page cache.
                 self.direct = _set_direct(self.fd, False)
                 pwrite_all(self.fd, data[:whole], offset)
         elif whole:
@@ -354,7 +357,7 @@ def coalesce(arrays):
     views, run = [], None  # run: [root, start address, end address, first array]
     for a in arrays:
         root = a
-        while isinstance(root.base, np.ndarray):
+        while type(root.base) is np.ndarray:  # a subclass may reshape otherwise
             root = root.base
         start = a.__array_interface__["data"][0]
         if run is not None and run[0] is root and run[2] == start and root.flags.c_contiguous:

@@ -351,7 +351,7 @@ def build_state(table, meta):
 def write_failure_text(backup_dir, epoch, batch, reason):
     """The message of a failed save. It names the resume point, so that
     each failure is its own warning (Python shows a repeated one once)."""
-    point = "" if epoch is None else f" (to resume at epoch {epoch + 1}, batch {batch or 0})"
+    point = "" if epoch is None else f" (to resume at epoch {epoch + 1} after batch {batch or 0})"
     return (f"could not write a checkpoint{point} to backup_dir '{backup_dir}': "
             f"{reason}. The previous checkpoint, if any, is unchanged.")
 
