@@ -34,8 +34,8 @@ CHUNK = 16 * 1024 * 1024
 THREAD_MIN = 4 * 1024 * 1024
 
 # A big data file is written with direct I/O (O_DIRECT) where the file
-# system allows it: from a small reused buffer straight to the disk, past the
-# page cache. The cache's copy costs as much CPU as the rest of a save, and
+# system allows it: from the caller's memory where it is page-aligned, else
+# from a small reused buffer, straight to the disk, past the page cache. The cache's copy costs as much CPU as the rest of a save, and
 # far more on a VM that hands freed memory back to its host (first touches
 # then fault: measured 2 ms per MB). Training threads get that CPU instead.
 # Direct I/O needs the buffer, the file offset and the length aligned to the
@@ -247,10 +247,11 @@ _BOUNCE = _BouncePool()
 def write_stream(fd, buffers, progress=None):
     """Writes `buffers` (byte memoryviews) back to back into the empty file `fd`.
 
-    Returns `(size, crc32)`. Big files go by direct I/O through an aligned
-    buffer, the crc32 taken from that buffer while it is in the CPU cache;
-    where the file system refuses direct I/O, they go through the page cache
-    as small ones do. `progress(written, total)` is called after each chunk.
+    Returns `(size, crc32)`. Big files go by direct I/O: page-aligned
+    regions of the sources (see coalesce()) as they are, the rest through
+    an aligned bounce buffer, the crc32 taken from each chunk as it is
+    written. Where the file system refuses direct I/O, they go through the
+    page cache as small ones do. `progress(written, total)` is called after each chunk.
     The caller fsyncs: direct I/O skips the cache, not the need for fsync
     (the device's cache and the file's metadata).
     """
