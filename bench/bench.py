@@ -186,19 +186,24 @@ def dir_bytes(path):
     return total
 
 
-def join_prune_threads():
+# The store's background threads that outlive a save or a fit(): removal of
+# pruned checkpoints, and freeing the blocks of deleted ones.
+STORE_THREADS = ("kerasbackup-prune", "kerasbackup-free")
+
+
+def join_store_threads():
     for thread in threading.enumerate():
-        if thread.name == "kerasbackup-prune":
+        if thread.name in STORE_THREADS:
             thread.join()
 
 
 def settle():
     """Lets the previous measurement's work end, so the next one does not pay for it.
 
-    Waits for the store's background removal of pruned checkpoints (its
-    threads are named "kerasbackup-prune"), then flushes dirty pages.
+    Waits for the store's background threads (STORE_THREADS), then flushes
+    dirty pages.
     """
-    join_prune_threads()
+    join_store_threads()
     os.sync()
     gc.collect()
 
@@ -516,7 +521,7 @@ def measure_fit(label, width, layers, cfg, workdir):
     driver) for all three configurations, interleaved; the median wall of
     each. Our saves are counted with the store's phase hook; Keras' callback
     saves at every epoch end. The process's CPU time is taken too, until the
-    fit's background work (our prune thread) has ended: a second figure,
+    fit's background work (the store's threads) has ended: a second figure,
     less disturbed by other processes than the wall.
     """
     import keras
@@ -570,7 +575,7 @@ def measure_fit(label, width, layers, cfg, workdir):
                     kerasbackup.fit(model, x, x, batch_size=batch, epochs=epochs,
                                     verbose=0, shuffle=False, callbacks=cbs)
                     wall = now() - t
-                    join_prune_threads()
+                    join_store_threads()
                     cpu = cpu_seconds() - c
                 saves = (len(published) - before if name.startswith("ours")
                          else epochs if make is not None else 0)

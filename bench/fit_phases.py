@@ -136,7 +136,7 @@ def main(argv=None):
                                 shuffle=False,
                                 callbacks=[BackupAndRestore(os.path.join(d, str(f)))])
                 for t in threading.enumerate():
-                    if t.name == "kerasbackup-prune":
+                    if t.name in ("kerasbackup-prune", "kerasbackup-free"):
                         t.join()
                 ours = process_cpu() - c
             for i, r in enumerate(rows[first:]):

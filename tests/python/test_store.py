@@ -1585,7 +1585,72 @@ def test_public_inspection_for_tools(tmp_path):
 
 def test_phase_names_are_the_documented_ones():
     assert kb.PHASES == ("staging", "arrays_chunk", "arrays_written", "manifest_written",
-                         "published", "pruned", "deleting", "deleted")
+                         "published", "pruned", "deleting", "deleted", "freed")
+
+
+def _open_unlinked_under(path):
+    """This process's open handles on files under `path` that were unlinked."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (e.g. listdir's own)
+        if target.startswith(str(path) + os.sep) and target.endswith(" (deleted)"):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_delete_frees_big_files_off_the_callers_thread(tmp_path):
+    # Freeing a big file's blocks is most of a delete's time: delete() keeps
+    # it open across the unlink and closes it on a thread of its own.
+    from kerasbackup.store.fileio import HeldFiles
+    d = tmp_path / "b"
+    big = {"x": np.arange(HeldFiles.MIN_SIZE // 8 + 1, dtype="f8"), "y": np.ones(3)}
+    seen, freed = {}, threading.Event()
+
+    def hook(name, info):
+        if name == "deleted":
+            seen["held"] = _open_unlinked_under(d)
+        elif name == "freed":
+            seen["thread"] = threading.current_thread()
+            freed.set()
+
+    previous = kb.set_phase_hook(hook)
+    try:
+        st = CheckpointStore(d, keep=2).open()
+        st.save(big, {}, 0, 0)
+        st.save(big, {}, 1, 0)
+        st.delete()
+        assert not d.exists()  # all of it gone when delete() returns
+        assert [os.path.basename(t) for t in seen["held"]] == ["arrays.bin (deleted)"] * 2
+        assert freed.wait(120)
+    finally:
+        kb.set_phase_hook(previous)
+    assert seen["thread"] is not threading.current_thread()
+    assert _open_unlinked_under(d) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_held_files_hold_only_big_regular_files(tmp_path):
+    from kerasbackup.store.fileio import HeldFiles
+    (tmp_path / "big").write_bytes(b"\0" * HeldFiles.MIN_SIZE)
+    (tmp_path / "small").write_bytes(b"\0" * (HeldFiles.MIN_SIZE - 1))
+    os.symlink(tmp_path / "big", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with HeldFiles() as held:
+            held.hold("missing", fd)
+            for name in ("big", "small", "link", "fifo"):
+                held.hold(name, fd)
+                os.unlink(name, dir_fd=fd)
+            assert len(held) == 1
+            assert _open_unlinked_under(tmp_path) == [str(tmp_path / "big") + " (deleted)"]
+        assert len(held) == 0 and _open_unlinked_under(tmp_path) == []
+    finally:
+        os.close(fd)
 
 
 def test_delete_after_backup_dir_vanished_is_a_no_op(tmp_path):

@@ -167,6 +167,44 @@ class OpenFile(Closing):
             os.close(fd)
 
 
+class HeldFiles(Closing):
+    """Open handles on big files about to be unlinked.
+
+    A file's blocks are freed when its last reference goes: with a handle
+    held, unlink() only drops the name (0.02 ms against ~50 ms for 300 MB on
+    ext4) and close() pays instead, on whichever thread calls it. If the
+    process dies first the kernel frees them (ext4 keeps an unlinked open
+    inode on its orphan list, so a crash leaks nothing either).
+    """
+
+    MIN_SIZE = 1024 * 1024  # smaller files are freed in microseconds
+
+    def __init__(self):
+        self._fds = []
+
+    def __len__(self):
+        return len(self._fds)
+
+    def hold(self, name, dir_fd):
+        """Keeps `name` open if it is a regular file of MIN_SIZE or more."""
+        try:
+            fd, st = open_regular(name, dir_fd)
+        except OSError:
+            return  # not ours to hold: the caller's unlink decides
+        if st.st_size >= self.MIN_SIZE:
+            self._fds.append(fd)
+        else:
+            os.close(fd)
+
+    def close(self):
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # only the freeing of blocks already unlinked
+
+
 # -------------------------------------------------------------- writing
 
 

@@ -17,7 +17,7 @@ from kerasbackup.errors import (
 from kerasbackup.store import publish as pub
 from kerasbackup.store.base import Store
 from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
-from kerasbackup.store.fileio import CheckpointFiles, DirHandle, os_error_text
+from kerasbackup.store.fileio import CheckpointFiles, DirHandle, HeldFiles, os_error_text
 from kerasbackup.store.format import (
     MARKER_NAME, Inspection, checkpoint_name, parse_checkpoint_name, prepare_save,
     write_failure_text)
@@ -312,6 +312,7 @@ class CheckpointStore(Store):
             self._wait_for_removal()
             self._check_lock()
             directory, lock = self._dir, self._lock
+            held = HeldFiles()
             try:
                 phase("deleting", backup_dir=d, path=d)
                 ours = [n for _, n in pub.checkpoint_dirs(directory)
@@ -320,7 +321,7 @@ class CheckpointStore(Store):
                 if trash:
                     directory.sync()
                 for name in trash:
-                    pub.remove_own_dir(directory, name)
+                    pub.remove_own_dir(directory, name, held)
                 pub.remove_leftovers(directory)
                 # The lock before the marker: a directory that holds only a
                 # `.lock` is never taken for ours. Marker last: an
@@ -335,6 +336,7 @@ class CheckpointStore(Store):
                 if e.filename != MARKER_NAME:
                     self._delete_failed(e)
             except OSError as e:
+                _free_in_background(held, d)
                 self._delete_failed(e)
             if protected(directory) is None and not directory.moved():
                 try:
@@ -343,12 +345,30 @@ class CheckpointStore(Store):
                     pass  # not empty: the user's own files stay
             self._release()
             phase("deleted", backup_dir=d, path=d)
+            _free_in_background(held, d)
 
     def _delete_failed(self, e):
         self._release()
         d = self.backup_dir
         raise BackupWriteError(
             f"could not delete backup_dir '{d}': {os_error_text(e)}", d, e) from e
+
+
+def _free_in_background(held, backup_dir):
+    """Closes `held` off the caller's thread, then announces "freed".
+
+    Freeing the blocks of the last checkpoint is most of a delete's time (the
+    end of every fit() with delete_checkpoint); nothing waits for it, and at
+    exit the kernel finishes it.
+    """
+    def run():
+        held.close()
+        phase("freed", backup_dir=backup_dir, path=backup_dir)
+
+    if not len(held):
+        run()
+        return
+    threading.Thread(target=run, name="kerasbackup-free", daemon=True).start()
 
 
 def _inspect(directory, seq, name, mode):

@@ -8,7 +8,7 @@ private names.
 
 # The local store's steps, in order.
 PHASES = ("staging", "arrays_chunk", "arrays_written", "manifest_written",
-          "published", "pruned", "deleting", "deleted")
+          "published", "pruned", "deleting", "deleted", "freed")
 # The object store's: "part_uploaded" in place of "arrays_chunk", and its lease.
 OBJECT_PHASES = ("staging", "part_uploaded", "arrays_written", "manifest_written",
                  "published", "pruned", "deleting", "deleted",
@@ -26,12 +26,14 @@ def set_phase_hook(hook):
     "manifest_written" (the staging directory is complete and synced, just
     before publishing), "published" (renamed and the directory synced),
     "pruned"; and for delete(): "deleting" (before anything is removed),
-    "deleted".
+    "deleted" (all removed, backup_dir too if that left it empty), then
+    "freed" (the blocks of the deleted big files were released, on a
+    background thread of its own when there were any).
 
     The object store (URLs) announces the same steps, with "part_uploaded"
     (after each part of arrays.bin is uploaded; info has `part`, `parts`,
     `written` and `total`) in place of "arrays_chunk"; "manifest_written"
-    comes just before LATEST is moved, "published" after. Its lease adds
+    comes just before LATEST is moved, "published" after, and no "freed". Its lease adds
     "lease_acquired", "lease_renewed" (info has `count`) and "lease_lost".
 
     `info` always has `backup_dir`, and `path` where one is meant. The hook

@@ -187,13 +187,15 @@ def holds_only_ours(directory, name):
         return False
 
 
-def remove_own_dir(directory, name):
+def remove_own_dir(directory, name, held=None):
     """Removes checkpoint directory `name` if it holds only what we write.
 
     Unlinks our three file names where they are regular files, then removes
     the directory if that left it empty. A symlink, a directory owned by
     someone else, and anything else inside are left alone (and so is the
-    directory then). Returns whether `name` is gone; raises OSError.
+    directory then). With `held` (a fileio.HeldFiles) the big files are kept
+    open across their unlink, so that freeing their blocks waits for
+    `held.close()`. Returns whether `name` is gone; raises OSError.
     """
     try:
         sub = DirHandle.open_in(directory, name)
@@ -208,6 +210,8 @@ def remove_own_dir(directory, name):
             return False
         for n in sub.names():
             if n in CHECKPOINT_FILES and stat.S_ISREG(sub.lstat(n).st_mode):
+                if held is not None:
+                    held.hold(n, sub.fd)
                 os.unlink(n, dir_fd=sub.fd)
     try:
         os.rmdir(name, dir_fd=directory.fd)
