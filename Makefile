@@ -82,6 +82,8 @@ bench-smoke: install
 	$(VPY) bench/gpu_check.py --params 2e5 --repeats 2 --skip keras,raw > build/gpu-check-smoke.txt
 	@cat build/gpu-check-smoke.txt
 	@test "$$(grep -c 'exact resume PASSED' build/gpu-check-smoke.txt)" = 2 && echo "gpu_check smoke ran"
+	$(VPY) bench/fit_hooks.py --width 64 --layers 2 --steps 5 --fits 2 > build/fit-hooks-smoke.txt
+	@grep -q "^per save, ours / Keras'" build/fit-hooks-smoke.txt && echo "fit_hooks smoke ran"
 
 test: pytest rcheck bench-smoke
 

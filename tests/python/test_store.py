@@ -1653,6 +1653,31 @@ def test_held_files_hold_only_big_regular_files(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_a_forked_child_does_not_keep_held_files(tmp_path):
+    # A data loader worker forked while a delete's blocks wait to be freed
+    # must not keep them in use for its whole life.
+    from kerasbackup.store.fileio import HeldFiles
+    (tmp_path / "big").write_bytes(b"\0" * HeldFiles.MIN_SIZE)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    r, w = os.pipe()
+    with HeldFiles() as held:
+        held.hold("big", fd)
+        os.unlink("big", dir_fd=fd)
+        os.close(fd)
+        pid = os.fork()
+        if pid == 0:  # the child reports what it holds, then exits at once
+            os.close(r)
+            os.write(w, repr(_open_unlinked_under(tmp_path)).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            child_holds = f.read()
+        os.waitpid(pid, 0)
+        assert len(held) == 1  # the parent's handle is untouched
+    assert child_holds == "[]"
+
+
 def test_delete_after_backup_dir_vanished_is_a_no_op(tmp_path):
     d = tmp_path / "b"
     st = CheckpointStore(d).open()

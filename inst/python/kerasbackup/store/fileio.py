@@ -15,6 +15,7 @@ import os
 import queue
 import stat
 import threading
+import weakref
 
 import numpy as np
 
@@ -167,6 +168,21 @@ class OpenFile(Closing):
             os.close(fd)
 
 
+# HeldFiles with handles still open. A child forked without exec (e.g. a
+# data loader worker) gets copies of them but not the thread that would
+# close them: it closes its copies, so that it never keeps the space in use.
+_HELD = weakref.WeakSet()
+
+
+def _close_held_after_fork():
+    for held in list(_HELD):
+        held.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_after_fork)
+
+
 class HeldFiles(Closing):
     """Open handles on big files about to be unlinked.
 
@@ -181,6 +197,7 @@ class HeldFiles(Closing):
 
     def __init__(self):
         self._fds = []
+        _HELD.add(self)
 
     def __len__(self):
         return len(self._fds)
