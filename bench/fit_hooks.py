@@ -31,9 +31,11 @@ sys.path.insert(0, HERE)
 
 
 def timed_hooks(cb, totals, counts, tag):
-    """Wraps the instance's public hooks so that each call adds its wall time."""
-    for name in dir(cb):
-        if name.startswith("on_"):
+    """Wraps the instance's hooks (Keras' Callback methods) so that each call adds its wall time."""
+    import keras
+
+    for name in dir(keras.callbacks.Callback):
+        if name.startswith("on_") and callable(getattr(cb, name, None)):
             fn = getattr(cb, name)
 
             def hook(*args, _fn=fn, _key=f"{tag} {name}", **kwargs):
@@ -53,8 +55,10 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--steps", type=int, default=116)
-    p.add_argument("--fits", type=int, default=4)
+    p.add_argument("--fits", type=int, default=4, help="at least 2 (the first is left out)")
     args = p.parse_args(argv)
+    if args.fits < 2:
+        p.error("--fits must be at least 2: the first pair is left out")
 
     import keras
     import numpy as np

@@ -16,6 +16,8 @@ its generator state differs from the others' and must come back per rank.
 
 Files under --events (E), all written atomically:
   progress-R      batches trained by this process so far (after each batch)
+  holding-R       with --hold-at N: it stopped after batch N and waits for a
+                  file release-R there (the test signals or kills it first)
   result-R.json   how it ended: {"ok": true} / {"preempted": [epoch, batch]}
                   / {"error": class, "message": ...}, plus what it measured
   audit-R.json    every file-system write it made (sys.addaudithook)
@@ -241,6 +243,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1,
                    help="model seed: a resumed run uses another, the checkpoint wins")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--hold-at", type=int, default=0,
+                   help="after this batch (of this run), wait for the test (holding-R, release-R)")
     p.add_argument("--first-run", action="store_true",
                    help="also check the per-replica rows, the tripwire and a plain model.fit")
     return p.parse_args(argv)
@@ -309,6 +313,12 @@ def run(args, result, ev):
             np.random.rand()
             self.count += 1
             write_json(ev("progress"), self.count)
+            if self.count == args.hold_at:
+                # The test acts at this point (a signal, kill -9), however
+                # slowly it runs beside a fast worker, then lets it go on.
+                write_json(ev("holding"), self.count)
+                while not os.path.exists(ev("release")):
+                    time.sleep(0.01)
 
     with scope():
         model = ht.make_model(seed=args.seed)

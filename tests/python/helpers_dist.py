@@ -91,7 +91,8 @@ class Group:
     """One launch of `world` workers of `engine` on one backup_dir."""
 
     def __init__(self, engine, world, backup_dir, events, seed=1, first_run=False,
-                 timeout=GROUP_TIMEOUT, peer_timeout=PEER_TIMEOUT):
+                 timeout=GROUP_TIMEOUT, peer_timeout=PEER_TIMEOUT, hold=None):
+        """`hold=(rank, n)`: that worker waits after its batch n (see `wait_holding`)."""
         os.makedirs(events, exist_ok=True)
         self.engine, self.world, self.events = engine, world, events
         self.deadline = time.monotonic() + timeout
@@ -110,6 +111,8 @@ class Group:
                    "--seed", str(seed), "--timeout", str(peer_timeout)]
             if first_run:
                 cmd.append("--first-run")
+            if hold is not None and hold[0] == rank:
+                cmd += ["--hold-at", str(hold[1])]
             log = os.path.join(events, f"log-{rank}.txt")
             self.logs.append(log)
             with open(log, "w") as f:
@@ -118,13 +121,6 @@ class Group:
 
     def _file(self, name, rank):
         return os.path.join(self.events, f"{name}-{rank}")
-
-    def progress(self, rank):
-        try:
-            with open(self._file("progress", rank)) as f:
-                return int(json.load(f))
-        except (FileNotFoundError, ValueError):
-            return 0
 
     def wait_for(self, predicate, what):
         """Waits until `predicate()` holds, while every worker runs (bounded)."""
@@ -135,10 +131,14 @@ class Group:
                 self.fail(f"no {what} in time")
             time.sleep(0.01)
 
-    def wait_progress(self, rank, at_least):
-        """Waits until worker `rank` has trained `at_least` batches (bounded)."""
-        self.wait_for(lambda: self.progress(rank) >= at_least,
-                      f"rank {rank} reaching batch {at_least}")
+    def wait_holding(self, rank):
+        """Waits (bounded) until worker `rank` holds after its `hold` batch."""
+        self.wait_for(lambda: os.path.exists(self._file("holding", rank)),
+                      f"rank {rank} holding")
+
+    def release(self, rank):
+        with open(self._file("release", rank), "w"):
+            pass
 
     def send(self, rank, sig):
         self.procs[rank].send_signal(sig)
@@ -339,14 +339,15 @@ def kill_and_resume_one_process(engine, tmp_path, rows, steps):
     resumed (with another model seed: what it restores must come from backup_dir)."""
     rng = ht.seeded_rng(f"{engine} kill")
     kill_at = rng.randint(4, steps - 2)
-    print(f"kill -9 after batch {kill_at} (or later, once a checkpoint is out)")
+    print(f"kill -9 after batch {kill_at}, once a checkpoint is out (the save "
+          "after batch 3 or a later one, in flight or published)")
     ref = Group(engine, 1, str(tmp_path / "ref"), str(tmp_path / "ev-ref"), first_run=True)
     ref.expect([0])
     assert_rows(ref.result(0), rows)
     backup = str(tmp_path / "backup")
-    crash = Group(engine, 1, backup, str(tmp_path / "ev-crash"))
+    crash = Group(engine, 1, backup, str(tmp_path / "ev-crash"), hold=(0, kill_at))
+    crash.wait_holding(0)
     crash.wait_for(lambda: ht.latest_checkpoint(backup) is not None, "a checkpoint")
-    crash.wait_progress(0, kill_at)
     crash.kill(0)
     resumed = Group(engine, 1, backup, str(tmp_path / "ev-resume"), seed=7)
     resumed.expect([0])
@@ -356,9 +357,10 @@ def kill_and_resume_one_process(engine, tmp_path, rows, steps):
 def reference_run(engine, directory):
     """An uninterrupted 2-worker run (with the first-run checks)."""
     group = Group(engine, 2, str(directory / "backup"), str(directory / "events"),
-                  first_run=True)
-    group.wait_progress(0, 1)
+                  first_run=True, hold=(0, 1))
+    group.wait_holding(0)  # both run: rank 1 waits for rank 0's next step
     group.assert_loopback_only()
+    group.release(0)
     group.expect([0, 0])
     group.backup_dir = str(directory / "backup")
     return group
@@ -378,9 +380,10 @@ def preempt_kill_and_restart(engine, reference, tmp_path):
 
     # A preemption signal on one worker stops both at the same batch, once
     # the chief has published.
-    pre = Group(engine, 2, backup, str(tmp_path / "ev-pre"))
-    pre.wait_progress(signalled, signal_at)
+    pre = Group(engine, 2, backup, str(tmp_path / "ev-pre"), hold=(signalled, signal_at))
+    pre.wait_holding(signalled)
     pre.send(signalled, signal.SIGTERM)
+    pre.release(signalled)
     pre.expect([EXIT_PREEMPTED, EXIT_PREEMPTED])
     stops = [pre.result(r)["preempted"] for r in (0, 1)]
     assert stops[0] == stops[1], stops
@@ -388,8 +391,9 @@ def preempt_kill_and_restart(engine, reference, tmp_path):
     assert_only_chief_wrote(pre, backup)
 
     # A worker killed at any moment: the other one ends, in bounded time.
-    crash = Group(engine, 2, backup, str(tmp_path / "ev-crash"), seed=11)
-    crash.wait_progress(victim, kill_at)
+    crash = Group(engine, 2, backup, str(tmp_path / "ev-crash"), seed=11,
+                  hold=(victim, kill_at))
+    crash.wait_holding(victim)
     crash.kill(victim)
     crash.wait()
     ended = assert_lost_peer(crash, 1 - victim)
@@ -410,9 +414,10 @@ def frozen_peer(engine, tmp_path, peer_timeout=PEER_TIMEOUT):
     victim, at = rng.randrange(2), rng.randint(2, 12)
     print(f"SIGSTOP to rank {victim} after its batch {at}; bound {peer_timeout} s")
     group = Group(engine, 2, str(tmp_path / "backup"), str(tmp_path / "events"),
-                  peer_timeout=peer_timeout)
-    group.wait_progress(victim, at)
+                  peer_timeout=peer_timeout, hold=(victim, at))
+    group.wait_holding(victim)
     group.send(victim, signal.SIGSTOP)
+    group.release(victim)  # seen only if it were ever continued
     survivor = 1 - victim
     group.wait_rank(survivor)
     group.kill(victim)

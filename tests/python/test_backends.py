@@ -14,6 +14,7 @@ test_other_backends.py runs them again on the other backends:
   however far training has moved on when the saver's thread writes them.
 """
 
+import dataclasses
 import os
 import random
 
@@ -190,6 +191,24 @@ def test_bfloat16_variables_reach_host_memory_intact():
         assert arrays["model/00000"].dtype == values.dtype
         assert np.array_equal(arrays["model/00000"], values)
         assert captured.meta["variables"]["model"][0][1:] == [[2, 2], "bfloat16"]
+
+
+def test_the_json_part_of_a_state_is_a_copy_in_plain_values():
+    @dataclasses.dataclass
+    class Setting:  # e.g. in a user callback's saved state
+        size: int
+        shape: tuple
+
+    progress = training_state.TrainingState(
+        epoch=2, history={"loss": [np.float32(0.5)]}, shuffle_seed=np.int64(7),
+        callbacks=[{"setting": Setting(1, (2, 3))}])
+    meta = progress.to_meta()
+    assert meta["epoch"] == 2 and meta["shuffle_seed"] == 7
+    assert meta["history"] == {"loss": [0.5]}
+    assert meta["callbacks"] == [{"setting": {"size": 1, "shape": [2, 3]}}]
+    progress.history["loss"].append(1.0)
+    assert meta["history"] == {"loss": [0.5]}
+    assert training_state.TrainingState.from_meta(meta).history == {"loss": [0.5]}
 
 
 class _Holder:

@@ -36,7 +36,7 @@ from kerasbackup.store import (
     backup_info,
 )
 from kerasbackup.store.fileio import (
-    ALIGN, DIRECT_CHUNK, DIRECT_MIN, address_of, create_file, write_stream)
+    ALIGN, DIRECT_CHUNK, DIRECT_MIN, HeldFiles, address_of, create_file, write_stream)
 from kerasbackup.store.format import prepare_arrays
 
 from conftest import INST_PYTHON
@@ -1605,7 +1605,6 @@ def _open_unlinked_under(path):
 def test_delete_frees_big_files_off_the_callers_thread(tmp_path):
     # Freeing a big file's blocks is most of a delete's time: delete() keeps
     # it open across the unlink and closes it on a thread of its own.
-    from kerasbackup.store.fileio import HeldFiles
     d = tmp_path / "b"
     big = {"x": np.arange(HeldFiles.MIN_SIZE // 8 + 1, dtype="f8"), "y": np.ones(3)}
     seen, freed = {}, threading.Event()
@@ -1633,8 +1632,31 @@ def test_delete_frees_big_files_off_the_callers_thread(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_a_delete_that_fails_still_frees_what_it_held(tmp_path):
+    d = tmp_path / "b"
+    freed = threading.Event()
+
+    def hook(name, info):
+        if name == "deleted":
+            raise RuntimeError("a failure after the files were unlinked")
+        if name == "freed":
+            freed.set()
+
+    st = CheckpointStore(d).open()
+    st.save({"x": np.zeros(HeldFiles.MIN_SIZE // 8 + 1)}, {}, 0, 0)
+    previous = kb.set_phase_hook(hook)
+    try:
+        with pytest.raises(RuntimeError, match="after the files were unlinked"):
+            st.delete()
+        assert freed.wait(120)
+    finally:
+        kb.set_phase_hook(previous)
+    assert not st.is_open and not d.exists()
+    assert _open_unlinked_under(d) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
 def test_held_files_hold_only_big_regular_files(tmp_path):
-    from kerasbackup.store.fileio import HeldFiles
     (tmp_path / "big").write_bytes(b"\0" * HeldFiles.MIN_SIZE)
     (tmp_path / "small").write_bytes(b"\0" * (HeldFiles.MIN_SIZE - 1))
     os.symlink(tmp_path / "big", tmp_path / "link")
@@ -1657,7 +1679,6 @@ def test_held_files_hold_only_big_regular_files(tmp_path):
 def test_a_forked_child_does_not_keep_held_files(tmp_path):
     # A data loader worker forked while a delete's blocks wait to be freed
     # must not keep them in use for its whole life.
-    from kerasbackup.store.fileio import HeldFiles
     (tmp_path / "big").write_bytes(b"\0" * HeldFiles.MIN_SIZE)
     fd = os.open(tmp_path, os.O_RDONLY)
     r, w = os.pipe()
@@ -1667,9 +1688,11 @@ def test_a_forked_child_does_not_keep_held_files(tmp_path):
         os.close(fd)
         pid = os.fork()
         if pid == 0:  # the child reports what it holds, then exits at once
-            os.close(r)
-            os.write(w, repr(_open_unlinked_under(tmp_path)).encode())
-            os._exit(0)
+            try:
+                os.close(r)
+                os.write(w, repr(_open_unlinked_under(tmp_path)).encode())
+            finally:
+                os._exit(0)
         os.close(w)
         with os.fdopen(r) as f:
             child_holds = f.read()

@@ -71,6 +71,13 @@ def json_value(value):
     return value
 
 
+def _meta_value(value):
+    # A dataclass inside (e.g. in a callback's saved state) as asdict() gave it.
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return json_value(value)
+
+
 def log_values(logs):
     """Keras logs with floats where possible, as Keras' History keeps them; order kept."""
     values = {}
@@ -131,7 +138,7 @@ class TrainingState:
         # The JSON round trip is the deep copy: asdict()'s own would double
         # the cost of this, paid on the training thread at every save.
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json.loads(json.dumps(fields, default=json_value))
+        return json.loads(json.dumps(fields, default=_meta_value))
 
     @classmethod
     def from_meta(cls, meta):

@@ -214,8 +214,13 @@ class HeldFiles(Closing):
             os.close(fd)
 
     def close(self):
-        fds, self._fds = self._fds, []
-        for fd in fds:
+        # One at a time: a child forked meanwhile, or a second closer, finds
+        # exactly the fds still open.
+        while True:
+            try:
+                fd = self._fds.pop()
+            except IndexError:
+                return
             try:
                 os.close(fd)
             except OSError:

@@ -299,7 +299,9 @@ class CheckpointStore(Store):
         or one of its ancestors. Takes the lock first, so it refuses a
         directory in use, not created by kerasbackup, or whose lock was lost.
         The store is closed afterwards. A missing backup_dir is a no-op, also
-        when it was removed while the store was open.
+        when it was removed while the store was open. The space of big files
+        is given back on a thread of its own, soon after this returns
+        (phase "freed").
         """
         with self._mutex:
             d = self.backup_dir
@@ -313,39 +315,50 @@ class CheckpointStore(Store):
             self._check_lock()
             directory, lock = self._dir, self._lock
             held = HeldFiles()
+            done = False
             try:
-                phase("deleting", backup_dir=d, path=d)
-                ours = [n for _, n in pub.checkpoint_dirs(directory)
-                        if pub.holds_only_ours(directory, n)]
-                trash = pub.trash(directory, ours)
-                if trash:
-                    directory.sync()
-                for name in trash:
-                    pub.remove_own_dir(directory, name, held)
-                pub.remove_leftovers(directory)
-                # The lock before the marker: a directory that holds only a
-                # `.lock` is never taken for ours. Marker last: an
-                # interrupted delete stays recognisable.
-                lock.unlink()
-                self._lock = None
-                _OPEN_STORES.discard(self)
-                lock.release(clear=False)
-                if stat.S_ISREG(directory.lstat(MARKER_NAME).st_mode):
-                    os.unlink(MARKER_NAME, dir_fd=directory.fd)
-            except FileNotFoundError as e:
-                if e.filename != MARKER_NAME:
-                    self._delete_failed(e)
-            except OSError as e:
-                _free_in_background(held, d)
+                self._delete_files(directory, lock, held)
+                if protected(directory) is None and not directory.moved():
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass  # not empty: the user's own files stay
+                self._release()
+                phase("deleted", backup_dir=d, path=d)
+                done = True
+            finally:
+                # Also when it failed or was interrupted (Ctrl-C): the lock
+                # goes, and the held files are never kept.
+                if not done:
+                    self._release()
+                _free(held, d, background=len(held) > 0 or not done)
+
+    def _delete_files(self, directory, lock, held):
+        d = self.backup_dir
+        try:
+            phase("deleting", backup_dir=d, path=d)
+            ours = [n for _, n in pub.checkpoint_dirs(directory)
+                    if pub.holds_only_ours(directory, n)]
+            trash = pub.trash(directory, ours)
+            if trash:
+                directory.sync()
+            for name in trash:
+                pub.remove_own_dir(directory, name, held)
+            pub.remove_leftovers(directory)
+            # The lock before the marker: a directory that holds only a
+            # `.lock` is never taken for ours. Marker last: an
+            # interrupted delete stays recognisable.
+            lock.unlink()
+            self._lock = None
+            _OPEN_STORES.discard(self)
+            lock.release(clear=False)
+            if stat.S_ISREG(directory.lstat(MARKER_NAME).st_mode):
+                os.unlink(MARKER_NAME, dir_fd=directory.fd)
+        except FileNotFoundError as e:
+            if e.filename != MARKER_NAME:
                 self._delete_failed(e)
-            if protected(directory) is None and not directory.moved():
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass  # not empty: the user's own files stay
-            self._release()
-            phase("deleted", backup_dir=d, path=d)
-            _free_in_background(held, d)
+        except OSError as e:
+            self._delete_failed(e)
 
     def _delete_failed(self, e):
         self._release()
@@ -354,8 +367,8 @@ class CheckpointStore(Store):
             f"could not delete backup_dir '{d}': {os_error_text(e)}", d, e) from e
 
 
-def _free_in_background(held, backup_dir):
-    """Closes `held` off the caller's thread, then announces "freed".
+def _free(held, backup_dir, background):
+    """Closes `held`, then announces "freed"; on a thread of its own if `background`.
 
     Freeing the blocks of the last checkpoint is most of a delete's time (the
     end of every fit() with delete_checkpoint); nothing waits for it, and at
@@ -365,10 +378,13 @@ def _free_in_background(held, backup_dir):
         held.close()
         phase("freed", backup_dir=backup_dir, path=backup_dir)
 
-    if not len(held):
-        run()
-        return
-    threading.Thread(target=run, name="kerasbackup-free", daemon=True).start()
+    if background:
+        try:
+            threading.Thread(target=run, name="kerasbackup-free", daemon=True).start()
+            return
+        except RuntimeError:
+            pass  # no thread to be had: free them here
+    run()
 
 
 def _inspect(directory, seq, name, mode):

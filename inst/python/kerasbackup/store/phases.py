@@ -27,19 +27,21 @@ def set_phase_hook(hook):
     before publishing), "published" (renamed and the directory synced),
     "pruned"; and for delete(): "deleting" (before anything is removed),
     "deleted" (all removed, backup_dir too if that left it empty), then
-    "freed" (the blocks of the deleted big files were released, on a
-    background thread of its own when there were any).
+    "freed" (the space of the deleted big files was given back; it comes
+    last also when a delete that began failed).
 
     The object store (URLs) announces the same steps, with "part_uploaded"
     (after each part of arrays.bin is uploaded; info has `part`, `parts`,
     `written` and `total`) in place of "arrays_chunk"; "manifest_written"
-    comes just before LATEST is moved, "published" after, and no "freed". Its lease adds
-    "lease_acquired", "lease_renewed" (info has `count`) and "lease_lost".
+    comes just before LATEST is moved, "published" after, and no "freed".
+    Its lease adds "lease_acquired", "lease_renewed" (info has `count`) and
+    "lease_lost".
 
     `info` always has `backup_dir`, and `path` where one is meant. The hook
     runs on the thread that writes (the background saver's, for
-    asynchronous saves; the lease renewer's for "lease_renewed"). `None`
-    removes it. Returns the previous hook.
+    asynchronous saves; the lease renewer's for "lease_renewed"; a thread
+    named "kerasbackup-free" for "freed" when big files were deleted or the
+    delete failed). `None` removes it. Returns the previous hook.
     """
     global _phase_hook
     previous, _phase_hook = _phase_hook, hook
