@@ -382,8 +382,12 @@ def seeded_rng(name):
     return random.Random(seed)
 
 
-def wait_for(predicate, proc=None, timeout=120, what="a state"):
-    """Polls `predicate` until true; fails if `proc` exits first or after `timeout` s."""
+def wait_for(predicate, proc=None, timeout=420, what="a state"):
+    """Polls `predicate` until true; fails if `proc` exits first or after `timeout` s.
+
+    The bound only turns a hang into a failure: a job's start (Python, Keras,
+    TensorFlow) took over 120 s on a 2-core machine with both cores busy.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:

@@ -401,6 +401,7 @@ def test_sigterm_at_random_instants_then_resume(tmp_path, process_reference):
         proc.send_signal(signal.SIGTERM)
         _release(f"{d}.go-{held}")
         _, err = proc.communicate(timeout=120)
+        os.unlink(f"{d}.go-{held}")  # else the next attempt's gate stands open
         assert proc.returncode == 1, err
         assert "PreemptedError: Training was preempted by SIGTERM" in err
         with open(result) as f:
@@ -425,9 +426,10 @@ def test_second_sigterm_during_the_preemption_save(tmp_path, process_reference):
 
     # A first preemption leaves checkpoint A.
     ready = str(tmp_path / "ready-1")
-    proc = _start(d, out, result, "--ready-file", ready, *args)
+    proc = _start(d, out, result, "--ready-file", ready, "--hold-after-ready", *args)
     ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
     proc.send_signal(signal.SIGTERM)
+    _release(ready + ".release")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     first = ht.latest_checkpoint(d)
@@ -435,9 +437,11 @@ def test_second_sigterm_during_the_preemption_save(tmp_path, process_reference):
 
     # Rerun; SIGTERM, and a second one while the preemption save is written.
     ready = str(tmp_path / "ready-2")
-    proc = _start(d, out, result, "--ready-file", ready, "--pause-save", "1", *args)
+    proc = _start(d, out, result, "--ready-file", ready, "--hold-after-ready",
+                  "--pause-save", "1", *args)
     ht.wait_for(lambda: os.path.exists(ready), proc, what="the ready file")
     proc.send_signal(signal.SIGTERM)
+    _release(ready + ".release")
     ht.wait_for(lambda: os.path.exists(d + ".saving"), proc,
                 what="the preemption save")
     proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 import warnings
 import zlib
 from datetime import datetime, timezone
@@ -545,15 +544,18 @@ def test_forked_child_does_not_keep_the_lock(tmp_path):
     st = CheckpointStore(d).open()
     rec = _holder_record(d)
     r, w = os.pipe()
+    hold_r, hold_w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: report, then wait to be killed
+    if pid == 0:  # child: report, then wait to be killed (alive however long that takes)
         try:
             ok = not st.is_open
             st.close()  # must not clear the parent's holder record
             os.write(w, b"1" if ok else b"0")
-            time.sleep(60)
+            os.close(hold_w)
+            os.read(hold_r, 1)
         finally:
             os._exit(0)
+    os.close(hold_r)
     try:
         os.close(w)
         assert os.read(r, 1) == b"1"
@@ -566,6 +568,7 @@ def test_forked_child_does_not_keep_the_lock(tmp_path):
         os.close(r)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(hold_w)
 
 
 def test_backup_info_while_another_process_holds_the_lock(tmp_path):

@@ -13,7 +13,8 @@ is written (nothing published yet), creates `<backup-dir>.saving` and waits
 until the parent creates `<backup-dir>.go-N` (or the save is cancelled), so
 a parent can send a signal while a save is in flight (kerasbackup.testing).
 --ready-file is written at the first batch, once fit()'s signal handlers
-are installed.
+are installed; with --hold-after-ready the job then waits there until the
+parent creates `<ready-file>.release` (it signals first: a known point).
 """
 
 import argparse
@@ -39,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--async-save", action="store_true")
     p.add_argument("--ready-file", default=None,
                    help="written at the first batch, once fit()'s handlers are installed")
+    p.add_argument("--hold-after-ready", action="store_true",
+                   help="then wait until <ready-file>.release exists")
     return p.parse_args(argv)
 
 
@@ -66,6 +69,8 @@ def main(argv=None):
                 with open(tmp, "w") as f:
                     f.write(str(os.getpid()))
                 os.replace(tmp, args.ready_file)
+                while args.hold_after_ready and not os.path.exists(args.ready_file + ".release"):
+                    time.sleep(0.01)
 
         def on_train_batch_end(self, batch, logs=None):
             if args.batch_sleep:

@@ -151,18 +151,20 @@ test_that("a second SIGTERM during the preemption save aborts; the checkpoint st
   dir <- withr::local_tempdir()
   backup <- file.path(dir, "backup")
   args <- c("epochs=5", "save_freq=false", "batch_sleep=0.03")
-  job <- start_job(dir, "first", backup, args)
+  job <- start_job(dir, "first", backup, args, "hold=true")
   wait_until(function() file.exists(job$ready), job)
   tools::pskill(job_pid(job), tools::SIGTERM)
+  file.create(paste0(job$ready, ".release"))
   expect_identical(wait_status(job), 1L)
   first <- latest_checkpoint(backup)
   expect_false(is.null(first))
 
   # The preemption save is this process's first: it is held, and a second
   # SIGTERM lands while it is in flight.
-  job <- start_job(dir, "second", backup, args, "pause_save=1")
+  job <- start_job(dir, "second", backup, args, "pause_save=1", "hold=true")
   wait_until(function() file.exists(job$ready), job)
   tools::pskill(job_pid(job), tools::SIGTERM)
+  file.create(paste0(job$ready, ".release"))
   wait_until(function() file.exists(paste0(backup, ".saving")), job)
   tools::pskill(job_pid(job), tools::SIGTERM)
   expect_identical(wait_status(job), 1L)

@@ -3,7 +3,8 @@
 # Usage: Rscript preempt.R <backup_dir> <out.rds> <result.rds> [key=value ...]
 #   keys: epochs (6), save_freq ("2", "epoch" or "false"), batch_sleep (0),
 #         signals ("SIGTERM,SIGUSR1"), ready (a file written at the first
-#         batch, once fit()'s signal handlers are installed), after ("none",
+#         batch, once fit()'s signal handlers are installed), hold ("true":
+#         then wait there until <ready>.release exists), after ("none",
 #         or "busy": run R code after fit() until <out.rds>.stop exists, to
 #         let the parent signal the R process itself), fits (1; 2 runs a short
 #         fit() with preemption handlers first), preempt ("true"; "false"
@@ -23,7 +24,7 @@ backup_dir <- args[[1]]
 out <- args[[2]]
 result <- args[[3]]
 opts <- list(epochs = "6", save_freq = "2", batch_sleep = "0",
-             signals = "SIGTERM,SIGUSR1", ready = "", after = "none",
+             signals = "SIGTERM,SIGUSR1", ready = "", hold = "false", after = "none",
              fits = "1", preempt = "true", pause_save = "", signal_at = "",
              delete = "true")
 for (kv in args[-(1:3)]) {
@@ -55,6 +56,9 @@ pace <- new_callback_class(
     if (nzchar(opts$ready) && !file.exists(opts$ready)) {
       writeLines(as.character(Sys.getpid()), paste0(opts$ready, ".tmp"))
       file.rename(paste0(opts$ready, ".tmp"), opts$ready)
+      # The parent signals at this known point, then lets the job go on.
+      while (opts$hold == "true" && !file.exists(paste0(opts$ready, ".release")))
+        py_time$sleep(0.01)
     }
   },
   on_train_batch_end = function(batch, logs = NULL) {
