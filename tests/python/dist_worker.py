@@ -317,8 +317,7 @@ def run(args, result, ev):
                 # The test acts at this point (a signal, kill -9), however
                 # slowly it runs beside a fast worker, then lets it go on.
                 write_json(ev("holding"), self.count)
-                while not os.path.exists(ev("release")):
-                    time.sleep(0.01)
+                ht.hold_until(ev("release"))
 
     with scope():
         model = ht.make_model(seed=args.seed)

@@ -382,6 +382,12 @@ def seeded_rng(name):
     return random.Random(seed)
 
 
+def hold_until(path):
+    """In a job: waits at this point until the test creates `path` (after acting)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
 def wait_for(predicate, proc=None, timeout=420, what="a state"):
     """Polls `predicate` until true; fails if `proc` exits first or after `timeout` s.
 

@@ -69,8 +69,8 @@ def main(argv=None):
                 with open(tmp, "w") as f:
                     f.write(str(os.getpid()))
                 os.replace(tmp, args.ready_file)
-                while args.hold_after_ready and not os.path.exists(args.ready_file + ".release"):
-                    time.sleep(0.01)
+                if args.hold_after_ready:
+                    ht.hold_until(args.ready_file + ".release")
 
         def on_train_batch_end(self, batch, logs=None):
             if args.batch_sleep:
