@@ -209,8 +209,10 @@ def remove_own_dir(directory, name, held=None):
         if os.fstat(sub.fd).st_uid != os.geteuid():
             return False
         for n in sub.names():
+            if n not in CHECKPOINT_FILES:
+                continue  # not ours: never even looked at
             st = sub.lstat(n)
-            if n in CHECKPOINT_FILES and stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(st.st_mode):
                 if held is not None and st.st_size >= held.MIN_SIZE:
                     held.hold(n, sub.fd)
                 os.unlink(n, dir_fd=sub.fd)
