@@ -34,8 +34,11 @@ def timed_hooks(cb, totals, counts, tag):
     """Wraps the instance's hooks (Keras' Callback methods) so that each call adds its wall time."""
     import keras
 
+    # on_batch_begin/end are aliases that Callback.on_train_batch_* call:
+    # timing them too would count that time twice.
+    aliases = {"on_batch_begin", "on_batch_end"}
     for name in dir(keras.callbacks.Callback):
-        if name.startswith("on_") and callable(getattr(cb, name, None)):
+        if name.startswith("on_") and name not in aliases and callable(getattr(cb, name, None)):
             fn = getattr(cb, name)
 
             def hook(*args, _fn=fn, _key=f"{tag} {name}", **kwargs):
