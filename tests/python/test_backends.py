@@ -142,8 +142,16 @@ def test_a_checkpoint_of_another_backend_is_refused(tmp_path):
     assert ("backend", other, BACKEND) in err.value.differences
 
 
-def test_a_background_capture_keeps_the_values_of_its_moment():
+@pytest.mark.parametrize("copy_threads", [1, 2])
+def test_a_background_capture_keeps_the_values_of_its_moment(monkeypatch, copy_threads):
     """The asynchronous path: copies made at capture, read after training moved on."""
+    from kerasbackup import saver
+
+    # A big state is copied to host memory on two threads: both ways here.
+    monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", 1 << 60 if copy_threads == 1 else 0)
+    fills = []
+    fill = HostBuffers.fill
+    monkeypatch.setattr(HostBuffers, "fill", lambda *a: fills.append(fill(*a)) or fills[-1])
     model = ht.make_model()
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)  # every variable exists
     before = [np.array(v.numpy()) for v in model.variables + model.optimizer.variables]
@@ -156,6 +164,7 @@ def test_a_background_capture_keeps_the_values_of_its_moment():
         assert captured.on_device == len(before) + len(model.metrics_variables)
     else:
         assert captured.on_device == 0
+        assert fills == [copy_threads]
     # Training goes on (on JAX its step donates the state's buffers).
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
     after = [np.array(v.numpy()) for v in model.variables + model.optimizer.variables]

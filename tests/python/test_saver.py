@@ -136,3 +136,44 @@ def test_host_buffers_outlive_the_saver_and_hold_one_state():
     release_host_buffers()
     assert not AsyncSaver().host_buffers
 
+
+
+def _pairs(buffers, values, read):
+    for name, value in values.items():
+        read.append(name)  # the value is read only now, as its copy is due
+        yield buffers[name], value
+
+
+@pytest.mark.parametrize("threshold", [1 << 60, 0], ids=["one thread", "two threads"])
+def test_host_buffers_fill_copies_every_value_exactly(monkeypatch, threshold):
+    import kerasbackup.saver as saver
+
+    monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", threshold)
+    rng = np.random.default_rng(7)  # fixed: the values only need to differ
+    values = {f"v{i}": rng.standard_normal(n).astype(dtype)
+              for i, (n, dtype) in enumerate([(5000, np.float32), (3, np.float64),
+                                              (70000, np.float32), (1, np.int64),
+                                              (40000, np.float16), (0, np.float32)])}
+    buffers = saver.HostBuffers()
+    bufs = buffers.reserve([(name, v.shape, v.dtype) for name, v in values.items()])
+    read = []
+    threads = buffers.fill(_pairs(buffers, values, read), sum(b.nbytes for b in bufs))
+    assert threads == (1 if threshold else 2)
+    assert read == list(values)
+    for name, value in values.items():
+        assert buffers[name].dtype == value.dtype
+        assert buffers[name].tobytes() == value.tobytes(), name
+
+
+def test_a_failed_copy_on_the_helper_thread_raises_on_the_caller(monkeypatch):
+    import kerasbackup.saver as saver
+
+    monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", 0)
+    big, small = np.zeros(1000), np.zeros(10)
+    # The first pair is copied here; the second goes to the helper thread,
+    # where its shape does not fit the buffer.
+    pairs = [(big, np.ones(1000)), (small, np.ones(11))]
+    with pytest.raises(ValueError):
+        saver.HostBuffers().fill(iter(pairs), 1 << 20)
+    assert big.sum() == 1000
+    assert not [t for t in threading.enumerate() if t.name == "kerasbackup-copy"]

@@ -18,11 +18,16 @@ frees it.
 
 import mmap
 import os
+import queue
 import threading
 
 import numpy as np
 
 from kerasbackup.store import SaveCancelled
+
+
+# From this many bytes a capture's copy is split over two threads.
+PARALLEL_COPY_BYTES = 32 << 20
 
 
 class HostBuffers(dict):
@@ -61,6 +66,52 @@ class HostBuffers(dict):
             self._block_names = {name for name, _, _ in layout}
         self._used.update(name for name, _, _ in layout)
         return [self[name] for name, _, _ in layout]
+
+    def fill(self, pairs, nbytes):
+        """Copies each `(buffer, value)` pair's value into its buffer.
+
+        `pairs` may be a generator that reads each value when asked (a
+        device to host copy on a GPU): they are taken as the copies go, so
+        host memory never holds a second copy of the state. A big state
+        (`nbytes`, the buffers' total) is copied on two threads, since
+        np.copyto releases the GIL: training waits for this copy, and one
+        thread cannot use the memory bandwidth that two can. Returns the
+        number of threads used.
+        """
+        if nbytes < PARALLEL_COPY_BYTES:
+            for buf, value in pairs:
+                np.copyto(buf, value)
+            return 1
+        handed = queue.SimpleQueue()
+        failed = []
+
+        def copy_handed():
+            while (item := handed.get()) is not None:
+                if not failed:
+                    try:
+                        np.copyto(*item)
+                    except BaseException as e:  # raised on the calling thread
+                        failed.append(e)
+
+        # A thread per fill, not a pool: a pool's threads do not survive a
+        # fork (data-loader workers), and starting one costs ~0.1 ms.
+        helper = threading.Thread(target=copy_handed, name="kerasbackup-copy", daemon=True)
+        helper.start()
+        balance = 0  # bytes copied here minus bytes handed over
+        try:
+            for buf, value in pairs:
+                if balance <= 0:
+                    np.copyto(buf, value)
+                    balance += buf.nbytes
+                else:
+                    handed.put((buf, value))
+                    balance -= buf.nbytes
+        finally:
+            handed.put(None)
+            helper.join()
+        if failed:
+            raise failed[0]
+        return 2
 
     def get(self, key, default=None):
         self._used.add(key)

@@ -374,17 +374,21 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
         # Copies into one block laid out as the data file (see HostBuffers).
         bufs = into.reserve([(name, *unread[name][2]) if name in unread
                              else (name, a.shape, a.dtype) for name, a in arrays.items()])
-        for (name, value), buf in zip(list(arrays.items()), bufs):
-            if name in unread:
-                v, entry, _ = unread.pop(name)
-                value = _host_view(v)
-                if value.shape != buf.shape or value.dtype != buf.dtype:
-                    # Not what the variable declared: keep a copy of its own.
-                    entry[1:] = [list(value.shape), str(value.dtype)]
-                    arrays[name] = np.array(value, copy=True)
-                    continue
-            np.copyto(buf, value)
-            arrays[name] = buf
+
+        def copies():  # reads each value as its copy is due
+            for (name, value), buf in zip(list(arrays.items()), bufs):
+                if name in unread:
+                    v, entry, _ = unread.pop(name)
+                    value = _host_view(v)
+                    if value.shape != buf.shape or value.dtype != buf.dtype:
+                        # Not what the variable declared: keep a copy of its own.
+                        entry[1:] = [list(value.shape), str(value.dtype)]
+                        arrays[name] = np.array(value, copy=True)
+                        continue
+                arrays[name] = buf
+                yield buf, value
+
+        into.fill(copies(), sum(buf.nbytes for buf in bufs))
     return arrays, index
 
 
