@@ -164,7 +164,7 @@ def test_a_background_capture_keeps_the_values_of_its_moment(monkeypatch, copy_t
         assert captured.on_device == len(before) + len(model.metrics_variables)
     else:
         assert captured.on_device == 0
-        assert fills == [copy_threads]
+        assert len(fills) == 1 and (fills[0] > 0) == (copy_threads == 2)  # helper's pieces
     # Training goes on (on JAX its step donates the state's buffers).
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
     after = [np.array(v.numpy()) for v in model.variables + model.optimizer.variables]

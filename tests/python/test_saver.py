@@ -137,11 +137,29 @@ def test_host_buffers_outlive_the_saver_and_hold_one_state():
     assert not AsyncSaver().host_buffers
 
 
-
 def _pairs(buffers, values, read):
+    first = next(iter(values))
     for name, value in values.items():
-        read.append(name)  # the value is read only now, as its copy is due
+        if read:
+            # Read as its copy is due, not all up front: the caller copied
+            # the first (small) value itself before asking for the next.
+            assert buffers[first].tobytes() == values[first].tobytes()
+        read.append(name)
         yield buffers[name], value
+
+
+class _RecordingNumpy:
+    """numpy, with copyto() recording the names of the threads that call it."""
+
+    def __init__(self):
+        self.threads = []
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def copyto(self, dst, src):
+        self.threads.append(threading.current_thread().name)
+        np.copyto(dst, src)
 
 
 @pytest.mark.parametrize("threshold", [1 << 60, 0], ids=["one thread", "two threads"])
@@ -149,20 +167,31 @@ def test_host_buffers_fill_copies_every_value_exactly(monkeypatch, threshold):
     import kerasbackup.saver as saver
 
     monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", threshold)
+    monkeypatch.setattr(saver, "COPY_PIECE_BYTES", 4096)  # big arrays go in pieces
+    recording = _RecordingNumpy()
+    monkeypatch.setattr(saver, "np", recording)
     rng = np.random.default_rng(7)  # fixed: the values only need to differ
     values = {f"v{i}": rng.standard_normal(n).astype(dtype)
-              for i, (n, dtype) in enumerate([(5000, np.float32), (3, np.float64),
+              for i, (n, dtype) in enumerate([(3, np.float64), (5000, np.float32),
                                               (70000, np.float32), (1, np.int64),
                                               (40000, np.float16), (0, np.float32)])}
+    values["v6"] = rng.standard_normal((300, 40)).astype(np.float32)[:, ::2]  # strided
     buffers = saver.HostBuffers()
     bufs = buffers.reserve([(name, v.shape, v.dtype) for name, v in values.items()])
     read = []
-    threads = buffers.fill(_pairs(buffers, values, read), sum(b.nbytes for b in bufs))
-    assert threads == (1 if threshold else 2)
+    helped = buffers.fill(_pairs(buffers, values, read), sum(b.nbytes for b in bufs))
     assert read == list(values)
     for name, value in values.items():
         assert buffers[name].dtype == value.dtype
         assert buffers[name].tobytes() == value.tobytes(), name
+    by_helper = recording.threads.count("kerasbackup-copy")
+    assert helped == by_helper
+    if threshold:
+        assert by_helper == 0 and len(recording.threads) == len(values)
+    else:
+        # Both threads copied, and the big arrays went in pieces.
+        assert 0 < by_helper < len(recording.threads)
+        assert len(recording.threads) > len(values)
 
 
 def test_a_failed_copy_on_the_helper_thread_raises_on_the_caller(monkeypatch):
@@ -170,10 +199,39 @@ def test_a_failed_copy_on_the_helper_thread_raises_on_the_caller(monkeypatch):
 
     monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", 0)
     big, small = np.zeros(1000), np.zeros(10)
-    # The first pair is copied here; the second goes to the helper thread,
-    # where its shape does not fit the buffer.
+    # The first pair is copied here; the second goes to the idle helper
+    # thread, where its shape does not fit the buffer.
     pairs = [(big, np.ones(1000)), (small, np.ones(11))]
     with pytest.raises(ValueError):
         saver.HostBuffers().fill(iter(pairs), 1 << 20)
     assert big.sum() == 1000
-    assert not [t for t in threading.enumerate() if t.name == "kerasbackup-copy"]
+
+
+def test_an_interrupted_fill_returns_only_once_the_helper_is_done(monkeypatch):
+    """The next save reuses the buffers: no copy may still run into them."""
+    import kerasbackup.saver as saver
+
+    monkeypatch.setattr(saver, "PARALLEL_COPY_BYTES", 0)
+    first, second = np.zeros(10), np.zeros(10)
+    started, gate = threading.Event(), threading.Event()
+
+    def pairs():
+        yield first, np.ones(10)
+        yield second, np.full(10, 2.0)  # handed to the idle helper
+        assert started.wait(120)  # the helper is copying it now (bounds a broken fill)
+        gate.set()
+        raise KeyboardInterrupt  # e.g. Ctrl-C while the next value is read
+
+    recording = _RecordingNumpy()
+
+    def copyto(dst, src):
+        if dst is second:
+            started.set()
+            gate.wait()
+        np.copyto(dst, src)
+
+    recording.copyto = copyto
+    monkeypatch.setattr(saver, "np", recording)
+    with pytest.raises(KeyboardInterrupt):
+        saver.HostBuffers().fill(pairs(), 1 << 20)
+    assert (first == 1).all() and (second == 2).all()
