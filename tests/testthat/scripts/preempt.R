@@ -4,9 +4,10 @@
 #   keys: epochs (6), save_freq ("2", "epoch" or "false"), batch_sleep (0),
 #         signals ("SIGTERM,SIGUSR1"), ready (a file written at the first
 #         batch, once fit()'s signal handlers are installed), hold ("true":
-#         then wait there until <ready>.release exists), after ("none",
-#         or "busy": run R code after fit() until <out.rds>.stop exists, to
-#         let the parent signal the R process itself), fits (1; 2 runs a short
+#         then wait there until <ready>.release exists), after ("none";
+#         "busy": run R code after fit() until <out.rds>.stop exists;
+#         "sleep": wait in Sys.sleep(); both let the parent signal the R
+#         process itself), fits (1; 2 runs a short
 #         fit() with preemption handlers first), preempt ("true"; "false"
 #         trains without save_before_preemption), pause_save (N: the N-th
 #         checkpoint write of this process stops once its data is written,
@@ -141,11 +142,16 @@ if (opts$after == "busy") {
   # Busy R code, so that R's own handlers decide what a signal does (a
   # Sys.sleep() would wait in select(), which has a SIGINT handler of its
   # own). It ends only when the parent gives up waiting for the signal.
-  # No large allocations in the loop: R's SIGUSR1 handler saves the
-  # workspace from inside the signal handler, which could deadlock if the
-  # signal landed inside malloc().
   writeLines("fit done", paste0(out, ".done"))
   stop_file <- paste0(out, ".stop")
   while (!file.exists(stop_file)) for (i in seq_len(1e5)) NULL
+  writeLines("still running", paste0(out, ".survived"))
+} else if (opts$after == "sleep") {
+  # For SIGUSR1: R's handler saves the workspace from inside the signal
+  # handler, so it deadlocks if the signal lands while this thread is in
+  # malloc(). Busy R code always allocates; the parent signals only once
+  # this thread is seen waiting in select().
+  writeLines("fit done", paste0(out, ".done"))
+  Sys.sleep(3600)
   writeLines("still running", paste0(out, ".survived"))
 }
