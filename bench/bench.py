@@ -47,11 +47,13 @@ FULL = {
     "sizes": [("1M", 512, 4), ("25M", 2048, 6)],
     "repeats": {"1M": 9, "25M": 5},
     "fit_sizes": [("1M", 512, 4), ("25M", 2048, 6)],
-    # Short fits drift less on a shared machine, and 15 pairs give a steady
-    # median; our writes still end within an epoch at 25M (~0.3 s).
-    "fit_epoch_seconds": 1.0,
+    # Short fits drift less on a shared machine. At 1M a save costs tens of
+    # ms, and 15 pairs of 4 s fits (noise ±0.5 s) could not resolve that:
+    # 0.25 s epochs and 40 pairs do. At 25M our write (~0.3 s) must still
+    # end within an epoch, as in real training: 1 s epochs, 15 pairs.
+    "fit_epoch_seconds": {"1M": 0.25, "25M": 1.0},
     "fit_epochs": 4,
-    "fit_repeats": 15,
+    "fit_repeats": {"1M": 40, "25M": 15},
     "fit_batch": 32,
     "batch_calls": 200_000,
     "small_fit": (4096, 32, 64, 5, 32, 5),  # samples, features, units, epochs, batch, repeats
@@ -530,6 +532,10 @@ def measure_fit(label, width, layers, cfg, workdir):
     from kerasbackup import BackupAndRestore
     from kerasbackup.store import set_phase_hook
 
+    def per_size(key):  # a figure for all sizes, or one per size
+        value = cfg[key]
+        return value[label] if isinstance(value, dict) else value
+
     batch = cfg["fit_batch"]
     epochs = cfg["fit_epochs"]
     model = build_model(width, layers, seed=3)
@@ -539,7 +545,7 @@ def measure_fit(label, width, layers, cfg, workdir):
     t = now()
     kerasbackup.fit(model, warm, warm, batch_size=batch, epochs=1, verbose=0)
     step = (now() - t) / 8
-    steps = max(5, round(cfg["fit_epoch_seconds"] / step))
+    steps = max(5, round(per_size("fit_epoch_seconds") / step))
     x = rng.random((batch * steps, width), dtype=np.float32)
     kerasbackup.fit(model, x, x, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     log(f"fit: {label}, {epochs} epochs of {steps} batches "
@@ -561,7 +567,7 @@ def measure_fit(label, width, layers, cfg, workdir):
                        for name, _ in configs}}
     previous = set_phase_hook(count)
     try:
-        for r in range(cfg["fit_repeats"]):
+        for r in range(per_size("fit_repeats")):
             # Each repeat runs the three back to back, in a rotated order, so
             # that drift on a shared machine hits them alike; overheads are
             # taken per repeat (see fit_overheads()).

@@ -5,6 +5,7 @@ write yet still knows it is running."""
 import os
 import signal
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -178,12 +179,14 @@ def test_host_buffers_fill_copies_every_value_exactly(monkeypatch, threshold):
     values["v6"] = rng.standard_normal((300, 40)).astype(np.float32)[:, ::2]  # strided
     buffers = saver.HostBuffers()
     bufs = buffers.reserve([(name, v.shape, v.dtype) for name, v in values.items()])
-    read = []
-    helped = buffers.fill(_pairs(buffers, values, read), sum(b.nbytes for b in bufs))
+    read, crcs = [], []
+    helped = buffers.fill(_pairs(buffers, values, read), sum(b.nbytes for b in bufs), crcs)
     assert read == list(values)
     for name, value in values.items():
         assert buffers[name].dtype == value.dtype
         assert buffers[name].tobytes() == value.tobytes(), name
+    # Each buffer's crc32, joined from its pieces' where it was cut.
+    assert crcs == [zlib.crc32(v.tobytes()) for v in values.values()]
     by_helper = recording.threads.count("kerasbackup-copy")
     assert helped == by_helper
     if threshold:

@@ -1797,6 +1797,30 @@ def test_load_accept_rejects_a_verified_checkpoint_like_a_failed_one(tmp_path):
         assert st.load(accept=lambda *a: None)[1] == {"epoch": 2}
 
 
+def test_a_save_takes_the_checksums_it_is_given_as_they_are(tmp_path):
+    # saver.HostBuffers.fill() checksums arrays as it copies them; the store
+    # then combines those with the others' and does not read them again.
+    arrays = {"a": np.arange(4, dtype=np.float64), "b": np.ones((2, 3), np.int32),
+              "c": np.array(7, np.int64)}
+    right = {"a": zlib.crc32(arrays["a"].tobytes()), "c": zlib.crc32(arrays["c"].tobytes())}
+    whole = zlib.crc32(b"".join(a.tobytes() for a in arrays.values()))
+    d = str(tmp_path / "b")
+    with CheckpointStore(d, keep=3) as st:
+        st.save(arrays, {"epoch": 1}, 1, 0)
+        st.save(arrays, {"epoch": 2}, 2, 0, checksums=right)
+        # A wrong one is written as given (it is never recomputed), so the
+        # checkpoint fails verification: proof that it was used.
+        st.save(arrays, {"epoch": 3}, 3, 0, checksums={"a": right["a"] ^ 1})
+        infos = st.checkpoints(verify=True)
+    crcs = []
+    for info in infos:
+        with open(os.path.join(info["path"], "manifest.json")) as f:
+            crcs.append(json.load(f)["files"]["arrays.bin"]["crc32"])
+    assert crcs[:2] == [f"{whole:08x}"] * 2 and crcs[2] != crcs[0]
+    assert [i["verified"] for i in infos] == [True, True, False]
+    assert "arrays.bin" in infos[2]["problem"]
+
+
 # ------------------------------------------------- the data file's writer
 # Big files go by direct I/O through an aligned buffer, small ones and file
 # systems without direct I/O through the page cache; every path must write
@@ -1873,9 +1897,14 @@ def test_arrays_in_one_block_are_written_as_one_view(tmp_path, layout):
     others = {f"o{i}": rng.integers(0, 256, k, dtype=np.uint8) for i, k in enumerate(own)}
     arrays = (dict(zip(names, block)) | others if layout != "own arrays, then block"
               else others | dict(zip(names, block)))
-    table, views, total = prepare_arrays(arrays)
+    table, views, total, crc = prepare_arrays(arrays)
+    assert crc is None  # no checksums given: the writer takes it
     expected = b"".join(np.asarray(a).tobytes() for a in arrays.values())
     assert total == len(expected)
+    # Checksums the caller took (HostBuffers.fill) for the block's arrays:
+    # the others are read, and the whole file's crc32 comes out.
+    known = {n: zlib.crc32(np.asarray(arrays[n]).tobytes()) for n in names}
+    assert prepare_arrays(arrays, known)[3] == zlib.crc32(expected)
     assert len(views) == 1 + len(own)  # the block's arrays joined into one view
     block_view = views[0] if layout != "own arrays, then block" else views[-1]
     assert len(block_view) == sum(in_block) and address_of(block_view) % ALIGN == 0
@@ -1887,9 +1916,15 @@ def test_arrays_in_one_block_are_written_as_one_view(tmp_path, layout):
             os.fsync(fd)
         finally:
             os.close(fd)
+        fd = create_file("again", dfd)
+        try:
+            assert write_stream(fd, views, checksum=False) == (len(expected), None)
+        finally:
+            os.close(fd)
     finally:
         os.close(dfd)
     assert (tmp_path / "data").read_bytes() == expected
+    assert (tmp_path / "again").read_bytes() == expected
     assert (size, crc) == (len(expected), zlib.crc32(expected))
     # The same layout again reuses the block; another one gets a new block.
     assert [a.ctypes.data for a in buffers.reserve(
@@ -1905,7 +1940,7 @@ def test_rows_of_an_ndarray_subclass_keep_their_bytes():
     # stays 2-d when reshaped, so they must not be joined through it.
     m = np.matrix(np.arange(12, dtype=np.float32).reshape(3, 4)).copy()  # owns its data
     arrays = {"a": m[0], "b": m[1], "c": m[2]}
-    _, views, total = prepare_arrays(arrays)
+    _, views, total, _ = prepare_arrays(arrays)
     expected = b"".join(np.asarray(a).tobytes() for a in arrays.values())
     assert total == len(expected) and b"".join(bytes(v) for v in views) == expected
     # Flat byte views: the writers take len() as the byte count.

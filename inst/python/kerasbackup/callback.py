@@ -637,7 +637,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         def write(cancel):
             return store.save(captured.host_arrays(), captured.meta, epoch=epoch,
                               batch=batch,
-                              cancel=cancel if saver.asynchronous else None)
+                              cancel=cancel if saver.asynchronous else None,
+                              checksums=captured.checksums)
 
         try:
             saver.submit(write)

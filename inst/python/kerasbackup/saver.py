@@ -24,6 +24,7 @@ import threading
 import numpy as np
 
 from kerasbackup.store import SaveCancelled
+from kerasbackup.store.fileio import crc32, crc32_combine
 
 
 # From this many bytes a capture's copy is split over two threads: below it,
@@ -70,7 +71,7 @@ class HostBuffers(dict):
         self._used.update(name for name, _, _ in layout)
         return [self[name] for name, _, _ in layout]
 
-    def fill(self, pairs, nbytes):
+    def fill(self, pairs, nbytes, crcs=None):
         """Copies each `(buffer, value)` pair's value into its buffer.
 
         `pairs` may be a generator that reads each value when asked (a
@@ -79,17 +80,34 @@ class HostBuffers(dict):
         (`nbytes`, the buffers' total) is copied on two threads, in pieces
         of at most COPY_PIECE_BYTES: training waits for this copy, and one
         thread cannot use the memory bandwidth that two can (np.copyto
-        releases the GIL). Returns the number of pieces the helper thread
-        copied (0 when the caller copied alone).
+        releases the GIL). With `crcs` (a list; needs crc32_combine), each
+        buffer's crc32 is appended to it in pair order, taken from each
+        piece just copied, while it is still in the cache: the writer then
+        need not read the buffers again. Returns the number of pieces the
+        helper thread copied (0 when the caller copied alone).
         """
+        if crcs is not None and crc32_combine is None:
+            raise ValueError("crcs needs crc32_combine (the isal package)")
         if nbytes < PARALLEL_COPY_BYTES:
             for buf, value in pairs:
-                np.copyto(buf, value)
+                if crcs is None:
+                    np.copyto(buf, value)
+                else:
+                    crcs.append(_copy_crc32(buf, value))
             return 0
         handed = queue.SimpleQueue()
         done = threading.Event()
         failed = []  # the helper's error, or None once the caller gave up
         copied = 0
+        # Per piece: [pair number, crc32, bytes]; the crc32 is set by the
+        # thread that copied the piece.
+        pieces = []
+
+        def copy(buf, value, k):
+            if crcs is None:
+                np.copyto(buf, value)
+            else:
+                pieces[k][1] = _copy_crc32(buf, value)
 
         def copy_handed():
             nonlocal copied
@@ -97,7 +115,7 @@ class HostBuffers(dict):
                 while (item := handed.get()) is not None:
                     if not failed:
                         try:
-                            np.copyto(*item)
+                            copy(*item)
                             copied += 1
                         except BaseException as e:  # raised on the calling thread
                             failed.append(e)
@@ -109,15 +127,16 @@ class HostBuffers(dict):
         threading.Thread(target=copy_handed, name="kerasbackup-copy", daemon=True).start()
         balance = 0  # bytes copied here minus bytes handed over
         try:
-            for buf, value in _pieces(pairs):
+            for pair, buf, value in _pieces(pairs):
                 if failed:
                     break
+                pieces.append([pair, 0, buf.nbytes])
                 # Handed over only while the helper has nothing waiting.
                 if balance <= 0 or not handed.empty():
-                    np.copyto(buf, value)
+                    copy(buf, value, len(pieces) - 1)
                     balance += buf.nbytes
                 else:
-                    handed.put((buf, value))
+                    handed.put((buf, value, len(pieces) - 1))
                     balance -= buf.nbytes
         except BaseException:
             failed.append(None)  # the helper copies nothing more
@@ -129,6 +148,14 @@ class HostBuffers(dict):
             _wait_out(done)
         if failed:
             raise failed[0]
+        if crcs is not None:
+            pair = -1
+            for k, crc, n in pieces:  # the pieces of a pair are in order
+                if k != pair:
+                    crcs.append(crc)
+                    pair = k
+                else:
+                    crcs[-1] = crc32_combine(crcs[-1], crc, n)
         return copied
 
     def get(self, key, default=None):
@@ -153,17 +180,25 @@ class HostBuffers(dict):
 
 
 def _pieces(pairs):
-    """The pairs, big arrays cut into pieces of at most COPY_PIECE_BYTES."""
-    for buf, value in pairs:
+    """`(pair number, buffer, value)`, big arrays cut into pieces of at most
+    COPY_PIECE_BYTES."""
+    for k, (buf, value) in enumerate(pairs):
         value = np.asarray(value)
         if (buf.nbytes <= COPY_PIECE_BYTES or buf.shape != value.shape
                 or not (buf.flags.c_contiguous and value.flags.c_contiguous)):
-            yield buf, value
+            yield k, buf, value
             continue
         flat_buf, flat_value = buf.reshape(-1), value.reshape(-1)  # views
         step = max(1, COPY_PIECE_BYTES // buf.itemsize)
         for start in range(0, flat_buf.size, step):
-            yield flat_buf[start : start + step], flat_value[start : start + step]
+            yield k, flat_buf[start : start + step], flat_value[start : start + step]
+
+
+def _copy_crc32(buf, value):
+    """Copies `value` into `buf`; returns the crc32 of `buf`'s bytes in C
+    order, as the data file holds them, while they are still in the cache."""
+    np.copyto(buf, value)
+    return crc32(buf if buf.flags.c_contiguous else np.ascontiguousarray(buf))
 
 
 def _wait_out(event):

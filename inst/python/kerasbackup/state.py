@@ -26,6 +26,7 @@ import numpy as np
 import keras
 
 from kerasbackup import replicas
+from kerasbackup.store.fileio import crc32_combine
 
 # Keras callbacks whose state we save, and the attributes that hold it.
 # Anything else opts in with get_state()/set_state().
@@ -326,7 +327,8 @@ def ensure_optimizer_built(model):
         opt.build(model.trainable_variables)
 
 
-def capture_variables(model, include_metrics, into=None, device=None, writer=True):
+def capture_variables(model, include_metrics, into=None, device=None, writer=True,
+                      checksums=None):
     """Takes the model's, optimizer's (and metrics') variables to host memory.
 
     Without `into`, returns read-only views that cost no copy: with
@@ -340,7 +342,9 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
     Variables that keep one value per replica are captured with one row per
     replica (see replicas.py), a collective under a multi-worker strategy:
     a worker that does not write (`writer=False`) still takes part in it,
-    and captures nothing else.
+    and captures nothing else. With `checksums` (a dict) and `into`, the
+    crc32 of each value copied into `into` goes there by name, taken during
+    the copy (see HostBuffers.fill), for the store.
 
     Returns `(arrays, index)`; `index` records each variable's path, shape
     and dtype so that a restore can check them before assigning anything.
@@ -375,6 +379,8 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
         bufs = into.reserve([(name, *unread[name][2]) if name in unread
                              else (name, a.shape, a.dtype) for name, a in arrays.items()])
 
+        copied = []  # names, in the order of their copies
+
         def copies():  # reads each value as its copy is due
             for (name, value), buf in zip(list(arrays.items()), bufs):
                 if name in unread:
@@ -386,9 +392,13 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
                         arrays[name] = np.array(value, copy=True)
                         continue
                 arrays[name] = buf
+                copied.append(name)
                 yield buf, value
 
-        into.fill(copies(), sum(buf.nbytes for buf in bufs))
+        crcs = [] if checksums is not None and crc32_combine is not None else None
+        into.fill(copies(), sum(buf.nbytes for buf in bufs), crcs)
+        if crcs is not None:
+            checksums.update(zip(copied, crcs))
     return arrays, index
 
 
@@ -850,12 +860,15 @@ class Capture:
 
     Attributes:
         meta: the JSON part (a TrainingState's `to_meta()`).
+        checksums: crc32 by name of the arrays whose bytes were checksummed
+            as they were copied (the store's `save(checksums=)`).
     """
 
-    def __init__(self, arrays, meta, device=None):
+    def __init__(self, arrays, meta, device=None, checksums=None):
         self._arrays = arrays
         self.meta = meta
         self._device = device
+        self.checksums = checksums or {}
 
     @property
     def on_device(self):
@@ -891,8 +904,9 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
     device = None
     if writer and into is not None and snapshot.supported():
         device = snapshot.DeviceSnapshot(into)
+    checksums = {}
     arrays, index = capture_variables(model, include_metrics, into=into,
-                                      device=device, writer=writer)
+                                      device=device, writer=writer, checksums=checksums)
     if device is not None:
         device.seal()
     rng_arrays, rng_meta = capture_rng()
@@ -910,7 +924,7 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
                                 optimizer_targets=optimizer_targets(model),
                                 rng=rng_meta, callbacks=cb_meta, rng_ranks=rng_ranks,
                                 keras_version=keras_version())
-    return Capture(arrays, state.to_meta(), device)
+    return Capture(arrays, state.to_meta(), device, checksums)
 
 
 # ---------------------------------------------------------------- restore

@@ -2,9 +2,10 @@
 
 A store owns one backup_dir exclusively while it is open (a lock for a
 local directory, a lease for an object store) and offers: `open()`,
-`close()`, `is_open`, `save(arrays, meta, epoch, batch, cancel=None)`,
-`load(required=False, accept=None)`, `checkpoints(verify=True)`, `latest`
-and `delete()`; see local.CheckpointStore for what each promises.
+`close()`, `is_open`, `save(arrays, meta, epoch, batch, cancel=None,
+checksums=None)`, `load(required=False, accept=None)`,
+`checkpoints(verify=True)`, `latest` and `delete()`; see
+local.CheckpointStore for what each promises.
 """
 
 

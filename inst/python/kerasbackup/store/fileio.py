@@ -21,11 +21,14 @@ import numpy as np
 
 # crc32 (zlib's polynomial and values): ISA-L's is ~7x faster than zlib's
 # (10 ms against 74 ms for 302 MB here); zlib's where isal is not installed.
+# crc32_combine(a, b, len_b) joins the crc32s of two neighbouring byte runs;
+# Python's zlib module lacks it, so without isal it is None.
 try:
-    from isal.isal_zlib import crc32
+    from isal.isal_zlib import crc32, crc32_combine
     CRC32_IMPL = "isal"
 except ImportError:  # isal is pinned in requirements.txt; zlib gives the same values
     from zlib import crc32
+    crc32_combine = None
     CRC32_IMPL = "zlib"
 
 # I/O and checksum granularity: big enough that per-call overhead vanishes,
@@ -304,10 +307,11 @@ class _BouncePool:
 _BOUNCE = _BouncePool()
 
 
-def write_stream(fd, buffers, progress=None):
+def write_stream(fd, buffers, progress=None, checksum=True):
     """Writes `buffers` (byte memoryviews) back to back into the empty file `fd`.
 
-    Returns `(size, crc32)`. Big files go by direct I/O: page-aligned
+    Returns `(size, crc32)`, the crc32 None with `checksum=False` (the
+    caller has it already). Big files go by direct I/O: page-aligned
     regions of the sources (see coalesce()) as they are, the rest through
     an aligned bounce buffer, the crc32 taken from each chunk as it is
     written. Where the file system refuses direct I/O, they go through the
@@ -317,7 +321,6 @@ def write_stream(fd, buffers, progress=None):
     """
     total = sum(len(b) for b in buffers)
     if total < DIRECT_MIN or not _set_direct(fd, True):
-        crc = 0
         written = 0
         for buf in buffers:
             for chunk in chunks(buf):
@@ -325,13 +328,16 @@ def write_stream(fd, buffers, progress=None):
                 written += len(chunk)
                 if progress is not None:
                     progress(written, total)
+        if not checksum:
+            return total, None
+        crc = 0
         for buf in buffers:
             crc = crc32(buf, crc)
         return total, crc
     bounce = _BOUNCE.take()
     view = memoryview(bounce)
     try:
-        crc = _write_direct(fd, buffers, total, view, progress)
+        crc = _write_direct(fd, buffers, total, view, progress, checksum)
         _set_direct(fd, False)  # leave the descriptor as it was opened
         return total, crc
     finally:
@@ -339,14 +345,15 @@ def write_stream(fd, buffers, progress=None):
         _BOUNCE.give(bounce)
 
 
-def _write_direct(fd, buffers, total, bounce, progress):
+def _write_direct(fd, buffers, total, bounce, progress, checksum):
     writer = _DirectWriter(fd)
-    crc, offset, filled = 0, 0, 0
+    crc, offset, filled = (0 if checksum else None), 0, 0
 
     def put(data):
         nonlocal crc, offset
         writer.write(data, offset)
-        crc = crc32(data, crc)
+        if checksum:
+            crc = crc32(data, crc)
         offset += len(data)
         if progress is not None:
             progress(offset, total)

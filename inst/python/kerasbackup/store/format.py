@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerasbackup.store.fileio import coalesce, crc32
+from kerasbackup.store.fileio import coalesce, crc32, crc32_combine
 
 FORMAT_VERSION = 1
 
@@ -308,13 +308,18 @@ def _dtype_refusal(dt):
     return None
 
 
-def prepare_arrays(arrays):
+def prepare_arrays(arrays, checksums=None):
     """Checks arrays and lays out the data file (no copies if C-contiguous).
 
-    Returns `(table, buffers, total)`: the JSON-ready table entries, the
-    non-empty byte views in file order, and the data file's size. Raises
-    TypeError or ValueError for arrays that cannot be stored.
+    Returns `(table, buffers, total, crc)`: the JSON-ready table entries,
+    the non-empty byte views in file order, the data file's size, and its
+    crc32 when `checksums` (name -> crc32 of that array's bytes, taken by
+    the caller) names any array, else None: the arrays it names are not
+    read again, the others are read here. Raises TypeError or ValueError
+    for arrays that cannot be stored.
     """
+    known = checksums if checksums and crc32_combine is not None else None
+    crc = None if known is None else 0
     entries, buffers, offset, seen = [], [], 0, set()
     for name, value in arrays.items():
         if not isinstance(name, str):
@@ -338,8 +343,13 @@ def prepare_arrays(arrays):
                         "offset": offset, "nbytes": int(flat.nbytes)})
         if flat.nbytes:
             buffers.append(flat)
+        if known is not None:
+            if name in known:
+                crc = crc32_combine(crc, known[name], flat.nbytes)
+            else:
+                crc = crc32(flat, crc)
         offset += int(flat.nbytes)
-    return entries, coalesce(buffers), offset
+    return entries, coalesce(buffers), offset, crc
 
 
 def build_state(table, meta):
@@ -356,17 +366,18 @@ def write_failure_text(backup_dir, epoch, batch, reason):
             f"{reason}. The previous checkpoint, if any, is unchanged.")
 
 
-def prepare_save(arrays, meta, epoch, batch):
+def prepare_save(arrays, meta, epoch, batch, checksums=None):
     """Checks and encodes a save's inputs before anything is written.
 
-    Returns `(buffers, total, state_bytes, epoch, batch)`; see
-    prepare_arrays() and build_state() for what is refused.
+    Returns `(buffers, total, crc, state_bytes, epoch, batch)`; see
+    prepare_arrays() for `crc` (None: the writer takes it) and for what is
+    refused, and build_state().
     """
-    table, buffers, total = prepare_arrays(arrays)
+    table, buffers, total, crc = prepare_arrays(arrays, checksums)
     state_bytes = build_state(table, meta)
     epoch = None if epoch is None else int(epoch)
     batch = None if batch is None else int(batch)
-    return buffers, total, state_bytes, epoch, batch
+    return buffers, total, crc, state_bytes, epoch, batch
 
 
 def parse_state(raw, data_size):

@@ -158,13 +158,15 @@ class CheckpointStore(Store):
 
     # ------------------------------------------------------------------ save
 
-    def save(self, arrays, meta, epoch, batch, cancel=None):
+    def save(self, arrays, meta, epoch, batch, cancel=None, checksums=None):
         """Writes and atomically publishes a new checkpoint; returns its info dict.
 
         `arrays` maps names to numpy arrays (any shape, fixed-size dtype),
         `meta` must be JSON-serialisable (numpy scalars are converted).
         Arrays are written straight from their memory and must not change
-        until save() returns. On any OSError raises BackupWriteError naming
+        until save() returns. `checksums` (name -> crc32 of an array's
+        bytes, taken as they were copied, see saver.HostBuffers.fill())
+        spares reading those arrays again for the data file's crc32. On any OSError raises BackupWriteError naming
         backup_dir and the error; the staging directory is removed and the
         previous checkpoints are untouched. Older checkpoints beyond `keep`
         are removed only after the new one is durable. If `cancel` (a
@@ -174,7 +176,8 @@ class CheckpointStore(Store):
         without publishing.
         """
         # Everything that can fail on bad input fails before touching disk.
-        buffers, total, state_bytes, epoch, batch = prepare_save(arrays, meta, epoch, batch)
+        buffers, total, crc, state_bytes, epoch, batch = prepare_save(
+            arrays, meta, epoch, batch, checksums)
 
         with self._mutex:
             self._ensure_open()
@@ -183,7 +186,7 @@ class CheckpointStore(Store):
             try:
                 seq = pub.next_seq(directory, self._last_seq)
                 staged = pub.write_staging(directory, buffers, total, state_bytes,
-                                           seq, epoch, batch)
+                                           seq, epoch, batch, crc)
                 if cancel is not None and cancel.is_set():
                     # The caller gave up (e.g. a second preemption signal):
                     # the previous checkpoint stays the newest.

@@ -312,16 +312,18 @@ class ObjectCheckpointStore(Store):
 
     # ------------------------------------------------------------------ save
 
-    def save(self, arrays, meta, epoch, batch, cancel=None):
+    def save(self, arrays, meta, epoch, batch, cancel=None, checksums=None):
         """Uploads and commits a new checkpoint; returns its info dict.
 
         As the local store: on failure raises BackupWriteError naming
         backup_dir and the error, and the previous checkpoints stay; a
         lost lease raises BackupLockedError; `cancel` (a threading.Event)
         set before the commit raises SaveCancelled and changes nothing
-        visible. Arrays must not change until save() returns.
+        visible; `checksums` spares reading the arrays it names again.
+        Arrays must not change until save() returns.
         """
-        buffers, total, state_bytes, epoch, batch = prepare_save(arrays, meta, epoch, batch)
+        buffers, total, known_crc, state_bytes, epoch, batch = prepare_save(
+            arrays, meta, epoch, batch, checksums)
 
         with self._mutex:
             self._ensure_open()
@@ -334,10 +336,11 @@ class ObjectCheckpointStore(Store):
                 phase("staging", backup_dir=d, path=f"{d}/{objects}")
                 aname = f"{objects}/{ARRAYS_NAME}"
                 written.append(aname)
-                # The checksum runs on a helper thread while the parts upload.
-                crc = Crc32(threaded=total >= THREAD_MIN)
+                # The checksum (unless known) runs on a helper thread while
+                # the parts upload.
+                crc = Crc32(threaded=known_crc is None and total >= THREAD_MIN)
                 try:
-                    for buf in buffers:
+                    for buf in buffers if known_crc is None else ():
                         for chunk in chunks(buf):
                             crc.feed(chunk)
                     self._client.upload(
@@ -346,7 +349,7 @@ class ObjectCheckpointStore(Store):
                             "part_uploaded", backup_dir=d, path=f"{d}/{aname}", part=k,
                             parts=n, written=done, total=total))
                 finally:
-                    arrays_crc = crc.result()
+                    arrays_crc = crc.result() if known_crc is None else known_crc
                 phase("arrays_written", backup_dir=d, path=f"{d}/{aname}")
                 sname = f"{objects}/{STATE_NAME}"
                 written.append(sname)

@@ -75,9 +75,11 @@ class Staged:
     size_bytes: int
 
 
-def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch):
+def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch, crc=None):
     """Writes a whole checkpoint into a new staging directory; returns Staged.
 
+    `crc` is the data's crc32 when the caller has it (see
+    format.prepare_arrays()); otherwise it is taken as the data is written.
     On any failure the staging directory is removed and the error raised.
     """
     name = _unique(STAGING_PREFIX)
@@ -85,7 +87,7 @@ def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch):
     try:
         phase("staging", backup_dir=directory.path, path=directory.join(name))
         with DirHandle.open_in(directory, name) as staging:
-            arrays = _write_arrays(staging, buffers, total, directory.path)
+            arrays = _write_arrays(staging, buffers, total, directory.path, crc)
             phase("arrays_written", backup_dir=directory.path, path=staging.path)
             files = {ARRAYS_NAME: arrays,
                      STATE_NAME: write_file(STATE_NAME, state_bytes, staging.fd)}
@@ -103,7 +105,7 @@ def write_staging(directory, buffers, total, state_bytes, seq, epoch, batch):
                   sum(size for size, _ in files.values()) + len(manifest))
 
 
-def _write_arrays(staging, buffers, total, backup_dir):
+def _write_arrays(staging, buffers, total, backup_dir, crc):
     """Writes all array buffers to one file with one fsync; returns (size, crc)."""
     path = staging.join(ARRAYS_NAME)
 
@@ -113,11 +115,11 @@ def _write_arrays(staging, buffers, total, backup_dir):
 
     fd = create_file(ARRAYS_NAME, staging.fd)
     try:
-        result = write_stream(fd, buffers, progress)
+        size, taken = write_stream(fd, buffers, progress, checksum=crc is None)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return result
+    return size, (taken if crc is None else crc)
 
 
 def publish(directory, staged, check):
