@@ -83,8 +83,9 @@ class HostBuffers(dict):
         releases the GIL). With `crcs` (a list; needs crc32_combine), each
         buffer's crc32 is appended to it in pair order, taken from each
         piece just copied, while it is still in the cache: the writer then
-        need not read the buffers again. Returns the number of pieces the
-        helper thread copied (0 when the caller copied alone).
+        need not read the buffers again (if fill raises, `crcs` may hold
+        some of them: discard it). Returns the number of pieces the helper
+        thread copied (0 when the caller copied alone).
         """
         if crcs is not None and crc32_combine is None:
             raise ValueError("crcs needs crc32_combine (the isal package)")

@@ -344,7 +344,8 @@ def capture_variables(model, include_metrics, into=None, device=None, writer=Tru
     a worker that does not write (`writer=False`) still takes part in it,
     and captures nothing else. With `checksums` (a dict) and `into`, the
     crc32 of each value copied into `into` goes there by name, taken during
-    the copy (see HostBuffers.fill), for the store.
+    the copy (see HostBuffers.fill), for the store; values kept as copies
+    of their own, and all of them without isal's crc32_combine, get none.
 
     Returns `(arrays, index)`; `index` records each variable's path, shape
     and dtype so that a restore can check them before assigning anything.

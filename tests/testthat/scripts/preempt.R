@@ -5,9 +5,9 @@
 #         signals ("SIGTERM,SIGUSR1"), ready (a file written at the first
 #         batch, once fit()'s signal handlers are installed), hold ("true":
 #         then wait there until <ready>.release exists), after ("none";
-#         "busy": run R code after fit() until <out.rds>.stop exists;
-#         "sleep": wait in Sys.sleep(); both let the parent signal the R
-#         process itself), fits (1; 2 runs a short
+#         "busy": run R code after fit() until <out.rds>.stop exists, to
+#         let the parent signal the R process itself; "usr1": send the
+#         process SIGUSR1 itself after fit()), fits (1; 2 runs a short
 #         fit() with preemption handlers first), preempt ("true"; "false"
 #         trains without save_before_preemption), pause_save (N: the N-th
 #         checkpoint write of this process stops once its data is written,
@@ -146,12 +146,13 @@ if (opts$after == "busy") {
   stop_file <- paste0(out, ".stop")
   while (!file.exists(stop_file)) for (i in seq_len(1e5)) NULL
   writeLines("still running", paste0(out, ".survived"))
-} else if (opts$after == "sleep") {
-  # For SIGUSR1: R's handler saves the workspace from inside the signal
-  # handler, so it deadlocks if the signal lands while this thread is in
-  # malloc(). Busy R code always allocates; the parent signals only once
-  # this thread is seen waiting in select().
+} else if (opts$after == "usr1") {
+  # R's SIGUSR1 handler saves the workspace from inside the signal handler,
+  # so it deadlocks if the signal lands while this thread is in malloc(),
+  # as it can in busy R code. Sent from here, it is handled as kill()
+  # returns (a signal a thread sends its own process goes to that thread,
+  # POSIX), never inside malloc().
   writeLines("fit done", paste0(out, ".done"))
-  Sys.sleep(3600)
+  tools::pskill(Sys.getpid(), tools::SIGUSR1)
   writeLines("still running", paste0(out, ".survived"))
 }

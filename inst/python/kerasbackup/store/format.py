@@ -314,9 +314,10 @@ def prepare_arrays(arrays, checksums=None):
     Returns `(table, buffers, total, crc)`: the JSON-ready table entries,
     the non-empty byte views in file order, the data file's size, and its
     crc32 when `checksums` (name -> crc32 of that array's bytes, taken by
-    the caller) names any array, else None: the arrays it names are not
-    read again, the others are read here. Raises TypeError or ValueError
-    for arrays that cannot be stored.
+    the caller) is not empty and crc32_combine exists (isal), else None
+    (the writer takes it): the arrays it names are not read again, the
+    others are read here. Raises TypeError or ValueError for arrays that
+    cannot be stored.
     """
     known = checksums if checksums and crc32_combine is not None else None
     crc = None if known is None else 0

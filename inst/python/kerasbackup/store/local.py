@@ -166,9 +166,10 @@ class CheckpointStore(Store):
         Arrays are written straight from their memory and must not change
         until save() returns. `checksums` (name -> crc32 of an array's
         bytes, taken as they were copied, see saver.HostBuffers.fill())
-        spares reading those arrays again for the data file's crc32. On any OSError raises BackupWriteError naming
-        backup_dir and the error; the staging directory is removed and the
-        previous checkpoints are untouched. Older checkpoints beyond `keep`
+        spares reading those arrays again for the data file's crc32. On
+        any OSError raises BackupWriteError naming backup_dir and the
+        error; the staging directory is removed and the previous
+        checkpoints are untouched. Older checkpoints beyond `keep`
         are removed only after the new one is durable. If `cancel` (a
         threading.Event) is set before the publishing rename, raises
         SaveCancelled and leaves the directory as it was. If the lock was
