@@ -197,6 +197,24 @@ def test_a_background_capture_keeps_the_values_of_its_moment(monkeypatch, copy_t
                          after[:n_model])
 
 
+def test_a_synchronous_capture_keeps_the_values_of_its_moment():
+    """Without host buffers a capture takes no copy on TensorFlow: each read
+    is a snapshot that the next updates leave as it was."""
+    model = ht.make_model()
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    variables = model.variables + model.optimizer.variables
+    before = [np.array(v.numpy()) for v in variables]
+    arrays, index = training_state.capture_variables(model, include_metrics=False)
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    after = [np.array(v.numpy()) for v in variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    n_model = len(model.variables)
+    got = ([arrays[f"model/{i:05d}"] for i in range(n_model)]
+           + [arrays[f"optimizer/{i:05d}"] for i in range(len(before) - n_model)])
+    _assert_arrays_equal(got, before)
+    assert [e[0] for e in index["model"]] == [v.path for v in model.variables]
+
+
 def test_bfloat16_variables_reach_host_memory_intact():
     # NumPy has no bfloat16 of its own (ml_dtypes provides it), and torch's
     # tensors of it cannot be turned into NumPy arrays directly.

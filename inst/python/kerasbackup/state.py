@@ -414,9 +414,11 @@ def _host_layout(v):
 
 def _host_view(v):
     """The current value of `v` as a host array, without a copy if possible."""
-    read = getattr(getattr(v, "value", None), "read_value", None)
-    if read is not None:  # a tf.Variable: a zero-copy snapshot on the CPU
-        return np.asarray(read())
+    tf_var = getattr(v, "value", None)
+    if getattr(tf_var, "read_value", None) is not None:
+        # A tf.Variable: value() is a zero-copy snapshot on the CPU, in one
+        # op where read_value() takes two (half the cost per variable).
+        return np.asarray(tf_var.value())
     # Other backends may update in place: take a private copy.
     return np.array(v.numpy(), copy=True)
 
