@@ -50,10 +50,10 @@ FULL = {
     # Short fits drift less on a shared machine. At 1M a save costs tens of
     # ms, and 15 pairs of 4 s fits (noise ±0.5 s) could not resolve that:
     # 0.25 s epochs and 40 pairs do. At 25M our write (~0.3 s) must still
-    # end within an epoch, as in real training: 1 s epochs, 15 pairs.
+    # end within an epoch, as in real training: 1 s epochs, 16 pairs.
     "fit_epoch_seconds": {"1M": 0.25, "25M": 1.0},
     "fit_epochs": 4,
-    "fit_repeats": {"1M": 40, "25M": 15},
+    "fit_repeats": {"1M": 40, "25M": 16},  # multiples of the 4 configs' rotation
     "fit_batch": 32,
     "batch_calls": 200_000,
     "small_fit": (4096, 32, 64, 5, 32, 5),  # samples, features, units, epochs, batch, repeats
@@ -345,22 +345,25 @@ class PlainSave:
     """A durable background save reduced to its plain steps, as a Keras callback.
 
     At each epoch end but the last (ours skips that one too: it would be
-    deleted at once), reads the model's and optimizer's variables into one
-    reused page-aligned buffer (one thread), then writes that buffer from a
-    thread with raw_write() (direct I/O, fsync of the file and its
-    directory). No checksum, no JSON state, no other files, no publishing
-    rename: a reference for the cost of the durable write itself in fit(),
-    read beside ours. (It is no floor: with a big state our two-thread copy
-    beats its one.) Made on demand: Keras is imported late.
+    deleted at once), reads the model's and optimizer's variables as ours
+    does (state.capture_variables, zero-copy on TensorFlow) and copies them
+    on the training thread into one page-aligned block, reused from fit to
+    fit as ours reuses its host buffers; then a thread writes the block with
+    raw_write() (direct I/O, fsync of the file and its directory). No
+    checksum, no JSON state, no other files, no publishing rename, no lock:
+    a reference read beside ours, not a floor (with a big state our
+    two-thread copy beats its one). Made on demand: Keras is imported late.
     """
 
     def __new__(cls, directory):
         import keras
 
+        from kerasbackup import state
+
         class Plain(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
-                self.directory, self.writes, self.thread, self.block = directory, 0, None, None
+                self.directory, self.writes, self.thread, self.error = directory, 0, None, None
 
             def on_train_begin(self, logs=None):
                 os.makedirs(self.directory, exist_ok=True)
@@ -369,19 +372,22 @@ class PlainSave:
                 if epoch + 1 >= self.params["epochs"]:
                     return
                 self.wait()
-                values = [_host_value(v) for v in
-                          list(self.model.variables) + list(self.model.optimizer.variables)]
-                if self.block is None:
-                    self.block = aligned_copy(values)
-                else:
-                    view, at = self.block[1], 0
-                    for a in values:
-                        view[at:at + a.nbytes] = memoryview(np.ascontiguousarray(a).reshape(-1)).cast("B")
-                        at += a.nbytes
-                self.thread = threading.Thread(
-                    target=raw_write, args=(self.directory, self.block[1]), daemon=True)
+                arrays, _ = state.capture_variables(self.model, include_metrics=False)
+                values = [np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+                          for a in arrays.values()]
+                view, at = _plain_block(sum(a.nbytes for a in values)), 0
+                for a in values:
+                    np.copyto(view[at:at + a.nbytes], a)
+                    at += a.nbytes
+                self.thread = threading.Thread(target=self.write, args=(view,), daemon=True)
                 self.thread.start()
-                self.writes += 1
+
+            def write(self, view):
+                try:
+                    raw_write(self.directory, memoryview(view))
+                    self.writes += 1
+                except BaseException as e:  # raised on the training thread
+                    self.error = e
 
             def on_train_end(self, logs=None):
                 self.wait()
@@ -390,18 +396,24 @@ class PlainSave:
                 if self.thread is not None:
                     self.thread.join()
                     self.thread = None
+                error, self.error = self.error, None
+                if error is not None:
+                    raise error
 
         return Plain()
 
 
-def _host_value(v):
-    """A variable's value in host memory, without a copy where the backend allows."""
-    import keras
+_PLAIN_BLOCK = []  # [(size, array)]: PlainSave's block, kept for the next fit
 
-    read = getattr(v.value, "read_value", None)  # a tf.Variable
-    if read is not None:
-        return np.asarray(v.value.value())
-    return keras.ops.convert_to_numpy(v.value)
+
+def _plain_block(nbytes):
+    """A page-aligned uint8 array of `nbytes`, the same one while the size stays."""
+    import mmap
+
+    if not _PLAIN_BLOCK or _PLAIN_BLOCK[0][0] != nbytes:
+        memory = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE)
+        _PLAIN_BLOCK[:] = [(nbytes, np.frombuffer(memory, np.uint8)[:nbytes])]
+    return _PLAIN_BLOCK[0][1]
 
 
 # ---------------------------------------------------------------- saves and restores
@@ -1002,12 +1014,13 @@ def report(results):
         if PLAIN in over:
             fl, kr = over[PLAIN][2], over["Keras BackupAndRestore (defaults)"][2]
             if fl > 0 and kr > 0:
-                add(f"The plain durable save (bench.PlainSave: the variables read and "
-                    f"copied on one thread, then a direct write and fsync of the same "
-                    f"bytes from another, nothing else) costs {fl / kr:.2f}× Keras' "
-                    "callback per save here: what the durable write itself costs "
-                    "training in this fit (Keras' callback writes to the page cache "
-                    "and never fsyncs).")
+                lo, hi = over[PLAIN][3]
+                add(f"A minimal durable background save (bench.PlainSave: the "
+                    f"variables read and copied on the training thread, then a direct "
+                    f"write and fsync of the same bytes from another thread, nothing "
+                    f"else) costs {fl * 1000:+.0f} ms per save here (per repeat "
+                    f"{lo * 1000:+.0f} to {hi * 1000:+.0f} ms), {fl / kr:.2f}× Keras' "
+                    "callback, which writes to the page cache and never fsyncs.")
                 add("")
         add("With `delete_checkpoint` (both defaults) Keras' callback writes the "
             "last epoch's checkpoint and deletes it; ours does not write it. Our "

@@ -1,6 +1,6 @@
 """Where each callback's cost lands in fit(): its hooks, and the training steps after a save.
 
-    python bench/fit_steps.py [--width 512] [--layers 4] [--steps 27] [--repeats 30]
+    python bench/fit_steps.py [--width 512] [--layers 4] [--steps 27] [--repeats 30] [--dir DIR]
 
 Runs interleaved 4-epoch fits through kerasbackup.fit() with no callback,
 ours (defaults), bench.PlainSave (a durable background write of the same
@@ -86,6 +86,7 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--steps", type=int, default=27, help="batches of 32 per epoch")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--dir", help="parent of the backup dirs (the disk measured); default: the temp dir")
     args = p.parse_args(argv)
 
     import keras
@@ -107,7 +108,7 @@ def main(argv=None):
 
     def fit(name):
         events = []
-        d = tempfile.mkdtemp(prefix="kerasbackup-fitsteps-")
+        d = tempfile.mkdtemp(prefix="kerasbackup-fitsteps-", dir=args.dir)
         make = configs[name]
         cbs = [timer("before", events)] + ([make(d)] if make else []) + [timer("after", events)]
         bench.settle()

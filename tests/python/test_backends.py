@@ -205,14 +205,36 @@ def test_a_synchronous_capture_keeps_the_values_of_its_moment():
     variables = model.variables + model.optimizer.variables
     before = [np.array(v.numpy()) for v in variables]
     arrays, index = training_state.capture_variables(model, include_metrics=False)
-    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
-    after = [np.array(v.numpy()) for v in variables]
-    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
     n_model = len(model.variables)
     got = ([arrays[f"model/{i:05d}"] for i in range(n_model)]
            + [arrays[f"optimizer/{i:05d}"] for i in range(len(before) - n_model)])
+    if BACKEND == "tensorflow":  # the read tensors themselves, not copies
+        assert not any(a.flags.writeable for a in got)
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    after = [np.array(v.numpy()) for v in variables]
+    trained = [i for i, v in enumerate(model.variables) if v.trainable]
+    assert trained and all(not np.array_equal(before[i], after[i]) for i in trained)
     _assert_arrays_equal(got, before)
     assert [e[0] for e in index["model"]] == [v.path for v in model.variables]
+
+
+def test_a_capture_reads_each_variable_at_its_current_value():
+    """On TensorFlow also a variable made with a caching_device, whose
+    value() returns the copy cached when it was created."""
+    zeros = np.zeros((2, 3), dtype="float32")
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        initial = tf.Variable(zeros, caching_device="/cpu:0")
+    else:
+        initial = zeros
+    variable = keras.Variable(initial)
+    variable.assign(zeros + 1.5)
+    holder = _Holder([variable])
+    progress = training_state.TrainingState(epoch=0)
+    for into in (None, HostBuffers()):  # a synchronous and a background capture
+        arrays = training_state.capture(holder, progress, False, into=into).host_arrays()
+        assert np.array_equal(arrays["model/00000"], zeros + 1.5)
 
 
 def test_bfloat16_variables_reach_host_memory_intact():

@@ -416,11 +416,26 @@ def _host_view(v):
     """The current value of `v` as a host array, without a copy if possible."""
     tf_var = getattr(v, "value", None)
     if getattr(tf_var, "read_value", None) is not None:
-        # A tf.Variable: value() is a zero-copy snapshot on the CPU, in one
-        # op where read_value() takes two (half the cost per variable).
-        return np.asarray(tf_var.value())
+        return np.asarray(_read_tf_variable(tf_var))
     # Other backends may update in place: take a private copy.
     return np.array(v.numpy(), copy=True)
+
+
+def _read_tf_variable(tf_var):
+    """A tf.Variable's current value: a zero-copy snapshot on the CPU.
+
+    One ReadVariableOp on its handle, where read_value() adds an Identity
+    (half the cost per variable inside fit()); not value(), which returns
+    a stale copy for a variable made with a caching_device. A distributed
+    variable has no handle outside a replica context: read_value() then.
+    """
+    try:
+        handle = tf_var.handle
+    except ValueError:
+        return tf_var.read_value()
+    import tensorflow as tf
+
+    return tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf_var.dtype)
 
 
 def _table_problems(group, saved, arrays):
