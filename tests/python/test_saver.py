@@ -2,7 +2,9 @@
 the training thread, and a wait interrupted by a signal that cancels the
 write yet still knows it is running."""
 
+import gc
 import os
+import select
 import signal
 import threading
 import zlib
@@ -49,6 +51,65 @@ def test_one_write_at_a_time_and_errors_surface_on_the_caller():
     with pytest.raises(BackupWriteError, match="disk full"):
         saver.check_for_errors()
     saver.check_for_errors()  # raised once
+
+
+def _writer_thread(cancel):
+    return {"thread": threading.current_thread()}
+
+
+def test_one_thread_runs_a_savers_writes_and_ends_with_it():
+    saver = AsyncSaver()
+    threads = []
+    for _ in range(3):
+        saver.submit(_writer_thread)
+        saver.wait_until_finished()
+        threads.append(saver.last_info["thread"])
+    first = threads[0]
+    assert first is not threading.current_thread() and first.name == "kerasbackup-save"
+    assert threads == [first] * 3 and first.is_alive()
+    saver.close()
+    first.join(120)  # a hang guard: close() ends the thread at once
+    assert not first.is_alive()
+
+    # Dropped without close(), a saver still ends its thread.
+    saver = AsyncSaver()
+    saver.submit(_writer_thread)
+    saver.wait_until_finished()
+    thread = saver.last_info["thread"]
+    del saver
+    gc.collect()
+    thread.join(120)
+    assert not thread.is_alive()
+
+
+def test_a_forked_child_writes_on_a_thread_of_its_own():
+    saver = AsyncSaver()
+    saver.submit(_writer_thread)
+    saver.wait_until_finished()
+    parent_thread = saver.last_info["thread"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's writing thread does not exist here
+        try:
+            saver.submit(_writer_thread)
+            saver.wait_until_finished()
+            saver.check_for_errors()
+            ok = saver.last_info["thread"] is not parent_thread
+            os.write(write, b"new thread" if ok else b"same thread")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        # A hang guard, not a timing: the child answers as soon as it wrote.
+        ready, _, _ = select.select([read], [], [], 120)
+        answer = os.read(read, 100) if ready else b"no answer"
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+        saver.close()
+    assert answer == b"new thread"
 
 
 def test_sync_saver_raises_at_once():

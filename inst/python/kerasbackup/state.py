@@ -134,12 +134,19 @@ class TrainingState:
     keras_version: str = ""
     rng_ranks: list = dataclasses.field(default_factory=list)
 
-    def to_meta(self):
-        """A JSON copy (later edits of the lists here do not reach it)."""
+    def to_meta(self, fresh=()):
+        """A JSON copy (later edits of the lists here do not reach it).
+
+        The fields named in `fresh` were made for this copy alone and are
+        taken as they are (the store encodes them): their copy, the
+        generators' state above all, was most of this one's cost.
+        """
         # The JSON round trip is the deep copy: asdict()'s own would double
         # the cost of this, paid on the training thread at every save.
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json.loads(json.dumps(fields, default=_meta_value))
+        names = [f.name for f in dataclasses.fields(self)]
+        copied = json.loads(json.dumps(
+            {n: getattr(self, n) for n in names if n not in fresh}, default=_meta_value))
+        return {n: getattr(self, n) if n in fresh else copied[n] for n in names}
 
     @classmethod
     def from_meta(cls, meta):
@@ -942,7 +949,8 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
                                 optimizer_targets=optimizer_targets(model),
                                 rng=rng_meta, callbacks=cb_meta, rng_ranks=rng_ranks,
                                 keras_version=keras_version())
-    return Capture(arrays, state.to_meta(), device, checksums)
+    meta = state.to_meta(fresh=("variables", "optimizer_targets", "rng", "rng_ranks"))
+    return Capture(arrays, meta, device, checksums)
 
 
 # ---------------------------------------------------------------- restore
