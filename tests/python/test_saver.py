@@ -17,8 +17,10 @@ from kerasbackup.store import BackupWriteError, SaveCancelled
 from kerasbackup.store.fileio import crc32_combine
 
 
-def _blocking_write(started, release, log):
+def _blocking_write(started, release, log, threads=None):
     def write(cancel):
+        if threads is not None:
+            threads.append(threading.current_thread())
         started.set()
         assert release.wait(120)
         if cancel.is_set():
@@ -128,8 +130,8 @@ def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it(call):
     release_host_buffers()
     saver = AsyncSaver()
     buffers = saver.host_buffers
-    started, release, log = threading.Event(), threading.Event(), []
-    saver.submit(_blocking_write(started, release, log))
+    started, release, log, threads = threading.Event(), threading.Event(), [], []
+    saver.submit(_blocking_write(started, release, log, threads))
     assert started.wait(120)
 
     armed, raised = threading.Event(), threading.Event()
@@ -164,6 +166,9 @@ def test_an_interrupted_wait_cancels_the_write_and_still_waits_for_it(call):
     # stopped waiting for could still have been reading them.
     saver.close()
     assert (AsyncSaver().host_buffers is buffers) == (call == "wait_until_finished")
+    # The writing thread ended with the write, the saver still referenced.
+    threads[0].join(120)  # a hang guard
+    assert not threads[0].is_alive()
 
 
 class _CudaBuffer:

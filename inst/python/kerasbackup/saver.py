@@ -284,11 +284,22 @@ class AsyncSaver:
         self._done = None
         self._cancel = threading.Event()
         self._error = None
-        # The writing thread, started at the first background write and kept
-        # until close(): a thread start per save costs the training thread
-        # ~0.5 ms (it waits until the new thread runs).
+        # The writing thread, kept until close(): a thread start per save
+        # costs the training thread ~0.5 ms (it waits until the new thread
+        # runs), and a signal that cut that wait short could leave the
+        # write unqueued with nothing ever setting `_done`.
         self._jobs = None
         self._thread = None
+        if self.asynchronous:
+            self._start_thread()
+
+    def _start_thread(self):
+        jobs = queue.SimpleQueue()
+        weakref.finalize(self, jobs.put, None)  # a dropped saver stops its thread
+        self._jobs = jobs
+        self._thread = threading.Thread(target=_serve, args=(jobs, self.nice),
+                                        name="kerasbackup-save", daemon=True)
+        self._thread.start()
 
     @property
     def in_flight(self):
@@ -315,14 +326,9 @@ class AsyncSaver:
             self._run(write, cancel, done, None)
             self.check_for_errors()
             return
+        if self._thread is None or not self._thread.is_alive():
+            self._start_thread()  # closed, or a forked child: none here
         self._done = done
-        if self._thread is None or not self._thread.is_alive():  # none yet, or forked
-            self._jobs = queue.SimpleQueue()
-            self._thread = threading.Thread(target=_serve, args=(self._jobs, self.nice),
-                                            name="kerasbackup-save", daemon=True)
-            self._thread.start()
-            # A saver dropped without close() still stops its thread.
-            weakref.finalize(self, self._jobs.put, None)
         self._jobs.put(functools.partial(self._run, write, cancel, done, self.host_buffers))
 
     def _run(self, write, cancel, done, buffers):
@@ -374,9 +380,11 @@ class AsyncSaver:
         then dropped instead. Errors stay pending for `check_for_errors()`.
         """
         buffers, self.host_buffers = self.host_buffers, None
-        self.wait_until_finished()
+        jobs, self._jobs, self._thread = self._jobs, None, None
+        try:
+            self.wait_until_finished()
+        finally:
+            if jobs is not None:
+                jobs.put(None)  # the thread ends after the write in flight, if any
         if buffers is not None:
             _give_host_buffers(buffers)
-        jobs, self._jobs, self._thread = self._jobs, None, None
-        if jobs is not None:
-            jobs.put(None)  # the thread ends after the write in flight, if any
