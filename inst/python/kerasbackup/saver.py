@@ -328,8 +328,11 @@ class AsyncSaver:
             return
         if self._thread is None or not self._thread.is_alive():
             self._start_thread()  # closed, or a forked child: none here
+        job = functools.partial(self._run, write, cancel, done, self.host_buffers)
+        # No call between these two: a signal handler, which runs when a
+        # call returns, cannot leave `_done` set with the job unqueued.
         self._done = done
-        self._jobs.put(functools.partial(self._run, write, cancel, done, self.host_buffers))
+        self._jobs.put(job)
 
     def _run(self, write, cancel, done, buffers):
         try:
