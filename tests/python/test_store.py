@@ -614,6 +614,46 @@ def test_empty_and_missing_dirs_are_adopted(tmp_path):
             assert st.load() is not None
 
 
+def test_a_new_marker_is_synced_by_the_first_publish_not_at_open(tmp_path, monkeypatch):
+    # open() runs at the start of every fit(): training does not wait for
+    # the marker's fsync; the first checkpoint cannot be durable without it.
+    d = tmp_path / "b"
+    events = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    previous = kb.set_phase_hook(lambda name, info: events.append((name,)))
+    marker = ("fsync", str(d / ".kerasbackup"))
+    try:
+        with CheckpointStore(d) as st:
+            assert (d / ".kerasbackup").is_file() and events == []
+            cancel = threading.Event()
+            cancel.set()
+            with pytest.raises(kb.SaveCancelled):
+                st.save({"x": np.zeros(2)}, {}, 0, 0, cancel=cancel)
+            assert marker not in events  # nothing was published
+            del events[:]
+            st.save({"x": np.ones(2)}, {}, 1, 0)
+            assert events.count(marker) == 1
+            i = events.index(marker)
+            assert events[i - 1] == ("manifest_written",)
+            # The backup_dir sync after the rename comes later.
+            assert ("fsync", str(d)) in events[i + 1 : events.index(("published",))]
+            del events[:]
+            st.save({"x": np.ones(2)}, {}, 2, 0)
+            assert marker not in events and ("published",) in events
+        del events[:]
+        with CheckpointStore(d) as st:  # an existing marker: never again
+            st.save({"x": np.ones(2)}, {}, 3, 0)
+        assert marker not in events and ("published",) in events
+    finally:
+        kb.set_phase_hook(previous)
+
+
 def test_backup_dir_is_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -15,7 +15,9 @@ import stat
 from urllib.parse import unquote, urlsplit
 
 from kerasbackup.errors import BackupDirError
-from kerasbackup.store.fileio import DIR_MODE, DirHandle, ident, os_error_text, write_file
+from kerasbackup.store.fileio import (
+    DIR_MODE, DirHandle, ident, open_regular, os_error_text, write_file,
+)
 from kerasbackup.store.format import FORMAT_VERSION, MARKER_NAME, utc_now
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -133,7 +135,15 @@ def open_backup_dir(d):
 
 
 def adopt(directory):
-    """Refuses foreign content; marks an empty directory as ours (BackupDirError)."""
+    """Refuses foreign content; marks an empty directory as ours (BackupDirError).
+
+    Returns whether it wrote the marker. The new marker is not yet synced:
+    training would wait for it at the start of every fit() into a new
+    directory. sync_marker() makes it durable, before the first checkpoint
+    is published, and the publish's directory sync then covers its name. Until
+    then a crash of the machine (not of the process) can lose it, and with
+    it nothing but the claim on a directory that holds no checkpoint.
+    """
     d = directory.path
     try:
         names = directory.names()
@@ -144,7 +154,7 @@ def adopt(directory):
                     f"backup_dir '{d}': its marker '{MARKER_NAME}' is not a "
                     "regular file; kerasbackup did not write it. Refusing to "
                     "use the directory: choose another one.", d)
-            return
+            return False
         if names:
             shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
             raise BackupDirError(
@@ -156,10 +166,22 @@ def adopt(directory):
         try:
             write_file(MARKER_NAME, json.dumps(
                 {"kerasbackup": True, "format_version": FORMAT_VERSION,
-                 "created": utc_now()}).encode(), directory.fd)
+                 "created": utc_now()}).encode(), directory.fd, sync=False)
         except FileExistsError:
             return adopt(directory)  # another store was quicker
-        directory.sync()
+        return True
     except OSError as e:
         raise BackupDirError(
             f"cannot use backup_dir '{d}': {os_error_text(e)}", d, e) from e
+
+
+def sync_marker(directory):
+    """fsyncs the marker's content (OSError, NotRegularFileError for
+    anything but a regular file). Its name becomes durable with the next
+    sync of `directory`.
+    """
+    fd, _ = open_regular(MARKER_NAME, directory.fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -246,12 +246,13 @@ def create_file(name, dir_fd):
     return os.open(name, CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
 
 
-def write_file(name, data, dir_fd):
-    """Creates `name` exclusively, writes `data`, fsyncs; returns (size, crc)."""
+def write_file(name, data, dir_fd, sync=True):
+    """Creates `name` exclusively, writes `data`, fsyncs (if `sync`); returns (size, crc)."""
     fd = create_file(name, dir_fd)
     try:
         write_all(fd, memoryview(data))
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     return len(data), crc32(data)

@@ -16,7 +16,9 @@ from kerasbackup.errors import (
     BackupDirError, BackupLockedError, BackupWriteError, NoCheckpointError, SaveCancelled)
 from kerasbackup.store import publish as pub
 from kerasbackup.store.base import Store
-from kerasbackup.store.directory import adopt, local_path, open_backup_dir, protected
+from kerasbackup.store.directory import (
+    adopt, local_path, open_backup_dir, protected, sync_marker,
+)
 from kerasbackup.store.fileio import CheckpointFiles, DirHandle, HeldFiles, os_error_text
 from kerasbackup.store.format import (
     MARKER_NAME, Inspection, checkpoint_name, parse_checkpoint_name, prepare_save,
@@ -69,6 +71,7 @@ class CheckpointStore(Store):
         self._lost = None     # BackupLockedError once the lock was lost
         self._last_seq = 0
         self._remover = None  # background deletion of pruned checkpoints
+        self._marker_unsynced = False  # adopt() wrote it; the first publish syncs it
 
     # ------------------------------------------------------------ open/close
 
@@ -96,7 +99,7 @@ class CheckpointStore(Store):
             directory = open_backup_dir(self.backup_dir)
             lock = DirLock(directory)
             try:
-                adopt(directory)
+                self._marker_unsynced = adopt(directory)
                 lock.acquire()
                 pub.remove_leftovers(directory)
             except BaseException as e:
@@ -192,6 +195,11 @@ class CheckpointStore(Store):
                     # The caller gave up (e.g. a second preemption signal):
                     # the previous checkpoint stays the newest.
                     raise SaveCancelled(f"save to '{d}' was cancelled")
+                if self._marker_unsynced:
+                    # Before the publish: its directory sync then makes the
+                    # marker's name durable with the checkpoint's.
+                    sync_marker(directory)
+                    self._marker_unsynced = False
                 final = pub.publish(directory, staged, self._check_lock)
             except OSError as e:
                 if staged is not None:
