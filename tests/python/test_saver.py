@@ -114,6 +114,42 @@ def test_a_forked_child_writes_on_a_thread_of_its_own():
     assert answer == b"new thread"
 
 
+def test_a_child_forked_during_a_write_neither_waits_for_it_nor_repeats_it():
+    # The write runs in the parent only: the child has no thread to finish it.
+    saver = AsyncSaver()
+    started, release, log = threading.Event(), threading.Event(), []
+    saver.submit(_blocking_write(started, release, log))
+    assert started.wait(120) and saver.in_flight
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            idle = not saver.in_flight
+            saver.wait_until_finished()
+            saver.submit(_writer_thread)  # waits for no write before its own
+            saver.wait_until_finished()
+            saver.check_for_errors()
+            saver.close()
+            ok = idle and saver.completed == 1 and log == []
+            os.write(write, b"own write only" if ok else repr((idle, saver.completed, log)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        # A hang guard, not a timing: the child answers as soon as it wrote.
+        ready, _, _ = select.select([read], [], [], 120)
+        answer = os.read(read, 200) if ready else b"no answer"
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+        release.set()
+        saver.close()
+    assert answer == b"own write only"
+    assert log == ["written"] and saver.completed == 1  # the parent's write ended
+
+
 def test_sync_saver_raises_at_once():
     saver = AsyncSaver(asynchronous=False)
     assert saver.host_buffers is None

@@ -282,6 +282,7 @@ class AsyncSaver:
         # exception can mark a thread that still runs as stopped (CPython
         # 3.11), after which nothing would wait for the write.
         self._done = None
+        self._pid = None  # the process whose writing thread sets `_done`
         self._cancel = threading.Event()
         self._error = None
         # The writing thread, kept until close(): a thread start per save
@@ -301,10 +302,16 @@ class AsyncSaver:
                                         name="kerasbackup-save", daemon=True)
         self._thread.start()
 
+    def _others_write(self):
+        """Whether the write in flight runs in another process: the parent
+        of a child forked meanwhile (the writing thread is not forked)."""
+        return self._pid != os.getpid()
+
     @property
     def in_flight(self):
-        """Whether a background write is still running."""
-        return self._done is not None and not self._done.is_set()
+        """Whether a background write of this process is still running."""
+        return (self._done is not None and not self._others_write()
+                and not self._done.is_set())
 
     @property
     def cancelled(self):
@@ -329,9 +336,10 @@ class AsyncSaver:
         if self._thread is None or not self._thread.is_alive():
             self._start_thread()  # closed, or a forked child: none here
         job = functools.partial(self._run, write, cancel, done, self.host_buffers)
+        pid = os.getpid()
         # No call between these two: a signal handler, which runs when a
         # call returns, cannot leave `_done` set with the job unqueued.
-        self._done = done
+        self._done, self._pid = done, pid
         self._jobs.put(job)
 
     def _run(self, write, cancel, done, buffers):
@@ -357,6 +365,9 @@ class AsyncSaver:
         """
         done = self._done
         if done is None:
+            return
+        if self._others_write():
+            self._done = None  # nothing here would ever set it
             return
         try:
             while not done.wait(self.poll_seconds):
