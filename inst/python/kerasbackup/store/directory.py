@@ -137,12 +137,12 @@ def open_backup_dir(d):
 def adopt(directory):
     """Refuses foreign content; marks an empty directory as ours (BackupDirError).
 
-    Returns whether it wrote the marker. The new marker is not yet synced:
-    training would wait for it at the start of every fit() into a new
-    directory. sync_marker() makes it durable, before the first checkpoint
-    is published, and the publish's directory sync then covers its name. Until
-    then a crash of the machine (not of the process) can lose it, and with
-    it nothing but the claim on a directory that holds no checkpoint.
+    A new marker is not synced here: training would wait for it at the
+    start of every fit() into a new directory. The store's first save
+    syncs it (sync_marker(), then the directory) before it writes anything
+    else. Until then a crash of the machine (not of the process) can lose
+    it, and with it only the claim on a directory that holds nothing else
+    it wrote durably.
     """
     d = directory.path
     try:
@@ -154,7 +154,7 @@ def adopt(directory):
                     f"backup_dir '{d}': its marker '{MARKER_NAME}' is not a "
                     "regular file; kerasbackup did not write it. Refusing to "
                     "use the directory: choose another one.", d)
-            return False
+            return
         if names:
             shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
             raise BackupDirError(
@@ -169,7 +169,6 @@ def adopt(directory):
                  "created": utc_now()}).encode(), directory.fd, sync=False)
         except FileExistsError:
             return adopt(directory)  # another store was quicker
-        return True
     except OSError as e:
         raise BackupDirError(
             f"cannot use backup_dir '{d}': {os_error_text(e)}", d, e) from e

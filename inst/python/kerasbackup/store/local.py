@@ -71,7 +71,7 @@ class CheckpointStore(Store):
         self._lost = None     # BackupLockedError once the lock was lost
         self._last_seq = 0
         self._remover = None  # background deletion of pruned checkpoints
-        self._marker_unsynced = False  # adopt() wrote it; the first publish syncs it
+        self._marker_unsynced = False  # until the first save after open() syncs it
 
     # ------------------------------------------------------------ open/close
 
@@ -99,7 +99,7 @@ class CheckpointStore(Store):
             directory = open_backup_dir(self.backup_dir)
             lock = DirLock(directory)
             try:
-                self._marker_unsynced = adopt(directory)
+                adopt(directory)
                 lock.acquire()
                 pub.remove_leftovers(directory)
             except BaseException as e:
@@ -110,6 +110,9 @@ class CheckpointStore(Store):
                                          f"{os_error_text(e)}", self.backup_dir, e) from e
                 raise
             self._dir, self._lock = directory, lock
+            # Also a marker found here: its writer may have been killed
+            # before it synced it (cheap when it is already on disk).
+            self._marker_unsynced = True
             _OPEN_STORES.add(self)
             return self
 
@@ -188,6 +191,12 @@ class CheckpointStore(Store):
             directory, d = self._dir, self.backup_dir
             staged = None
             try:
+                if self._marker_unsynced:
+                    # Before anything else is made durable here: a directory
+                    # that keeps a staging dir, or a checkpoint, keeps its marker.
+                    sync_marker(directory)
+                    directory.sync()
+                    self._marker_unsynced = False
                 seq = pub.next_seq(directory, self._last_seq)
                 staged = pub.write_staging(directory, buffers, total, state_bytes,
                                            seq, epoch, batch, crc)
@@ -195,11 +204,6 @@ class CheckpointStore(Store):
                     # The caller gave up (e.g. a second preemption signal):
                     # the previous checkpoint stays the newest.
                     raise SaveCancelled(f"save to '{d}' was cancelled")
-                if self._marker_unsynced:
-                    # Before the publish: its directory sync then makes the
-                    # marker's name durable with the checkpoint's.
-                    sync_marker(directory)
-                    self._marker_unsynced = False
                 final = pub.publish(directory, staged, self._check_lock)
             except OSError as e:
                 if staged is not None:
