@@ -84,32 +84,46 @@ def test_one_thread_runs_a_savers_writes_and_ends_with_it():
     assert not thread.is_alive()
 
 
-def test_a_forked_child_writes_on_a_thread_of_its_own():
-    saver = AsyncSaver()
-    saver.submit(_writer_thread)
-    saver.wait_until_finished()
-    parent_thread = saver.last_info["thread"]
+def _answer_from_child(check):
+    """Runs `check()` (which returns bytes) in a forked child; returns its answer.
+
+    A hang guard, not a timing: the child answers as soon as it is done; one
+    that has not answered in 120 s is killed (b"no answer").
+    """
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: the parent's writing thread does not exist here
+    if pid == 0:
         try:
-            saver.submit(_writer_thread)
-            saver.wait_until_finished()
-            saver.check_for_errors()
-            ok = saver.last_info["thread"] is not parent_thread
-            os.write(write, b"new thread" if ok else b"same thread")
+            os.write(write, check())
         finally:
             os._exit(0)
     os.close(write)
     try:
-        # A hang guard, not a timing: the child answers as soon as it wrote.
         ready, _, _ = select.select([read], [], [], 120)
-        answer = os.read(read, 100) if ready else b"no answer"
+        answer = os.read(read, 200) if ready else b"no answer"
         if not ready:
             os.kill(pid, signal.SIGKILL)
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+    return answer
+
+
+def test_a_forked_child_writes_on_a_thread_of_its_own():
+    saver = AsyncSaver()
+    saver.submit(_writer_thread)
+    saver.wait_until_finished()
+    parent_thread = saver.last_info["thread"]
+
+    def check():  # the parent's writing thread does not exist here
+        saver.submit(_writer_thread)
+        saver.wait_until_finished()
+        saver.check_for_errors()
+        return b"new thread" if saver.last_info["thread"] is not parent_thread else b"same thread"
+
+    try:
+        answer = _answer_from_child(check)
+    finally:
         saver.close()
     assert answer == b"new thread"
 
@@ -120,30 +134,20 @@ def test_a_child_forked_during_a_write_neither_waits_for_it_nor_repeats_it():
     started, release, log = threading.Event(), threading.Event(), []
     saver.submit(_blocking_write(started, release, log))
     assert started.wait(120) and saver.in_flight
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            idle = not saver.in_flight
-            saver.wait_until_finished()
-            saver.submit(_writer_thread)  # waits for no write before its own
-            saver.wait_until_finished()
-            saver.check_for_errors()
-            saver.close()
-            ok = idle and saver.completed == 1 and log == []
-            os.write(write, b"own write only" if ok else repr((idle, saver.completed, log)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
+
+    def check():
+        idle = not saver.in_flight
+        saver.wait_until_finished()
+        saver.submit(_writer_thread)  # waits for no write before its own
+        saver.wait_until_finished()
+        saver.check_for_errors()
+        saver.close()
+        ok = idle and saver.completed == 1 and log == []
+        return b"own write only" if ok else repr((idle, saver.completed, log)).encode()
+
     try:
-        # A hang guard, not a timing: the child answers as soon as it wrote.
-        ready, _, _ = select.select([read], [], [], 120)
-        answer = os.read(read, 200) if ready else b"no answer"
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
+        answer = _answer_from_child(check)
     finally:
-        os.close(read)
-        os.waitpid(pid, 0)
         release.set()
         saver.close()
     assert answer == b"own write only"
