@@ -84,6 +84,9 @@ bench-smoke: install
 	@test "$$(grep -c 'exact resume PASSED' build/gpu-check-smoke.txt)" = 2 && echo "gpu_check smoke ran"
 	$(VPY) bench/fit_hooks.py --width 64 --layers 2 --steps 5 --fits 2 > build/fit-hooks-smoke.txt
 	@grep -q "^per save, ours / Keras'" build/fit-hooks-smoke.txt && echo "fit_hooks smoke ran"
+	$(VPY) bench/fit_steps.py --width 64 --layers 2 --steps 5 --repeats 3 > build/fit-steps-smoke.txt
+	@grep -q "^overhead per save, ours / keras: .*95% interval" build/fit-steps-smoke.txt \
+	  && echo "fit_steps smoke ran"
 
 test: pytest rcheck bench-smoke
 

@@ -17,8 +17,11 @@ repeats, summed by kind, per fit:
 
 The whole fit()'s wall (bench.py) mixes all of these with noise; the
 medians per interval separate a save's cost on the training thread from
-its disturbance of the steps that follow it. The defaults are bench.py's
-1M model with 0.25 s epochs.
+its disturbance of the steps that follow it. Then the overhead per save
+(the totals over no callback, divided by the saves counted in each fit) of
+ours and of the plain save against Keras', each with a 95% bootstrap
+interval over the repeats (bench.ratio_interval). The defaults are
+bench.py's 1M model with 0.25 s epochs.
 """
 
 import argparse
@@ -36,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "inst", "python"))
 sys.path.insert(0, HERE)
 
 AFTER_SAVE = 6  # steps counted as "after a save" at the start of epochs 2-4
+EPOCHS = 4
 
 
 def timer(tag, events):
@@ -94,6 +98,7 @@ def main(argv=None):
 
     import bench
     import kerasbackup
+    from kerasbackup.store import set_phase_hook
 
     model = bench.build_model(args.width, args.layers, seed=3)
     x = np.random.default_rng(3).random((32 * args.steps, args.width), dtype=np.float32)
@@ -103,52 +108,89 @@ def main(argv=None):
         "plain": bench.PlainSave,
         "keras": keras.callbacks.BackupAndRestore,
     }
-    # (config, interval key) -> one duration per repeat
-    times = {name: collections.defaultdict(list) for name in configs}
+    # (config, interval key) -> {repeat: duration}
+    times = {name: collections.defaultdict(dict) for name in configs}
+    saves = {name: [] for name in configs}  # per repeat
+    published = []
+    set_phase_hook(lambda phase, info: published.append(1) if phase == "published" else None)
 
     def fit(name):
         events = []
         d = tempfile.mkdtemp(prefix="kerasbackup-fitsteps-", dir=args.dir)
         make = configs[name]
-        cbs = [timer("before", events)] + ([make(d)] if make else []) + [timer("after", events)]
+        cb = make(d) if make else None
+        cbs = [timer("before", events)] + ([cb] if cb else []) + [timer("after", events)]
         bench.settle()
+        before = len(published)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kerasbackup.fit(model, x, x, batch_size=32, epochs=4, verbose=0,
+            kerasbackup.fit(model, x, x, batch_size=32, epochs=EPOCHS, verbose=0,
                             shuffle=False, callbacks=cbs)
         bench.join_store_threads()
         shutil.rmtree(d, ignore_errors=True)
-        return events
+        n = (len(published) - before if name == "ours" else cb.writes if name == "plain"
+             else EPOCHS if cb else 0)
+        return events, n
 
     names = list(configs)
     for r in range(2 + args.repeats):  # the first two rounds warm up
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            events = fit(name)
+            events, n = fit(name)
             if r < 2:
                 continue
+            saves[name].append(n)
             seen = collections.Counter()
             for a, b in zip(events, events[1:]):
                 key = (kind(a, b), a[1], b[1], b[2], b[3])
                 seen[key] += 1
-                times[name][key + (seen[key],)].append(b[4] - a[4])
+                times[name][key + (seen[key],)][r - 2] = b[4] - a[4]
 
-    totals = {name: collections.defaultdict(float) for name in configs}
+    # Per config and kind of interval: a matrix (interval x repeat); an
+    # interval missing from some repeats counts as 0 there.
+    matrices = {name: collections.defaultdict(list) for name in configs}
     for name in configs:
-        for key, values in times[name].items():
-            # A key missing from some repeats counts as 0 there.
-            values = values + [0.0] * (args.repeats - len(values))
-            totals[name][key[0]] += float(np.median(values))
-    kinds = sorted(set().union(*[t.keys() for t in totals.values()]))
+        for key, by_repeat in times[name].items():
+            matrices[name][key[0]].append([by_repeat.get(r, 0.0) for r in range(args.repeats)])
+    matrices = {name: {k: np.array(rows) for k, rows in m.items()}
+                for name, m in matrices.items()}
+
+    def totals(name, repeats=None):
+        """kind -> sum over its intervals of the median over `repeats` (all by default)."""
+        return {k: float(np.median(m if repeats is None else m[:, repeats], axis=1).sum())
+                for k, m in matrices[name].items()}
+
+    sums = {name: totals(name) for name in configs}
+    kinds = sorted(set().union(*[t.keys() for t in sums.values()]))
     print(f"{model.count_params() / 1e6:.2f}M params, {bench.state_nbytes(model) / 1e6:.1f} MB "
-          f"state, 4 epochs of {args.steps} batches; ms per fit, sums of medians over "
+          f"state, {EPOCHS} epochs of {args.steps} batches; ms per fit, sums of medians over "
           f"{args.repeats} interleaved repeats")
     print("| interval | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for k in kinds:
-        print(f"| {k} | " + " | ".join(f"{totals[n][k] * 1e3:.2f}" for n in names) + " |")
-    print("| total | " + " | ".join(f"{sum(totals[n].values()) * 1e3:.2f}" for n in names)
+        print(f"| {k} | " + " | ".join(f"{sums[n].get(k, 0.0) * 1e3:.2f}" for n in names)
+              + " |")
+    print("| total | " + " | ".join(f"{sum(sums[n].values()) * 1e3:.2f}" for n in names)
           + " |")
+    n_saves = {name: float(np.median(saves[name])) for name in configs}
+    print("| saves per fit (median) | " + " | ".join(f"{n_saves[n]:g}" for n in names) + " |")
+
+    def per_save(name, repeats=None):
+        over = sum(totals(name, repeats).values()) - sum(totals("none", repeats).values())
+        return over / n_saves[name]
+
+    print()
+    for name in ("ours", "plain"):
+        def ratio(repeats, name=name):
+            k = per_save("keras", repeats)
+            return per_save(name, repeats) / k if k > 0 else np.nan
+
+        value = ratio(None)
+        interval = bench.ratio_interval(ratio, args.repeats)
+        ci = ("" if interval is None else
+              f", 95% interval {interval[0]:.2f}x to {interval[1]:.2f}x "
+              f"(repeats resampled, seed {bench.BOOT_SEED})")
+        print(f"overhead per save, {name} / keras: {value:.2f}x{ci}")
 
 
 if __name__ == "__main__":
