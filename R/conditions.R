@@ -6,6 +6,7 @@ kerasbackup_classes <- c(
   PreemptionAbort = "kerasbackup_preempted",
   FingerprintMismatchError = "kerasbackup_fingerprint_mismatch",
   UnbuiltStateError = "kerasbackup_unbuilt_state",
+  CallbackStateError = "kerasbackup_callback_state_error",
   BackupLockedError = "kerasbackup_locked",
   CorruptCheckpointError = "kerasbackup_corrupt_checkpoint",
   NoCheckpointError = "kerasbackup_no_checkpoint",

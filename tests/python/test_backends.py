@@ -260,7 +260,8 @@ def test_the_json_part_of_a_state_is_a_copy_in_plain_values():
         shape: tuple
 
     progress = training_state.TrainingState(
-        epoch=2, history={"loss": [np.float32(0.5)]}, shuffle_seed=np.int64(7),
+        epoch=2, history={"loss": [np.float32(0.5)]}, history_epochs=[1],
+        shuffle_seed=np.int64(7),
         callbacks=[{"setting": Setting(1, (2, 3))}])
     meta = progress.to_meta()
     assert meta["epoch"] == 2 and meta["shuffle_seed"] == 7

@@ -12,7 +12,7 @@ import pytest
 import keras
 import kerasbackup
 from kerasbackup import BackupAndRestore, CorruptCheckpointError
-from kerasbackup.errors import FingerprintMismatchError
+from kerasbackup.errors import CallbackStateError, FingerprintMismatchError
 
 from helpers_training import make_data, make_model, phase_hook
 
@@ -186,6 +186,56 @@ def test_restored_epoch_does_not_leak_into_a_later_fit(tmp_path):
                   callbacks=[BackupAndRestore(backup)])
     history = model.fit(x, y, epochs=2, verbose=0, batch_size=8)
     assert history.epoch == [0, 1]
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+@pytest.mark.parametrize("state, where", [
+    ({"seen": {1, 2}}, "'seen' is set {1, 2}"),
+    ({"counts": {1: 2}}, "a key of 'counts' is int 1"),
+    ({"log": [1, object]}, "'log'[1] is type"),
+])
+def test_a_callback_state_no_checkpoint_can_hold_is_a_classed_error(
+        tmp_path, async_save, state, where):
+    class Keeps(keras.callbacks.Callback):
+        def get_state(self):
+            return state
+
+        def set_state(self, values):
+            pass
+
+    d = str(tmp_path / "b")
+    x, y = make_data(40)
+    with pytest.raises(CallbackStateError) as ei:
+        kerasbackup.fit(make_model(), x, y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[Keeps(), BackupAndRestore(d, async_save=async_save)])
+    msg = str(ei.value)
+    assert "Callback Keeps (position 0 in callbacks) cannot be backed up" in msg, msg
+    assert where in msg, msg
+    assert (ei.value.callback, ei.value.position) == ("Keeps", 0)
+    assert kerasbackup.backup_info(d) == []  # nothing half-saved; the lock is free
+    _fit(make_model(), d)
+
+
+@pytest.mark.parametrize("on_save_error", ["stop", "warn"])
+def test_backup_dir_removed_during_fit_stops_it_as_locked(tmp_path, on_save_error):
+    # Not a write error that "warn" would train past: another process may
+    # own a backup_dir made anew at that path.
+    import shutil
+
+    from kerasbackup import BackupLockedError
+
+    d = str(tmp_path / "b")
+
+    class Remover(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                shutil.rmtree(d)
+
+    x, y = make_data(40)
+    with pytest.raises(BackupLockedError, match="removed or replaced"):
+        kerasbackup.fit(make_model(), x, y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[BackupAndRestore(d, on_save_error=on_save_error),
+                                   Remover()])
 
 
 def test_delete_checkpoint_removes_only_our_files(tmp_path):

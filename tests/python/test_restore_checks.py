@@ -62,6 +62,36 @@ def _meta(path, value):
     return change
 
 
+def _history_values(extra):
+    def change(arrays, meta):
+        key = sorted(meta["history"])[0]
+        meta["history"][key] = meta["history"][key] + [0.5] * extra
+    return change
+
+
+def _drop_rng(name):
+    def change(arrays, meta):
+        del meta["rng"][name]
+        arrays.pop(f"rng/{name}", None)
+    return change
+
+
+def _ranks(count):
+    def change(arrays, meta):  # the checkpoint's own generators, as a worker's
+        entry = {"meta": meta["rng"],
+                 "arrays": {k: [str(a.dtype), list(a.shape), a.reshape(-1).tolist()]
+                            for k, a in arrays.items() if k.startswith("rng/")}}
+        meta["rng_ranks"] = [entry] * count
+    return change
+
+
+def _early_stopping(key, value):
+    def change(arrays, meta):
+        [entry] = [e for e in meta["callbacks"] if e["class"] == "EarlyStopping"]
+        entry["state"][key] = value
+    return change
+
+
 def _rng_array(name, dtype=None, value=None):
     def change(arrays, meta):
         arrays[name] = arrays[name].astype(dtype) if value is None else value
@@ -92,6 +122,14 @@ CASES = {
     "batch beyond the epoch": _meta(["batch"], 99),
     "history not a mapping": _meta(["history"], [1, 2]),
     "optimizer targets malformed": _meta(["optimizer_targets"], {"optimizer:x": [-1]}),
+    "history longer than its epochs": _history_values(5),
+    "history of an epoch past the resumed one": _meta(["history_epochs"], [7]),
+    "history epochs repeated": _meta(["history_epochs"], [0, 0]),
+    "Python RNG state missing": _drop_rng("python"),
+    "NumPy RNG state missing": _drop_rng("numpy"),
+    "generators of two workers in a one-process checkpoint": _ranks(2),
+    "EarlyStopping state of another kind": _early_stopping("wait", "abc"),
+    "EarlyStopping attribute it does not save": _early_stopping("stop_training", True),
 }
 if keras.backend.backend() == "torch":  # torch's generators are saved on torch only
     CASES["torch generator state shape"] = _rng_array("rng/torch",
@@ -127,7 +165,11 @@ def _add_tampered(d, change, keep):
         arrays = {k: np.array(v) for k, v in arrays.items()}
         meta = json.loads(json.dumps(meta))
         change(arrays, meta)
-        saved = store.save(arrays, meta, epoch=info["epoch"], batch=info["batch"])
+        # The manifest says where the state says (the store refuses a
+        # contradiction: test_store.py), unless that is no position at all.
+        position = {k: meta[k] if isinstance(meta.get(k), int) and meta[k] >= 0 else info[k]
+                    for k in ("epoch", "batch")}
+        saved = store.save(arrays, meta, **position)
     return info, saved
 
 

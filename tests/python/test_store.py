@@ -1344,6 +1344,55 @@ def test_only_canonical_checkpoint_names_count(tmp_path):
     assert sorted(os.listdir(d)) == ["ckpt-0000000000", "ckpt-00000000002", "ckpt-1"]
 
 
+# ------------------------------ found by the engine audit of 2026-11-28
+
+
+def test_a_manifest_that_contradicts_the_state_is_corrupt(tmp_path):
+    # backup_info() reports the manifest's position, fit() resumes at the
+    # state's: a checkpoint where they differ is not used.
+    d = str(tmp_path / "b")
+    newest = two_checkpoints(d)
+    rewrite_checkpoint(newest, manifest={"epoch": 0, "batch": 3})
+    assert_falls_back(d, newest, "invalid content",
+                      "state.json says epoch 2, manifest.json says 0")
+
+
+def test_a_removed_backup_dir_is_a_lost_lock_not_a_write_error(tmp_path):
+    d = tmp_path / "b"
+    st = CheckpointStore(d, keep=1).open()
+    st.save({"x": np.zeros(3)}, {"epoch": 1}, 1, 0)
+    shutil.rmtree(d)
+    for _ in range(2):  # and it stays lost
+        with pytest.raises(BackupLockedError, match="removed or replaced"):
+            st.save({"x": np.ones(3)}, {"epoch": 2}, 2, 0)
+    st.close()
+    assert not os.path.exists(d)
+
+
+def test_a_checkpoint_that_cannot_be_renamed_does_not_stop_the_others_going(
+        tmp_path, monkeypatch):
+    d = tmp_path / "b"
+    with CheckpointStore(d, keep=3) as st:
+        for epoch in (1, 2, 3):
+            st.save({"x": np.full(3, epoch)}, {"epoch": epoch}, epoch, 0)
+    stuck, rename = "ckpt-0000000001", os.rename
+
+    def rename_but_stuck(src, dst, **kwargs):
+        if src == stuck:
+            raise PermissionError(errno.EPERM, "Operation not permitted", src)
+        return rename(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_but_stuck)
+    with CheckpointStore(d, keep=1) as st:
+        with pytest.warns(RuntimeWarning, match=f"could not remove old checkpoint {stuck}"):
+            st.save({"x": np.full(3, 4)}, {"epoch": 4}, 4, 0)
+    names = sorted(n for n in os.listdir(d) if n.startswith("ckpt-"))
+    assert names == [stuck, "ckpt-0000000004"]
+    with pytest.raises(BackupWriteError, match="Operation not permitted"):
+        CheckpointStore(d).delete()
+    assert sorted(n for n in os.listdir(d) if n.startswith("ckpt-")) == [stuck]
+
+
 # ------------------------------------- 7: the lock's identity is re-checked
 
 LOSES_LOCK = """

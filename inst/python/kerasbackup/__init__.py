@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BackupAndRestore": "kerasbackup.callback",
     "fit": "kerasbackup.training",
+    "CallbackStateError": "kerasbackup.errors",
     "FingerprintMismatchError": "kerasbackup.errors",
     "PreemptedError": "kerasbackup.errors",
     "ResumeWarning": "kerasbackup.errors",

@@ -493,7 +493,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             try:
                 plans[info["path"]] = training_state.check_restore(
                     model, meta, arrays, current, self.allow_changes,
-                    backup_dir=self.backup_dir, rank=fit.cluster.rank)
+                    backup_dir=self.backup_dir, rank=fit.cluster.rank,
+                    world=fit.cluster.world, callbacks=fit.callbacks)
             except training_state.InvalidCheckpointContent as e:
                 return [{"file": f, "kind": "invalid content", "detail": d}
                         for f, d in e.problems]

@@ -158,6 +158,25 @@ class SaveErrorWarning(UserWarning):
     """
 
 
+class CallbackStateError(TypeError):
+    """A callback's `get_state()` gave a value that a checkpoint cannot hold.
+
+    Attributes:
+        callback: the callback's class name.
+        position: its position in fit()'s callbacks.
+        key: the state's entry that holds the value.
+    """
+
+    def __init__(self, callback, position, key, where, value):
+        self.callback, self.position, self.key = callback, position, key
+        super().__init__(
+            f"Callback {callback} (position {position} in callbacks) cannot be "
+            f"backed up: in what its get_state() returned, {where} is "
+            f"{type(value).__name__} {value!r:.60}. A saved state holds None, "
+            "booleans, numbers, strings, lists, dicts with string keys and "
+            "numpy arrays.")
+
+
 class UnbuiltStateError(ValueError):
     """Part of the training state does not exist yet when training starts.
 

@@ -170,8 +170,19 @@ class TrainingState:
             isinstance(k, str) and isinstance(v, list) for k, v in history.items()),
             "history is not a mapping of names to lists")
         epochs = meta.get("history_epochs", [])
-        need(isinstance(epochs, list) and all(_is_count(e) for e in epochs),
-             "history_epochs is not a list of epochs")
+        if need(isinstance(epochs, list) and all(_is_count(e) for e in epochs),
+                "history_epochs is not a list of epochs"):
+            # Each finished epoch once, in order, before the one resumed in.
+            epoch = meta.get("epoch", 0)
+            need(all(a < b for a, b in zip(epochs, epochs[1:]))
+                 and (not epochs or not _is_count(epoch) or epochs[-1] < epoch),
+                 f"history_epochs {epochs!r:.80} are not the finished epochs "
+                 f"before epoch {epoch!r}")
+            if isinstance(history, dict) and "history_epochs" in meta:
+                # A metric logged in some epochs only (validation_freq) has fewer.
+                need(all(len(v) <= len(epochs) for v in history.values()
+                         if isinstance(v, list)),
+                     f"history has more values than its {len(epochs)} epochs")
         need(isinstance(meta.get("fingerprint", {}), dict), "fingerprint is not an object")
         need(isinstance(meta.get("rng", {}), dict), "rng is not an object")
         need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
@@ -543,6 +554,11 @@ def capture_rng():
 def check_rng(arrays, meta):
     """Returns what is wrong with a captured generator state (empty if nothing)."""
     problems = []
+    # capture_rng() always takes these two: without them the resume is not exact.
+    if "python" not in meta:
+        problems.append("Python's random state is missing")
+    if "numpy" not in meta or "rng/numpy" not in arrays:
+        problems.append("NumPy's random state is missing")
     if "python" in meta:
         p = meta["python"]
         ok = (isinstance(p, list) and len(p) == 3 and p[0] == 3
@@ -691,10 +707,9 @@ def callback_state(cb):
         return None
     if callable(getattr(cb, "get_state", None)):
         return "custom", dict(cb.get_state() or {})
-    for cls in type(cb).__mro__:
-        attrs = _CALLBACK_ATTRS.get(cls.__name__)
-        if attrs and cls.__module__.startswith("keras"):
-            return "keras", {a: json_value(getattr(cb, a, None)) for a in attrs}
+    attrs = _keras_attrs(cb)
+    if attrs:
+        return "keras", {a: json_value(getattr(cb, a, None)) for a in attrs}
     return None
 
 
@@ -719,9 +734,37 @@ def capture_callbacks(callbacks):
                 plain[key] = {"__array__": True}
             else:
                 plain[key] = json_value(value)
+                bad = _unsavable(plain[key], repr(key))
+                if bad is not None:
+                    from kerasbackup.errors import CallbackStateError
+
+                    raise CallbackStateError(type(cb).__name__, pos, key, *bad)
         meta.append({"position": pos, "class": type(cb).__name__, "kind": kind,
                      "state": plain})
     return arrays, meta
+
+
+def _unsavable(value, where):
+    """`(where, value)` of the first part of `value` that JSON cannot hold
+    as it is (the way to_meta() writes it), or None."""
+    value = _meta_value(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, x in enumerate(value):
+            bad = _unsavable(x, f"{where}[{i}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, dict):
+        for k, x in value.items():
+            if not isinstance(k, str):
+                return f"a key of {where}", k
+            bad = _unsavable(x, f"{where}[{k!r}]")
+            if bad is not None:
+                return bad
+        return None
+    return where, value
 
 
 def _callback_values(entry, arrays):
@@ -741,8 +784,58 @@ def _callback_values(entry, arrays):
     return values
 
 
-def check_callbacks(entries, arrays):
-    """Returns what is wrong with saved callback entries (empty if nothing)."""
+def _keras_attrs(cb):
+    """The attributes saved for a Keras callback (see callback_state())."""
+    for cls in type(cb).__mro__:
+        attrs = _CALLBACK_ATTRS.get(cls.__name__)
+        if attrs and cls.__module__.startswith("keras"):
+            return attrs
+    return ()
+
+
+def _value_kind(value):
+    """What kind of value a saved callback attribute is, for comparing them."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, np.ndarray):
+        return "an array"
+    if isinstance(value, (list, tuple)):
+        return "arrays" if value and all(isinstance(x, np.ndarray) for x in value) else "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _keras_callback_problems(cb, values):
+    """What in the saved values of Keras callback `cb` it cannot take back."""
+    attrs = _keras_attrs(cb)
+    problems = []
+    for key, value in values.items():
+        if key not in attrs:
+            problems.append(f"{key!r} is not a saved attribute of {type(cb).__name__}")
+            continue
+        # Where the attribute holds a value now, the saved one must be alike
+        # (None stands for "not set yet" on either side).
+        want, got = _value_kind(json_value(getattr(cb, key, None))), _value_kind(value)
+        if want is not None and got is not None and want != got:
+            problems.append(f"{type(cb).__name__}.{key} is {got} ({value!r:.40}), "
+                            f"expected {want}")
+    return problems
+
+
+def check_callbacks(entries, arrays, callbacks=None):
+    """Returns what is wrong with saved callback entries (empty if nothing).
+
+    With `callbacks` (the fit()'s, by position), the saved state of each Keras
+    callback that restore_callbacks() would match is checked against it too:
+    only the attributes callback_state() saves, each of the kind it holds.
+    """
     problems = []
     for entry in entries:
         try:
@@ -750,19 +843,29 @@ def check_callbacks(entries, arrays):
                     and entry["kind"] in ("custom", "keras")
                     and isinstance(entry["state"], dict)):
                 raise TypeError("malformed entry")
-            _callback_values(entry, arrays)
+            values = _callback_values(entry, arrays)
         except (KeyError, TypeError) as e:
             problems.append(f"saved callback state {entry!r:.60}: {e}")
+            continue
+        cb = _matching_callback(callbacks or [], entry)
+        if cb is not None and entry["kind"] == "keras":
+            problems += [f"saved callback state at position {entry['position']}: {p}"
+                         for p in _keras_callback_problems(cb, values)]
     return problems
+
+
+def _matching_callback(callbacks, entry):
+    pos = entry["position"]
+    cb = callbacks[pos] if pos < len(callbacks) else None
+    return cb if cb is not None and type(cb).__name__ == entry["class"] else None
 
 
 def restore_callbacks(callbacks, arrays, entries):
     """Restores callback states; returns the class names that had no match."""
     unmatched = []
     for entry in entries:
-        pos = entry["position"]
-        cb = callbacks[pos] if pos < len(callbacks) else None
-        if cb is None or type(cb).__name__ != entry["class"]:
+        cb = _matching_callback(callbacks, entry)
+        if cb is None:
             unmatched.append(entry["class"])
             continue
         values = _callback_values(entry, arrays)
@@ -1013,8 +1116,12 @@ class RestorePlan:
 
 
 def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
-                  backup_dir=None, rank=0):
+                  backup_dir=None, rank=0, world=1, callbacks=None):
     """Checks a loaded checkpoint against the model without assigning anything.
+
+    `rank` and `world`: this process' rank and the number of processes;
+    `callbacks`: the fit()'s callbacks, whose saved states are checked
+    against them (see check_callbacks()).
 
     Returns a RestorePlan. Raises InvalidCheckpointContent when the checkpoint
     is unfit although it verified on disk (malformed state, arrays that
@@ -1050,6 +1157,10 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
     if "metrics" in state.variables:
         problems += _table_problems("metrics", state.variables["metrics"], arrays)
     problems += check_rng(arrays, state.rng)
+    if same_setup and state.rng_ranks and len(state.rng_ranks) != world:
+        # Written with one entry per worker (none by a single process).
+        problems.append(f"generators are saved for {len(state.rng_ranks)} workers, "
+                        f"the checkpoint's setup has {world}")
     rng = None
     if rank < len(state.rng_ranks):  # several workers: each its own generators
         try:
@@ -1057,7 +1168,7 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
             problems += [f"rank {rank}: {p}" for p in check_rng(*rng)]
         except (TypeError, ValueError) as e:
             problems.append(f"the generators saved for rank {rank} are malformed: {e}")
-    problems += check_callbacks(state.callbacks, arrays)
+    problems += check_callbacks(state.callbacks, arrays, callbacks)
     steps = current_fingerprint.get("steps per epoch")
     if same_setup and isinstance(steps, int) and state.batch > steps:
         problems.append(f"batch {state.batch} is beyond the {steps} batches of an epoch")

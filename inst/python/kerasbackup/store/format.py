@@ -359,6 +359,19 @@ def build_state(table, meta):
                       default=json_default).encode("utf-8")
 
 
+def check_position(meta, manifest):
+    """Raises FormatError if meta's "epoch" or "batch" (the caller's training
+    state, where it has them) contradicts the manifest's."""
+    if not isinstance(meta, dict):
+        return
+    for key in ("epoch", "batch"):
+        want = getattr(manifest, key)
+        if key in meta and want is not None and meta[key] != want:
+            raise FormatError("invalid content",
+                              f"{STATE_NAME} says {key} {meta[key]!r:.40}, "
+                              f"{MANIFEST_NAME} says {want}")
+
+
 def write_failure_text(backup_dir, epoch, batch, reason):
     """The message of a failed save. It names the resume point, so that
     each failure is its own warning (Python shows a repeated one once)."""

@@ -208,6 +208,9 @@ class CheckpointStore(Store):
             except OSError as e:
                 if staged is not None:
                     pub.remove_quietly(directory, staged.name)
+                # backup_dir or .lock removed or replaced: say so, not the
+                # OS error it led to.
+                self._check_lock()
                 raise BackupWriteError(
                     write_failure_text(d, epoch, batch, os_error_text(e)), d, e) from e
             except BaseException:
@@ -245,13 +248,16 @@ class CheckpointStore(Store):
         self._check_lock()
         try:
             old = [name for _, name in pub.checkpoint_dirs(directory)[: -self.keep]]
-            trash = pub.trash(directory, [n for n in old if pub.holds_only_ours(directory, n)])
+            trash, failed = pub.trash(
+                directory, [n for n in old if pub.holds_only_ours(directory, n)])
         except OSError as e:
+            trash, failed = [], [(None, e)]
+        for name, e in failed:
             # The new checkpoint is safe; leftovers go at the next save/open().
+            what = "an old checkpoint" if name is None else f"old checkpoint {name}"
             warnings.warn(
-                f"backup_dir '{self.backup_dir}': could not remove an old "
-                f"checkpoint: {os_error_text(e)}", RuntimeWarning, stacklevel=3)
-            return
+                f"backup_dir '{self.backup_dir}': could not remove {what}: "
+                f"{os_error_text(e)}", RuntimeWarning, stacklevel=3)
         if trash:
             self._remover = threading.Thread(
                 target=pub.sync_and_remove, args=(directory, trash),
@@ -355,11 +361,13 @@ class CheckpointStore(Store):
             phase("deleting", backup_dir=d, path=d)
             ours = [n for _, n in pub.checkpoint_dirs(directory)
                     if pub.holds_only_ours(directory, n)]
-            trash = pub.trash(directory, ours)
+            trash, failed = pub.trash(directory, ours)
             if trash:
                 directory.sync()
             for name in trash:
                 pub.remove_own_dir(directory, name, held)
+            if failed:
+                raise failed[0][1]  # after the others are gone
             pub.remove_leftovers(directory)
             # The lock before the marker: a directory that holds only a
             # `.lock` is never taken for ours. Marker last: an

@@ -138,17 +138,23 @@ def publish(directory, staged, check):
 
 
 def trash(directory, names):
-    """Renames checkpoint dirs to .trash-* names; returns the new names.
+    """Renames checkpoint dirs to .trash-* names; returns `(moved, failed)`.
 
-    The caller must sync the directory before deleting any of them, so that
-    a half-deleted tree can never come back under a checkpoint name.
+    `moved`: the new names; `failed`: `(name, OSError)` of each one that could
+    not be renamed, which does not keep the others from going. The caller
+    must sync the directory before deleting any of them, so that a
+    half-deleted tree can never come back under a checkpoint name.
     """
-    moved = []
+    moved, failed = [], []
     for name in names:
         t = _unique(TRASH_PREFIX, f"-{name}")
-        os.rename(name, t, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+        try:
+            os.rename(name, t, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+        except OSError as e:
+            failed.append((name, e))
+            continue
         moved.append(t)
-    return moved
+    return moved, failed
 
 
 def sync_and_remove(directory, names):

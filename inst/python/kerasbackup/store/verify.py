@@ -22,7 +22,7 @@ from kerasbackup.store.fileio import (
     CHUNK, THREAD_MIN, Crc32, NotRegularFileError, chunks, os_error_text)
 from kerasbackup.store.format import (
     ARRAYS_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, STATE_NAME, FormatError,
-    Inspection, parse_manifest, parse_state)
+    Inspection, check_position, parse_manifest, parse_state)
 
 STRUCTURE, VERIFY, LOAD = "structure", "verify", "load"
 
@@ -125,6 +125,7 @@ def _inspect(files, mode, ins, opened, where):
         if not _crc_ok(ins, name, expected_crc, crc.result()):
             return
         entries, meta = parse_state(raw, manifest.files[ARRAYS_NAME][0])
+        check_position(meta, manifest)
 
         name = where[0] = ARRAYS_NAME
         size, expected_crc = manifest.files[ARRAYS_NAME]
