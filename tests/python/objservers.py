@@ -66,9 +66,13 @@ class MotoS3:
             self.server.stop()
             self.server = None
 
-    def make_bucket(self):
+    def client(self):
+        """A boto3 S3 client of this server (for what the store never does)."""
         import boto3
-        c = boto3.client("s3", endpoint_url=self.endpoint, **_aws_kwargs())
+        return boto3.client("s3", endpoint_url=self.endpoint, **_aws_kwargs())
+
+    def make_bucket(self):
+        c = self.client()
         try:
             c.create_bucket(Bucket=BUCKET)
         except c.exceptions.BucketAlreadyOwnedByYou:

@@ -429,6 +429,42 @@ def test_fenced_writer_cannot_publish_after_takeover_mid_save(url, raw, hook):
     a.close()
 
 
+def test_a_writer_that_lost_its_lease_does_not_take_it_back(url, raw):
+    # Not even once the new owner has released it: it would publish stale
+    # state over the new owner's checkpoints.
+    a = Store(url, lease_ttl=30).open()
+    a.save(arrays_for(1), {"e": 1}, 1, 0)
+    b = Store(url, lease_ttl=30, clock=lambda: 4e9)
+    with pytest.warns(errors.StaleLockWarning):
+        b.open()
+    b.save(arrays_for(5), {"e": 5}, 5, 0)
+    with pytest.raises(errors.BackupLockedError, match="lost its lease"):
+        a.lease.renew()  # as its renewer thread does
+    b.close()
+    for _ in range(2):
+        with pytest.raises(errors.BackupLockedError, match="lost its lease"):
+            a.save(arrays_for(2), {"e": 2}, 2, 0)
+    assert [(i["seq"], i["epoch"]) for i in objstore.backup_info(url)] == [(2, 5)]
+    a.close()  # as for the local store: usable again after close()
+    with Store(url) as c:
+        assert c.load()[1] == {"e": 5}
+
+
+def test_latest_naming_only_a_missing_checkpoint_deletes_nothing(url, raw):
+    with Store(url, keep=2) as s:
+        s.save(arrays_for(1), {"e": 1}, 1, 0)
+        s.save(arrays_for(2), {"e": 2}, 2, 0)
+    latest, token = raw.read("LATEST")
+    edited = json.loads(latest)
+    edited["checkpoints"] = [{"seq": 9, "manifest_crc32": "00000000"}]
+    raw.replace("LATEST", json.dumps(edited).encode(), token)
+    before = sorted(n for n in raw.list() if n not in ("LATEST", ".lease"))
+    with Store(url, keep=2) as s:
+        with pytest.raises(errors.CorruptCheckpointError, match="left in place"):
+            s.load()
+    assert sorted(n for n in raw.list() if n not in ("LATEST", ".lease")) == before
+
+
 def test_lease_names_holder_and_renews(url, raw, hook):
     renewed = threading.Event()
     hook.set(lambda name, info: renewed.set() if name == "lease_renewed" else None)

@@ -135,6 +135,29 @@ def test_expired_lease_is_taken_over(url):
 # S3 only: gcsfs retries a refused connection for ~33 s per call by itself (6
 # fixed tries), which would make this test take minutes on GCS.
 @pytest.mark.parametrize("server", ["s3"], indirect=True)
+def test_only_our_own_unfinished_uploads_are_aborted(server, url):
+    # An upload of a sibling prefix ("run2" beside "run", perhaps a live fit's)
+    # and one under our prefix with a name the store never writes stay.
+    from objservers import BUCKET
+
+    c = server.client()
+    base = url.split(f"{BUCKET}/", 1)[1]
+    keys = [base + "2/data-" + "ab" * 12 + "/arrays.bin", base + "/notes.bin",
+            base + "/data-" + "cd" * 12 + "/arrays.bin"]
+    for key in keys:
+        c.create_multipart_upload(Bucket=BUCKET, Key=key)
+
+    def pending():
+        return sorted(u["Key"] for u in
+                      c.list_multipart_uploads(Bucket=BUCKET).get("Uploads") or []
+                      if u["Key"] in keys)
+    with Store(url) as s:  # open() collects: our leftover upload goes
+        assert pending() == sorted(keys[:2])
+        s.delete()
+    assert pending() == sorted(keys[:2])
+
+
+@pytest.mark.parametrize("server", ["s3"], indirect=True)
 def test_server_stopped_mid_upload_then_restarted(server, url, part_size, hook):
     secret = "kb-" + secrets.token_hex(16)
     options = {"key": "kb-test-key", "secret": secret}

@@ -94,6 +94,13 @@ class Lease:
         """Whether this object holds the lease (as far as it knows)."""
         return self._etag is not None and self._lost is None
 
+    @property
+    def lost(self):
+        """BackupLockedError saying who took the lease over, or None if it
+        was not; release() forgets it."""
+        with self._mutex:
+            return None if self._lost is None else self._lost_error()
+
     def _body(self):
         now = self.clock()
         return json.dumps({
@@ -286,7 +293,8 @@ class Lease:
         with self._mutex:
             etag, self._etag = self._etag, None
             _HELD.discard(self)
-            if etag is None or self._lost is not None:
+            lost, self._lost = self._lost, None
+            if etag is None or lost is not None:
                 return
             try:
                 raw, etag = self.client.read(LEASE_NAME)

@@ -416,12 +416,13 @@ class S3Client(ObjectClient):
             raise
 
     def abort_uploads(self, keep):
-        base = self.key("")
+        # With the slash: prefix "run" must not list "run2/..." uploads.
+        base = self.key("") + "/" if self.prefix else ""
         resp = self._call("list_multipart_uploads", Prefix=base)
         n = 0
         for u in resp.get("Uploads") or []:
-            name = u["Key"][len(base):].lstrip("/") if base else u["Key"]
-            if not keep(name):
+            name = u["Key"][len(base):]
+            if u["Key"].startswith(base) and not keep(name):
                 try:
                     self._call("abort_multipart_upload", Key=u["Key"],
                                UploadId=u["UploadId"])

@@ -216,6 +216,9 @@ class ObjectCheckpointStore(Store):
         with self._mutex:
             if self._lease.held:
                 return self
+            lost = self._lease.lost
+            if lost is not None:
+                raise lost  # until close(): another process owns backup_dir now
             try:
                 names = self._client.list()
                 self._check_prefix(names)
@@ -472,11 +475,15 @@ class ObjectCheckpointStore(Store):
             names = self._client.list()
             listed = {e["seq"] for e in self._latest["checkpoints"]}
             keep_objects = set()
+            if any(seq not in self._objects_of and manifest_name(seq) not in names
+                   for seq in listed):
+                # LATEST names a checkpoint that is not there: a correct writer
+                # never leaves that, so LATEST was damaged or edited. What it
+                # does not list may be all that is left: delete nothing.
+                return 0
             for seq in listed:
                 objects = self._objects_of.get(seq)
                 if objects is None:
-                    if manifest_name(seq) not in names:
-                        continue
                     m = self._read_manifest(seq)
                     objects = None if m is None else m.extra.get("objects")
                     if not isinstance(objects, str):
@@ -487,7 +494,9 @@ class ObjectCheckpointStore(Store):
             doomed = [n for s, n in self._ckpts.manifests_in(names) if s not in listed]
             if keep_objects is not None:
                 doomed += [n for n in names if data_prefix_of(n) not in (None, *keep_objects)]
-                self._client.abort_uploads(lambda n: data_prefix_of(n) in keep_objects)
+                # Only our own uploads: a name we do not write stays.
+                self._client.abort_uploads(
+                    lambda n: data_prefix_of(n) in (None, *keep_objects))
             for n in doomed:
                 self._client.delete(n)
             for seq in list(self._objects_of):
@@ -549,7 +558,7 @@ class ObjectCheckpointStore(Store):
                 self._latest["checkpoints"] = []
                 self._commit_empty()
                 names = self._client.list()
-                self._client.abort_uploads(lambda n: False)
+                self._client.abort_uploads(lambda n: data_prefix_of(n) is None)
                 # Manifests first: a checkpoint never lacks data it names.
                 for n in sorted(names, key=lambda n: parse_manifest_name(n) is None):
                     if is_ours(n) and n not in CONTROL_NAMES:
