@@ -195,6 +195,7 @@ callback_backup_and_restore <- function(backup_dir,
                       "`TRUE`, `FALSE` or a character vector of item names")
   }
   if (is.character(allow_changes)) allow_changes <- as.list(allow_changes)
+  check_backup_dir_value(backup_dir)
   storage_options <- check_storage_options(storage_options, backup_dir)
   if (!(is.numeric(lease_wait) && !is.object(lease_wait) &&
         length(lease_wait) == 1L && !is.na(lease_wait) &&
@@ -216,6 +217,20 @@ callback_backup_and_restore <- function(backup_dir,
     storage_options = storage_options,
     lease_wait = as.double(lease_wait)
   ))
+}
+
+# A URL no store can use, or a path that is a URL with a typo, is a bad
+# argument. The stores know the schemes; their message shows no credentials.
+check_backup_dir_value <- function(backup_dir, call = rlang::caller_env()) {
+  problem <- py_bridge()$backup_dir_problem(backup_dir)
+  if (is.null(problem)) return(invisible())
+  cli::cli_abort(
+    c("{.arg backup_dir} must be a directory path or the URL of a supported
+       object store (s3://, gs://).",
+      x = "{problem[[1]]}"),
+    class = c("kerasbackup_invalid_argument", "kerasbackup_error"),
+    arg = "backup_dir", value = problem[[2]], call = call
+  )
 }
 
 # A URL (s3://, gs://, file://, ...) goes to Python untouched; a path gets
@@ -324,6 +339,7 @@ backup_info <- function(backup_dir, storage_options = NULL) {
     abort_invalid_arg("backup_dir", backup_dir,
                       "a single non-empty string (a directory path or a URL)")
   }
+  check_backup_dir_value(backup_dir)
   storage_options <- check_storage_options(storage_options, backup_dir)
   rows <- with_py_errors(py_kb()$backup_info(
     backup_dir_arg(backup_dir), storage_options = storage_options

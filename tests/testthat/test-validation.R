@@ -167,12 +167,34 @@ test_that("a URL no object store can use is refused at once", {
   skip_if_no_python()
   err <- tryCatch(callback_backup_and_restore("ftp://host/run"),
                   error = function(e) e)
-  expect_s3_class(err, "python.builtin.ValueError")
+  expect_s3_class(err, "kerasbackup_invalid_argument")
+  expect_identical(err$arg, "backup_dir")
   expect_match(conditionMessage(err), "no conditional writes", fixed = TRUE)
   err <- tryCatch(callback_backup_and_restore("s3://id:hunter2@bucket/run"),
                   error = function(e) e)
+  expect_s3_class(err, "kerasbackup_invalid_argument")
   expect_match(conditionMessage(err), "credentials in the URL", fixed = TRUE)
   expect_false(grepl("hunter2", conditionMessage(err), fixed = TRUE))
+  expect_false(grepl("hunter2", err$value, fixed = TRUE))
+})
+
+test_that("malformed and misspelt URLs are bad arguments of both functions", {
+  skip_if_no_python()
+  cases <- c("s3://b/x?y=1" = "has a query or fragment",
+             "s3://b/a/../x" = "'..' path segment",
+             "s3:///x" = "names no bucket",
+             "ftp://b/x" = "no conditional writes",
+             "s3:/kb-tests/run" = "did you mean 's3://kb-tests/run'?",
+             "gs:kb-tests/run" = "did you mean 'gs://kb-tests/run'?")
+  for (url in names(cases)) {
+    for (f in list(callback_backup_and_restore, backup_info)) {
+      err <- tryCatch(f(url), error = function(e) e)
+      expect_s3_class(err, "kerasbackup_invalid_argument")
+      expect_identical(err$arg, "backup_dir")
+      expect_match(conditionMessage(err), cases[[url]], fixed = TRUE)
+    }
+  }
+  expect_false(dir.exists("s3:"))  # no local directory made of a typo
 })
 
 test_that("the Python class validates the same values itself", {

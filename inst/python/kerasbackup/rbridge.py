@@ -15,6 +15,20 @@ def exception_classes(exc):
     return out
 
 
+def backup_dir_problem(backup_dir):
+    """`[message, shown]` if no store can use `backup_dir`, else None.
+
+    `shown` is the value as it may be printed (a URL without credentials).
+    """
+    from kerasbackup.store import check_backup_dir, display_url, is_url
+
+    try:
+        check_backup_dir(backup_dir)
+    except ValueError as e:
+        return [str(e), display_url(backup_dir) if is_url(backup_dir) else backup_dir]
+    return None
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

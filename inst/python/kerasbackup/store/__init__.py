@@ -56,6 +56,7 @@ optional and imported only when a URL needs them. POSIX only (needs
 """
 
 import os
+import re
 
 from kerasbackup.errors import (
     BackupDirError,
@@ -139,13 +140,26 @@ def load_published(backup_dir, seq, accept=None, storage_options=None):
     return local.load_published(backup_dir, seq, accept=accept)
 
 
+# A scheme of ours without its "//" ("s3:/bucket/run"): a typo, not a path.
+_ALMOST_URL = re.compile(r"^(s3a?|gs|gcs|memory|file):(?!//)", re.IGNORECASE)
+
+
 def check_backup_dir(backup_dir):
     """Raises ValueError for a URL no store can use (scheme, credentials in it, ...).
 
-    Contacts nothing; a local path is checked when the store opens it.
+    Also for a path that starts like one of our URLs but lacks its "//",
+    which would otherwise become a local directory of that name. Contacts
+    nothing; a local path is checked when the store opens it.
     """
     if is_url(backup_dir):
         check_url(backup_dir)
+        return
+    m = _ALMOST_URL.match(str(backup_dir))
+    if m:
+        meant = display_url(f"{m.group(1)}://{str(backup_dir)[m.end():].lstrip('/')}")
+        raise ValueError(
+            f"backup_dir starts with '{m.group(0)}' but not '{m.group(1)}://': "
+            f"did you mean '{meant}'? (A local directory must not be named so.)")
 
 
 def backup_dir_key(backup_dir):
