@@ -28,13 +28,9 @@ check_fit_args <- function(env = rlang::caller_env()) {
               format(last, scientific = FALSE)),
       call = call)
   }
-  for (name in c("batch_size", "steps_per_epoch", "validation_batch_size")) {
-    value <- arg(name)
-    if (!is.null(value) && !is_count(value, 1)) {
-      abort_invalid_arg(name, value,
-                        sprintf("`NULL` or a whole number from 1 to %d", int_max),
-                        call = call)
-    }
+  for (name in c("batch_size", "steps_per_epoch", "validation_steps",
+                 "validation_batch_size")) {
+    check_optional_count(arg(name), name, call)
   }
   validation_freq <- arg("validation_freq")
   if (!(is.numeric(validation_freq) && !is.object(validation_freq) &&
@@ -56,6 +52,11 @@ check_fit_args <- function(env = rlang::caller_env()) {
     abort_invalid_arg("shuffle", shuffle, "`TRUE` or `FALSE`", call = call)
   }
   check_class_weight(arg("class_weight"), call)
+  view_metrics <- arg("view_metrics")
+  if (!(identical(view_metrics, "auto") || is_flag(view_metrics))) {
+    abort_invalid_arg("view_metrics", view_metrics, '"auto", `TRUE` or `FALSE`',
+                      call = call)
+  }
   tryCatch(
     resolve_verbose(arg("verbose")),
     kerasbackup_invalid_argument = function(e) {
@@ -80,6 +81,18 @@ check_class_weight <- function(class_weight, call) {
     }, TRUE)) &&
     all(vapply(index, is_count, TRUE, min = 0)) && !anyDuplicated(index)
   if (!ok) abort_invalid_arg("class_weight", class_weight, accepted, call = call)
+  invisible()
+}
+
+# `NULL`, or a count of samples or batches (>= 1) that Python holds as an int:
+# the batch sizes and step counts of fit(), evaluate() and predict().
+check_optional_count <- function(value, name, call = rlang::caller_env()) {
+  if (!is.null(value) && !is_count(value, 1)) {
+    abort_invalid_arg(name, value,
+                      sprintf("`NULL` or a whole number from 1 to %d",
+                              .Machine$integer.max),
+                      call = call)
+  }
   invisible()
 }
 

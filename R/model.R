@@ -18,6 +18,18 @@ magrittr::`%>%`
 #' @param loss A loss name (e.g. `"mse"`) or loss object.
 #' @param metrics A list or character vector of metrics.
 #' @param ... More arguments to Keras' `Model.compile()`.
+#' @param loss_weights Optional weights of the losses of a model with several
+#'   outputs: a list (or vector) in the outputs' order, or named by output.
+#' @param weighted_metrics Metrics weighted by `sample_weight` or
+#'   `class_weight` in [fit()][fit.keras.src.models.model.Model]: one metric
+#'   or a list or character vector of them, as `metrics`.
+#' @param run_eagerly Whether to run the model's steps eagerly (for
+#'   debugging).
+#' @param steps_per_execution Integer, batches to run in each compiled call.
+#' @param jit_compile `"auto"`, `TRUE` or `FALSE`: whether to compile the
+#'   steps with XLA.
+#' @param auto_scale_loss Whether to scale the loss of a mixed-precision
+#'   model (float16) to avoid underflow.
 #' @returns The model, invisibly (it is modified in place).
 #' @method compile keras.src.models.model.Model
 #' @export
@@ -26,26 +38,25 @@ magrittr::`%>%`
 #' model %>% compile(optimizer = optimizer_sgd(), loss = "mse")
 compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
                                                  loss = NULL, metrics = NULL,
-                                                 ...) {
+                                                 ...,
+                                                 loss_weights = NULL,
+                                                 weighted_metrics = NULL,
+                                                 run_eagerly = FALSE,
+                                                 steps_per_execution = 1L,
+                                                 jit_compile = "auto",
+                                                 auto_scale_loss = TRUE) {
   # R functions become Python callables named after the argument (as keras3
   # does), so a saved model names them and load_model() can find them.
   loss <- as_callable(loss, "loss", default_name = arg_symbol_name(
     substitute(loss), "custom_loss"))
-  if (!is.null(metrics)) {
-    # One metric (a name, function or object) or a list/vector of them.
-    metrics <- if (is.function(metrics) || is_py_object(metrics)) list(metrics)
-               else as.list(metrics)
-    fn_names <- rlang::names2(metrics)
-    for (i in seq_along(metrics)) {
-      if (is.function(metrics[[i]]) && !is_py_object(metrics[[i]])) {
-        metrics[[i]] <- as_callable(metrics[[i]], "metrics", default_name =
-          if (nzchar(fn_names[[i]])) fn_names[[i]] else paste0("custom_metric_", i))
-      }
-    }
-  }
-  # list2() lets a call end with a trailing comma, as keras3's do.
-  args <- c(list(optimizer = optimizer, loss = loss, metrics = metrics),
-            rlang::list2(...))
+  metrics <- as_metrics(metrics, "metrics", "custom_metric_")
+  # The arguments after `...` (and those in it) go only when given, leaving
+  # Keras its defaults; capture_args() drops a trailing comma, as keras3 does.
+  rest <- capture_args(list(
+    weighted_metrics = function(x, arg) as_metrics(x, arg, "custom_weighted_metric_"),
+    steps_per_execution = as_integer
+  ), ignore = c("object", "optimizer", "loss", "metrics"))
+  args <- c(list(optimizer = optimizer, loss = loss, metrics = metrics), rest)
   with_py_errors(do.call(object$compile, args))
   invisible(object)
 }
@@ -81,6 +92,9 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #'   to evaluate at the end of each epoch (all by default).
 #' @param validation_batch_size Optional batch size for validation.
 #' @param validation_freq Integer, validate every `validation_freq` epochs.
+#' @param view_metrics `"auto"`, `TRUE` or `FALSE`. Accepted so that keras3
+#'   code runs unchanged, but it has no effect: kerasbackup has no live
+#'   metrics viewer (plot the returned history instead).
 #' @param ... Unused; an error if given.
 #' @returns A `keras_training_history` object with `params` and `metrics`.
 #' @method fit keras.src.models.model.Model
@@ -104,7 +118,8 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
                                              steps_per_epoch = NULL,
                                              validation_steps = NULL,
                                              validation_batch_size = NULL,
-                                             validation_freq = 1L) {
+                                             validation_freq = 1L,
+                                             view_metrics = getOption("keras.view_metrics", "auto")) {
   rlang::check_dots_empty()
   check_fit_args()
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
@@ -160,6 +175,8 @@ evaluate.keras.src.models.model.Model <- function(object, x = NULL, y = NULL,
                                                   sample_weight = NULL,
                                                   steps = NULL,
                                                   callbacks = NULL) {
+  check_optional_count(batch_size, "batch_size")
+  check_optional_count(steps, "steps")
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
   args <- c(list(
     x = as_py_data(x), y = as_py_data(y),
@@ -197,6 +214,8 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
                                                  verbose = getOption("keras.verbose", "auto"),
                                                  steps = NULL,
                                                  callbacks = NULL) {
+  check_optional_count(batch_size, "batch_size")
+  check_optional_count(steps, "steps")
   if (!is.null(callbacks) && !is.list(callbacks)) callbacks <- list(callbacks)
   args <- c(list(
     as_py_data(x), batch_size = as_int_or_null(batch_size),
@@ -209,6 +228,9 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
 #' Get or set a model's weights
 #'
 #' @param object A Keras model or layer.
+#' @param trainable Which weights `get_weights()` returns: `NA` (the
+#'   default) all of them, `TRUE` the trainable ones only, `FALSE` the
+#'   non-trainable ones only (such as batch normalization's moving statistics).
 #' @param weights A list of R arrays, as returned by `get_weights()`.
 #' @returns `get_weights()`: a list of R arrays. `set_weights()`: the
 #'   object, invisibly.
@@ -217,8 +239,13 @@ predict.keras.src.models.model.Model <- function(object, x, ...,
 #' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
 #' w <- get_weights(model)
 #' set_weights(model, w)
-get_weights <- function(object) {
-  with_py_errors(object$get_weights())
+get_weights <- function(object, trainable = NA) {
+  if (!(is.logical(trainable) && length(trainable) == 1L)) {
+    abort_invalid_arg("trainable", trainable, "`NA` (all weights), `TRUE` or `FALSE`")
+  }
+  if (is.na(trainable)) return(with_py_errors(object$get_weights()))
+  weights <- if (trainable) object$trainable_weights else object$non_trainable_weights
+  with_py_errors(lapply(weights, function(w) w$numpy()))
 }
 
 #' @rdname get_weights
@@ -235,6 +262,23 @@ set_weights <- function(object, weights) {
 }
 
 # ---------------------------------------------------------------- helpers
+
+# compile()'s metrics: one metric (a name, function or object) or a
+# list/vector of them, as a list; R functions become Python callables named
+# by their list name or `prefix` and their position.
+as_metrics <- function(metrics, arg, prefix) {
+  if (is.null(metrics)) return(NULL)
+  metrics <- if (is.function(metrics) || is_py_object(metrics)) list(metrics)
+             else as.list(metrics)
+  fn_names <- rlang::names2(metrics)
+  for (i in seq_along(metrics)) {
+    if (is.function(metrics[[i]]) && !is_py_object(metrics[[i]])) {
+      metrics[[i]] <- as_callable(metrics[[i]], arg, default_name =
+        if (nzchar(fn_names[[i]])) fn_names[[i]] else paste0(prefix, i))
+    }
+  }
+  metrics
+}
 
 resolve_verbose <- function(verbose) {
   if (identical(verbose, "auto")) {
@@ -274,7 +318,7 @@ as_py_data <- function(x) {
                       call = rlang::caller_env())
   }
   if (is.null(dim(x))) x <- array(x)
-  reticulate::np_array(x)
+  as_numpy(x)
 }
 
 # validation_data: list(x, y) or list(x, y, sample_weight), each part

@@ -365,14 +365,14 @@ op_unstack <- function(x, num = NULL, axis = 1L) {
 #' Only the arguments you give are passed on, so Keras' defaults (shown in
 #' the usage) apply to the others.
 #'
-#' @param function Passed to Keras as it is (`NULL` becomes `None`).
-#' @param elements Passed to Keras as it is (`NULL` becomes `None`).
+#' @param elements A tensor (or R array), mapped over its first axis; or a list of them, mapped over together.
+#' @param f A function (an R function or a Python callable) applied to each slice of `elements`.
 #' @returns A tensor, or what the operation returns (a list of tensors, a shape, ...).
 #' @family core ops
 #' @seealso `keras.ops.vectorized_map`. `reticulate::py_help(reticulate::import("keras")$ops$vectorized_map)` shows Keras' own documentation at run time.
 #' @export
-op_vectorized_map <- function(`function`, elements) {
-  keras_call("ops.vectorized_map")
+op_vectorized_map <- function(elements, f) {
+  keras_call("ops.vectorized_map", list(), rename = c(f = "function"))
 }
 
 #' while_loop (core operation)

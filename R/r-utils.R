@@ -71,13 +71,18 @@ py_call_args <- function(callable, args, positional = character()) {
 #' Whole numbers to integers
 #'
 #' `as_integer()` converts doubles that are whole numbers to integers and
-#' stops with a classed error (naming the argument) for any other number.
+#' stops with a classed error (naming the argument) for any other number and
+#' for `NA` of any type (a logical `NA` would reach Python as `True`).
 #' `NULL`, lists, strings, logicals and Python objects (tensors) pass
 #' unchanged. `as_integer_if_whole()` is the lenient form used where Keras'
 #' default is an int but a fraction is also meaningful.
 #' @noRd
 as_integer <- function(x, arg = "x") {
-  if (!is.numeric(x) || is.integer(x) && !anyNA(x)) return(x)
+  if (is.atomic(x) && anyNA(x)) {
+    abort_invalid_arg(arg, x, if (length(x) == 1L) "a whole number"
+                              else "whole numbers")
+  }
+  if (!is.numeric(x) || is.integer(x)) return(x)
   if (!length(x) || !all(is_whole(x))) {
     abort_invalid_arg(arg, x, if (length(x) == 1L) "a whole number"
                               else "whole numbers")
@@ -173,6 +178,16 @@ as_tensor_input <- function(x, arg = "x") {
   }
   if (is.null(dim(x))) x <- array(x)
   dtype <- if (is.double(x)) config_floatx() else if (is.integer(x)) "int32"
+  as_numpy(x, dtype = dtype)
+}
+
+#' R data to a NumPy array, starting Python first
+#'
+#' reticulate 1.28's `np_array()` crashes R (a segfault) when Python has not
+#' started yet, so every conversion in the package goes through here.
+#' @noRd
+as_numpy <- function(x, dtype = NULL) {
+  py_kb()
   reticulate::np_array(x, dtype = dtype)
 }
 

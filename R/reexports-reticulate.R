@@ -47,6 +47,8 @@ array_reshape <- function(x, dim, order = c("C", "F")) {
 #' @rdname reticulate-functions
 #' @export
 np_array <- function(data, dtype = NULL, order = "C") {
+  # reticulate's np_array() crashes R if Python has not started yet.
+  py_kb()
   call_reticulate("np_array")
 }
 

@@ -147,8 +147,8 @@ as_tensor_operand <- function(value, like) {
   dtype <- tensor_dtype(like)
   same_kind <- (is.double(value) && grepl("float", dtype)) ||
     (is.integer(value) && grepl("int", dtype))
-  if (same_kind) reticulate::np_array(value, dtype = dtype)
-  else reticulate::np_array(value)
+  if (same_kind) as_numpy(value, dtype = dtype)
+  else as_numpy(value)
 }
 
 tensor_binary_ops <- c(
@@ -459,7 +459,7 @@ positions_0based <- function(item, n, env) {
     value[negative] <- value[negative] + n + 1L
   }
   if (!is.na(n) && any(value < 1L | value > n)) abort_bad_index(item$value, env)
-  reticulate::np_array(value - 1L, dtype = "int32")
+  as_numpy(value - 1L, dtype = "int32")
 }
 
 abort_bad_index <- function(value, env) {
@@ -494,7 +494,7 @@ as_tensor <- function(x, dtype = NULL, ..., shape = NULL, name = NULL) {
   rlang::check_dots_empty()
   if (!is_py_object(x) && is.atomic(x) && (length(x) != 1L || !is.null(dim(x)))) {
     if (is.null(dim(x))) x <- array(x)
-    x <- reticulate::np_array(x)
+    x <- as_numpy(x)
   }
   with_py_errors({
     out <- if (is_tensor_like(x) && !is.null(dtype)) {
@@ -538,7 +538,7 @@ keras_variable <- function(initializer, shape = NULL, dtype = NULL,
       initializer <- array(initializer)
     }
     if (length(initializer) != 1L || !is.null(dim(initializer))) {
-      initializer <- reticulate::np_array(initializer)
+      initializer <- as_numpy(initializer)
     }
   }
   with_py_errors(py_keras()$Variable(

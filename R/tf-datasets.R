@@ -180,7 +180,7 @@ as_tf_structure <- function(x) {
   }
   if (is.factor(x)) x <- as.character(x)
   if (is.null(dim(x))) x <- array(x)
-  reticulate::np_array(x)
+  as_numpy(x)
 }
 
 as_autotune <- function(x) {

@@ -480,6 +480,9 @@ def build_args(ep):
             elif p.kind == p.POSITIONAL_ONLY:
                 positional.append(p.name)
             add(p)
+    order = rules.ARG_ORDER.get(ep.path)
+    if order:
+        args.sort(key=lambda a: order.index(a.name) if a.name in order else len(order))
     for name, default in rules.R_ONLY_ARGS.get(ep.path, []):
         args.append(Arg(name, default, "param", None, None))
     if ep.path in rules.INDEXED:

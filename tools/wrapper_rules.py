@@ -228,7 +228,12 @@ DATA_ARGS = {"y_true", "y_pred"}
 
 # Python argument names that keras3 spells differently in R (`function` is
 # reserved in R): python path:argument -> R name.
-ARG_RENAMES = {"layers.Lambda:function": "f", "ops.arange:stop": "end"}
+ARG_RENAMES = {"layers.Lambda:function": "f", "ops.arange:stop": "end",
+               "ops.vectorized_map:function": "f"}
+
+# R formals in keras3's order where it differs from Python's: python path ->
+# Python names to put first, in that order (vectorized_map: data first, so it pipes).
+ARG_ORDER = {"ops.vectorized_map": ("elements", "function")}
 
 # R defaults that differ from Python's (R source text): python path:argument.
 ARG_DEFAULTS = {"ops.arange:step": "1L"}
@@ -413,6 +418,10 @@ ENDPOINT_PARAM_DOCS = {
     "ops.arange:step": "Spacing between values (negative to count down).",
     "ops.arange:include_end": "Whether `end` is included (`TRUE`, keras3's default) or the "
                               "interval is half-open as in Python (`FALSE`).",
+    "ops.vectorized_map:elements": "A tensor (or R array), mapped over its first axis; or a "
+                                   "list of them, mapped over together.",
+    "ops.vectorized_map:function": "A function (an R function or a Python callable) applied to "
+                                   "each slice of `elements`.",
     "ops.one_hot:x": "Class indices (whole numbers or an integer tensor): 1-based, or 0-based "
                      "with `zero_indexed = TRUE`. In 1-based mode a factor gives its level "
                      "codes.",

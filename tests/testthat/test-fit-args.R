@@ -82,3 +82,37 @@ test_that("a bad fit() argument leaves an existing checkpoint alone", {
   )
   expect_identical(backup_info(dir), before)
 })
+
+test_that("validation_steps is checked like steps_per_epoch", {
+  for (value in list(2.5, NA, -1, 0, "a", 1e12)) {
+    err <- plain_message(fit_method(validation_steps = value))
+    label <- paste("validation_steps =", deparse(value))
+    expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+    expect_identical(err$cnd$arg, "validation_steps", label = label)
+    expect_identical(err$cnd$value, value, label = label)
+    expect_match(err$message, "`NULL` or a whole number from 1 to", fixed = TRUE,
+                 label = label)
+  }
+  # a count gets past the check (to the NULL model)
+  err <- tryCatch(fit_method(validation_steps = 2), error = function(e) e)
+  expect_false(inherits(err, "kerasbackup_invalid_argument"))
+})
+
+test_that("fit() takes keras3's view_metrics, which has no effect here", {
+  fmls <- formals(kerasbackup:::fit.keras.src.models.model.Model)
+  expect_identical(fmls$view_metrics, quote(getOption("keras.view_metrics", "auto")))
+  for (value in list("yes", NA, 1, c(TRUE, FALSE))) {
+    err <- plain_message(fit_method(view_metrics = value))
+    expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+    expect_identical(err$cnd$arg, "view_metrics")
+    expect_match(err$message, '"auto", `TRUE` or `FALSE`', fixed = TRUE)
+  }
+  skip_if_no_python()
+  data <- toy_data()
+  model <- toy_model()
+  for (value in list(FALSE, TRUE, "auto")) {
+    h <- model %>% fit(data$x, data$y, epochs = 1, verbose = 0,
+                       view_metrics = value)
+    expect_length(h$metrics$loss, 1L)
+  }
+})

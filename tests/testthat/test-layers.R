@@ -118,3 +118,30 @@ test_that("preprocessing layers adapt and run", {
   expect_identical(as.integer(as_r(lookup(c("a", "b", "z")))), c(1L, 2L, 0L))
   expect_identical(shape(layer_rescaling(op_ones(c(2, 2)), scale = 1 / 255)), shape(2, 2))
 })
+
+test_that("an NA of any type where a wrapper takes an integer is a classed error", {
+  # a logical NA used to reach Keras as True
+  cases <- list(
+    units = function(v) layer_dense(units = v),
+    filters = function(v) layer_conv_2d(filters = v, kernel_size = 3),
+    kernel_size = function(v) layer_conv_2d(filters = 2, kernel_size = v),
+    patience = function(v) callback_early_stopping(patience = v)
+  )
+  for (arg in names(cases)) {
+    for (value in list(NA, NA_real_, NA_integer_, NA_character_)) {
+      label <- paste(arg, "=", deparse(value))
+      err <- plain_message(cases[[arg]](value))
+      expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+      expect_identical(err$cnd$arg, arg, label = label)
+      expect_identical(err$cnd$value, value, label = label)
+      expect_match(err$message, paste0("`", arg, "` must be a whole number"),
+                   fixed = TRUE, label = label)
+    }
+  }
+  # NULL still passes (Python None), and whole numbers are still integers
+  expect_null(kerasbackup:::as_integer(NULL, "units"))
+  expect_identical(kerasbackup:::as_integer(3, "units"), 3L)
+  skip_if_no_python()
+  expect_null(layer_string_lookup(max_tokens = NULL)$max_tokens)
+  expect_identical(layer_dense(units = 3)$units, 3L)
+})

@@ -120,3 +120,67 @@ test_that("verbose = TRUE/FALSE are taken as 1/0, as keras3 takes them", {
                                              type = "stdout"),
                "loss")
 })
+
+test_that("compile() converts steps_per_execution and weighted_metrics as keras3 does", {
+  d <- toy_data(p = 4)
+  model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse", steps_per_execution = 2,
+                    weighted_metrics = "mae")
+  expect_identical(model$steps_per_execution, 2L)
+  h <- model %>% fit(d$x, d$y, epochs = 1, batch_size = 8, verbose = 0,
+                     sample_weight = rep(1, 40))
+  expect_named(h$metrics, c("loss", "mae"))
+  # an R function among the weighted metrics, and keras3's formals
+  model %>% compile(optimizer = "sgd", loss = "mse",
+                    weighted_metrics = function(y_true, y_pred) op_mean(op_abs(y_true - y_pred)))
+  h <- model %>% fit(d$x, d$y, epochs = 1, verbose = 0)
+  expect_named(h$metrics, c("custom_weighted_metric_1", "loss"), ignore.order = TRUE)
+  fmls <- formals(kerasbackup:::compile.keras.src.models.model.Model)
+  expect_identical(names(fmls)[-(1:5)],
+                   c("loss_weights", "weighted_metrics", "run_eagerly",
+                     "steps_per_execution", "jit_compile", "auto_scale_loss"))
+  err <- plain_message(compile(model, optimizer = "sgd", loss = "mse",
+                               steps_per_execution = 1.5))
+  expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+  expect_identical(err$cnd$arg, "steps_per_execution")
+})
+
+test_that("get_weights() takes keras3's trainable argument", {
+  model <- keras_model_sequential(input_shape = 3) %>% layer_dense(2) %>%
+    layer_batch_normalization()
+  all <- get_weights(model)
+  expect_length(all, 6L)
+  trainable <- get_weights(model, trainable = TRUE)
+  frozen <- get_weights(model, trainable = FALSE)
+  expect_length(trainable, 4L)
+  expect_length(frozen, 2L)
+  expect_identical(c(trainable, frozen), all)
+  expect_identical(get_weights(model, trainable = NA), all)
+  err <- plain_message(get_weights(model, trainable = "yes"))
+  expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+  expect_identical(err$cnd$arg, "trainable")
+})
+
+test_that("evaluate() and predict() check batch_size and steps", {
+  model <- small_model()
+  d <- toy_data(p = 4)
+  bad <- list(NA, 2.5, 0, -1, "a", 1e12)
+  calls <- list(
+    evaluate = function(...) evaluate(model, d$x, d$y, verbose = 0, ...),
+    predict = function(...) predict(model, d$x, verbose = 0, ...)
+  )
+  for (fn in names(calls)) for (name in c("batch_size", "steps")) for (value in bad) {
+    args <- setNames(list(value), name)
+    label <- paste0(fn, "(", name, " = ", deparse(value), ")")
+    err <- plain_message(do.call(calls[[fn]], args))
+    expect_s3_class(err$cnd, "kerasbackup_invalid_argument")
+    expect_identical(err$cnd$arg, name, label = label)
+    expect_identical(err$cnd$value, value, label = label)
+    expect_match(err$message, "`NULL` or a whole number from 1 to", fixed = TRUE,
+                 label = label)
+  }
+  expect_named(evaluate(model, d$x, d$y, batch_size = 8, steps = 2, verbose = 0),
+               c("loss", "mae"))
+  expect_identical(dim(predict(model, d$x, batch_size = 10, steps = 2, verbose = 0)),
+                   c(20L, 1L))
+})

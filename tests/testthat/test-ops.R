@@ -150,3 +150,30 @@ test_that("op_shape() returns a shape()", {
   skip_if_no_python()
   expect_identical(op_shape(op_ones(c(2, 3))), shape(2, 3))
 })
+
+test_that("integer data in the session's first op call works (it crashed R)", {
+  skip_if_no_python()
+  # Each expression runs first thing in an R process of its own: converting
+  # R integers to NumPy before Python had started was a segfault.
+  first_call <- function(expr) {
+    callr::r(function(code) {
+      library(kerasbackup)
+      out <- eval(parse(text = code))
+      if (inherits(out, "python.builtin.object")) out <- as.array(out)
+      out
+    }, args = list(code = expr), libpath = .libPaths(), timeout = 300)
+  }
+  expect_identical(first_call("to_categorical(0:2)"), diag(3))
+  expect_identical(first_call("op_one_hot(1:3, 4)"),
+                   array(as.double(diag(4)[1:3, ]), c(3L, 4L)))
+})
+
+test_that("op_vectorized_map() takes elements first, so it pipes (keras3 >= 1.3.0)", {
+  skip_if_no_python()
+  expect_identical(names(formals(op_vectorized_map)), c("elements", "f"))
+  x <- op_convert_to_tensor(matrix(c(1, 2, 3, 4, 5, 6), 2))
+  doubled <- x |> op_vectorized_map(function(e) e * 2)
+  expect_equal(as_r(doubled), matrix(c(2, 4, 6, 8, 10, 12), 2))
+  sums <- op_vectorized_map(f = function(e) op_sum(e), elements = x)
+  expect_equal(as.numeric(as_r(sums)), c(9, 12))
+})
