@@ -1039,8 +1039,9 @@ def report(results):
         add("The fit() ratios carry a 95% bootstrap interval: the repeats "
             "resampled 2000 times (seed 0), each repeat's four fits together. "
             "✓ when the whole interval is within the target, ✗ when none of "
-            "it is, ? when the target lies inside it: the run cannot tell. "
-            "`bench/fit_steps.py` measures the 1M case more finely.")
+            "it is, ? when the target lies inside it: the run cannot tell "
+            "(more repeats narrow it as 1/√repeats; `bench/fit_steps.py` "
+            "gives one too).")
         add("")
     if sizes:
         add("The raw write goes the way our save writes its data (direct I/O "
