@@ -185,7 +185,9 @@ test_that("malformed and misspelt URLs are bad arguments of both functions", {
              "s3:///x" = "names no bucket",
              "ftp://b/x" = "no conditional writes",
              "s3:/kb-tests/run" = "did you mean 's3://kb-tests/run'?",
-             "gs:kb-tests/run" = "did you mean 'gs://kb-tests/run'?")
+             "gs:kb-tests/run" = "did you mean 'gs://kb-tests/run'?",
+             "file:/tmp/run" = "a file:///absolute/path URL",
+             "s3://id@kb-tests:abc/run" = "Port could not be cast")
   for (url in names(cases)) {
     for (f in list(callback_backup_and_restore, backup_info)) {
       err <- tryCatch(f(url), error = function(e) e)

@@ -25,7 +25,11 @@ def backup_dir_problem(backup_dir):
     try:
         check_backup_dir(backup_dir)
     except ValueError as e:
-        return [str(e), display_url(backup_dir) if is_url(backup_dir) else backup_dir]
+        try:
+            shown = display_url(backup_dir) if is_url(backup_dir) else backup_dir
+        except ValueError:  # e.g. a port that is not a number
+            shown = "a URL that cannot be parsed"
+        return [str(e), shown]
     return None
 
 

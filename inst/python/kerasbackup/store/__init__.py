@@ -156,10 +156,14 @@ def check_backup_dir(backup_dir):
         return
     m = _ALMOST_URL.match(str(backup_dir))
     if m:
-        meant = display_url(f"{m.group(1)}://{str(backup_dir)[m.end():].lstrip('/')}")
+        scheme, rest = m.group(1), str(backup_dir)[m.end():]
+        if scheme.lower() == "file":
+            hint = "give a plain path, or a file:///absolute/path URL"
+        else:
+            hint = f"did you mean '{display_url(f'{scheme}://' + rest.lstrip('/'))}'?"
         raise ValueError(
-            f"backup_dir starts with '{m.group(0)}' but not '{m.group(1)}://': "
-            f"did you mean '{meant}'? (A local directory must not be named so.)")
+            f"backup_dir starts with '{m.group(0)}' but not '{scheme}://': {hint} "
+            "(A local directory must not be named so.)")
 
 
 def backup_dir_key(backup_dir):

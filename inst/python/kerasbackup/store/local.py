@@ -208,9 +208,14 @@ class CheckpointStore(Store):
             except OSError as e:
                 if staged is not None:
                     pub.remove_quietly(directory, staged.name)
-                # backup_dir or .lock removed or replaced: say so, not the
-                # OS error it led to.
-                self._check_lock()
+                if isinstance(e, FileNotFoundError):
+                    # backup_dir or .lock removed or replaced: say so, not
+                    # the OS error it led to (the lock's own check may fail
+                    # as the write did: then the write error stands).
+                    try:
+                        self._check_lock()
+                    except OSError:
+                        pass
                 raise BackupWriteError(
                     write_failure_text(d, epoch, batch, os_error_text(e)), d, e) from e
             except BaseException:
