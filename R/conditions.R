@@ -22,6 +22,7 @@ kerasbackup_classes <- c(
 kerasbackup_warning_classes <- c(
   CheckpointFallbackWarning = "kerasbackup_checkpoint_fallback_warning",
   StaleLockWarning = "kerasbackup_stale_lock_warning",
+  InexactResumeWarning = "kerasbackup_inexact_resume",
   ResumeWarning = "kerasbackup_resume_warning",
   SaveErrorWarning = "kerasbackup_save_error_warning"
 )

@@ -31,6 +31,9 @@ py_kb <- function() {
     path <- system.file("python", package = "kerasbackup", mustWork = TRUE)
     .py$kb <- reticulate::import_from_path("kerasbackup", path = path)
     .py$bridge <- reticulate::import_from_path("kerasbackup.rbridge", path = path)
+    # The callback's warnings inside keras3's fit() become R warnings.
+    reticulate::import_from_path("kerasbackup.errors", path = path)$
+      set_warning_sink(py_warning_sink)
   }
   .py$kb
 }
