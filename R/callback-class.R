@@ -109,7 +109,6 @@ set_fields <- function(instance, fields) {
 
 # `self$model$stop_training <- TRUE` ends by assigning the model back to
 # `self$model`, a read-only property: that assignment is a no-op.
-#' @export
 `$<-.keras.src.callbacks.callback.Callback` <- function(x, name, value) {
   if (identical(name, "model") && is_py_object(value) &&
       reticulate::py_has_attr(x, "_model") &&
@@ -120,5 +119,4 @@ set_fields <- function(instance, fields) {
   NextMethod()
 }
 
-#' @export
 `[[<-.keras.src.callbacks.callback.Callback` <- `$<-.keras.src.callbacks.callback.Callback`

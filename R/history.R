@@ -43,7 +43,6 @@ to_keras_training_history <- function(history) {
 NULL
 
 #' @rdname keras_training_history
-#' @export
 as.data.frame.keras_training_history <- function(x, row.names = NULL,
                                                  optional = FALSE, ...) {
   epochs <- as.integer(x$params$epochs %||% max(lengths(x$metrics), 0L))
@@ -75,7 +74,6 @@ as.data.frame.keras_training_history <- function(x, row.names = NULL,
 }
 
 #' @rdname keras_training_history
-#' @export
 print.keras_training_history <- function(x, ...) {
   epochs <- x$params$epochs %||% max(lengths(x$metrics), 0L)
   run <- max(lengths(x$metrics), 0L)
@@ -96,7 +94,6 @@ print.keras_training_history <- function(x, ...) {
 #' @param smooth Whether to add a smoothed line when there are at least 10
 #'   epochs.
 #' @param theme_bw Whether to use ggplot2's `theme_bw()`.
-#' @export
 plot.keras_training_history <- function(x, y, metrics = NULL,
                                         method = c("auto", "ggplot2", "base"),
                                         smooth = getOption("keras.plot.history.smooth", TRUE),

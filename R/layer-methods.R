@@ -105,7 +105,6 @@ quantize_weights <- function(object, mode, ...) {
   invisible(object)
 }
 
-#' @exportS3Method reticulate::py_to_r_wrapper keras.src.layers.layer.Layer
 py_to_r_wrapper.keras.src.layers.layer.Layer <- function(x) {
   # A layer (or model) called from R composes like a layer function: on a
   # Sequential model it is added to it, on tensors it is called.
@@ -116,7 +115,6 @@ py_to_r_wrapper.keras.src.layers.layer.Layer <- function(x) {
   }
 }
 
-#' @exportS3Method reticulate::py_to_r_wrapper keras.src.losses.loss.Loss
 py_to_r_wrapper.keras.src.losses.loss.Loss <- function(x) {
   # A loss object called from R takes keras3's argument names (`y_true`,
   # `y_pred`, also matched by `y = ` as R matches partial names).

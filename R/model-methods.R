@@ -23,14 +23,12 @@
 NULL
 
 #' @rdname summary.keras.src.models.model.Model
-#' @export
 summary.keras.src.models.model.Model <- function(object, ...) {
   writeLines(format(object, ...))
   invisible(object)
 }
 
 #' @rdname summary.keras.src.models.model.Model
-#' @export
 format.keras.src.models.model.Model <- function(x,
                                                 line_length = min(getOption("width"), 180L),
                                                 positions = NULL,
@@ -50,7 +48,6 @@ format.keras.src.models.model.Model <- function(x,
 }
 
 #' @rdname summary.keras.src.models.model.Model
-#' @export
 print.keras.src.models.model.Model <- function(x, ...) {
   writeLines(format(x, ...))
   invisible(x)
@@ -75,7 +72,6 @@ print.keras.src.models.model.Model <- function(x, ...) {
 #'   format). Without it a temporary PNG is drawn on the current graphics
 #'   device.
 #' @returns The image file path, invisibly.
-#' @export
 #' @examplesIf kerasbackup:::python_ready() && nzchar(Sys.which("dot"))
 #' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2)
 #' plot(model, to_file = tempfile(fileext = ".png"))

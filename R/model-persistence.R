@@ -329,7 +329,6 @@ export_savedmodel <- function(object, export_dir_base, ...) {
 }
 
 #' @rdname export_savedmodel
-#' @export
 export_savedmodel.keras.src.models.model.Model <- function(object, export_dir_base, ...) {
   with_py_errors(object$export(path.expand(export_dir_base),
                                format = "tf_saved_model", ...))

@@ -32,7 +32,6 @@ magrittr::`%>%`
 #'   model (float16) to avoid underflow.
 #' @returns The model, invisibly (it is modified in place).
 #' @method compile keras.src.models.model.Model
-#' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' model <- keras_model_sequential() %>% layer_dense(1)
 #' model %>% compile(optimizer = optimizer_sgd(), loss = "mse")
@@ -98,7 +97,6 @@ compile.keras.src.models.model.Model <- function(object, optimizer = "rmsprop",
 #' @param ... Unused; an error if given.
 #' @returns A `keras_training_history` object with `params` and `metrics`.
 #' @method fit keras.src.models.model.Model
-#' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' model <- keras_model_sequential() %>% layer_dense(1)
 #' model %>% compile(optimizer = optimizer_sgd(), loss = "mse")
@@ -163,7 +161,6 @@ fit.keras.src.models.model.Model <- function(object, x = NULL, y = NULL, ...,
 #' @param callbacks Optional list of callbacks.
 #' @returns A named list of the loss and metrics.
 #' @method evaluate keras.src.models.model.Model
-#' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' model <- keras_model_sequential() %>% layer_dense(1)
 #' model %>% compile(optimizer = optimizer_sgd(), loss = "mse")
@@ -205,7 +202,6 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 #' @returns An R array of predictions, or a list of them for a model with
 #'   several outputs.
 #' @importFrom stats predict
-#' @export
 #' @examplesIf kerasbackup:::python_ready()
 #' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(1)
 #' predict(model, matrix(runif(8), ncol = 4), verbose = 0)

@@ -4,14 +4,11 @@
 # from_config() method): reticulate 1.28's call wrapper stops at the empty
 # argument and evaluates `!!!x` as a triple negation.
 
-#' @exportS3Method reticulate::py_to_r_wrapper python.builtin.method
 py_to_r_wrapper.python.builtin.method <- function(x) {
   call_python <- NextMethod()
   function(...) do.call(call_python, rlang::list2(...))
 }
 
-#' @exportS3Method reticulate::py_to_r_wrapper python.builtin.function
 py_to_r_wrapper.python.builtin.function <- py_to_r_wrapper.python.builtin.method
 
-#' @exportS3Method reticulate::py_to_r_wrapper python.builtin.type
 py_to_r_wrapper.python.builtin.type <- py_to_r_wrapper.python.builtin.method

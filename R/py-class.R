@@ -312,13 +312,11 @@ new_super_getter <- function(holder, self) {
 #' @export
 `[[.kerasbackup_super_getter` <- `$.kerasbackup_super_getter`
 
-#' @export
 `$.python.builtin.super` <- function(x, name) {
   if (identical(name, "initialize")) name <- "__init__"
   NextMethod()
 }
 
-#' @export
 `[[.python.builtin.super` <- `$.python.builtin.super`
 
 # ---------------------------------------------------------------- private

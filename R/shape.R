@@ -91,7 +91,6 @@ is_scalar_int_tensor <- function(x) {
   grepl("int", dtype, fixed = TRUE)
 }
 
-#' @export
 format.keras_shape <- function(x, ...) {
   dims <- vapply(unclass(x), format_dim, "")
   paste0("shape(", paste(dims, collapse = ", "), ")")
@@ -101,16 +100,13 @@ format_dim <- function(d) {
   if (is.null(d)) "NA" else if (is_py_object(d)) reticulate::py_str(d) else as.character(d)
 }
 
-#' @export
 print.keras_shape <- function(x, ...) {
   cat(format(x), "\n", sep = "")
   invisible(x)
 }
 
-#' @export
 `[.keras_shape` <- function(x, i) new_shape(unclass(x)[i])
 
-#' @export
 as.integer.keras_shape <- function(x, ...) {
   vapply(unclass(x), function(d) {
     if (is.null(d)) NA_integer_
@@ -119,13 +115,10 @@ as.integer.keras_shape <- function(x, ...) {
   }, 0L)
 }
 
-#' @export
 as.list.keras_shape <- function(x, ...) unclass(x)
 
-#' @export
 c.keras_shape <- function(...) shape(...)
 
-#' @export
 Ops.keras_shape <- function(e1, e2) {
   if (!.Generic %in% c("==", "!=")) {
     cli::cli_abort("{.code {(.Generic)}} is not defined for shapes; use {.code ==} or {.code !=}.",
@@ -135,7 +128,6 @@ Ops.keras_shape <- function(e1, e2) {
   if (.Generic == "==") same else !same
 }
 
-#' @exportS3Method reticulate::r_to_py keras_shape
 r_to_py.keras_shape <- function(x, convert = FALSE) {
   reticulate::tuple(unclass(x), convert = convert)
 }

@@ -4,52 +4,8 @@
 # One set of functions serves every tensor-like class: TensorFlow tensors
 # and variables (all `tensorflow.python.types.core.Tensor`), Keras'
 # symbolic `KerasTensor` and Keras variables of any backend. They are
-# registered for each class in NAMESPACE (the @rawNamespace lines below), so
-# that an operation between two of them finds the same method on both sides.
-
-#' @rawNamespace S3method(as.array, tensorflow.python.types.core.Tensor, tensor_as_array)
-#' @rawNamespace S3method(as.array, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_array)
-#' @rawNamespace S3method(as.array, keras.src.backend.common.variables.Variable, tensor_as_array)
-#' @rawNamespace S3method(as.numeric, tensorflow.python.types.core.Tensor, tensor_as_double)
-#' @rawNamespace S3method(as.numeric, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_double)
-#' @rawNamespace S3method(as.numeric, keras.src.backend.common.variables.Variable, tensor_as_double)
-#' @rawNamespace S3method(as.double, tensorflow.python.types.core.Tensor, tensor_as_double)
-#' @rawNamespace S3method(as.double, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_double)
-#' @rawNamespace S3method(as.double, keras.src.backend.common.variables.Variable, tensor_as_double)
-#' @rawNamespace S3method(as.integer, tensorflow.python.types.core.Tensor, tensor_as_integer)
-#' @rawNamespace S3method(as.integer, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_integer)
-#' @rawNamespace S3method(as.integer, keras.src.backend.common.variables.Variable, tensor_as_integer)
-#' @rawNamespace S3method(as.logical, tensorflow.python.types.core.Tensor, tensor_as_logical)
-#' @rawNamespace S3method(as.logical, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_logical)
-#' @rawNamespace S3method(as.logical, keras.src.backend.common.variables.Variable, tensor_as_logical)
-#' @rawNamespace S3method(as.vector, tensorflow.python.types.core.Tensor, tensor_as_vector)
-#' @rawNamespace S3method(as.vector, keras.src.backend.common.keras_tensor.KerasTensor, tensor_as_vector)
-#' @rawNamespace S3method(as.vector, keras.src.backend.common.variables.Variable, tensor_as_vector)
-#' @rawNamespace S3method(dim, tensorflow.python.types.core.Tensor, tensor_dim)
-#' @rawNamespace S3method(dim, keras.src.backend.common.keras_tensor.KerasTensor, tensor_dim)
-#' @rawNamespace S3method(dim, keras.src.backend.common.variables.Variable, tensor_dim)
-#' @rawNamespace S3method(length, tensorflow.python.types.core.Tensor, tensor_length)
-#' @rawNamespace S3method(length, keras.src.backend.common.keras_tensor.KerasTensor, tensor_length)
-#' @rawNamespace S3method(length, keras.src.backend.common.variables.Variable, tensor_length)
-#' @rawNamespace S3method(Ops, tensorflow.python.types.core.Tensor, tensor_ops)
-#' @rawNamespace S3method(Ops, keras.src.backend.common.keras_tensor.KerasTensor, tensor_ops)
-#' @rawNamespace S3method(Ops, keras.src.backend.common.variables.Variable, tensor_ops)
-#' @rawNamespace S3method(Math, tensorflow.python.types.core.Tensor, tensor_math)
-#' @rawNamespace S3method(Math, keras.src.backend.common.keras_tensor.KerasTensor, tensor_math)
-#' @rawNamespace S3method(Math, keras.src.backend.common.variables.Variable, tensor_math)
-#' @rawNamespace S3method(Summary, tensorflow.python.types.core.Tensor, tensor_summary)
-#' @rawNamespace S3method(Summary, keras.src.backend.common.keras_tensor.KerasTensor, tensor_summary)
-#' @rawNamespace S3method(Summary, keras.src.backend.common.variables.Variable, tensor_summary)
-#' @rawNamespace S3method(mean, tensorflow.python.types.core.Tensor, tensor_mean)
-#' @rawNamespace S3method(mean, keras.src.backend.common.keras_tensor.KerasTensor, tensor_mean)
-#' @rawNamespace S3method(mean, keras.src.backend.common.variables.Variable, tensor_mean)
-#' @rawNamespace S3method("[", tensorflow.python.types.core.Tensor, tensor_subset)
-#' @rawNamespace S3method("[", keras.src.backend.common.keras_tensor.KerasTensor, tensor_subset)
-#' @rawNamespace S3method("[", keras.src.backend.common.variables.Variable, tensor_subset)
-#' @rawNamespace S3method("[<-", tensorflow.python.types.core.Tensor, tensor_subassign)
-#' @rawNamespace S3method("[<-", keras.src.backend.common.keras_tensor.KerasTensor, tensor_subassign)
-#' @rawNamespace S3method("[<-", keras.src.backend.common.variables.Variable, tensor_subassign)
-NULL
+# registered for each class (R/s3-register.R), so that an operation between
+# two of them finds the same method on both sides.
 
 #' Tensors and variables as R objects
 #'

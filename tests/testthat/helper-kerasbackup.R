@@ -133,3 +133,12 @@ same_training <- function(resumed, reference) {
              reference = nrow(as.data.frame(reference$history)))
   )
 }
+
+# Where keras3 is installed, kerasbackup's keras3-named functions are
+# keras3's own (see R/zzz.R): the tests of its own front end skip there.
+skip_if_keras3_front_end <- function() {
+  if (identical(kerasbackup:::front_end(), "keras3")) {
+    testthat::skip(paste("tests kerasbackup's own front end; keras3 is",
+                         "installed, so these functions are keras3's"))
+  }
+}

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 test_that("use_backend() checks its argument and the imported backend", {

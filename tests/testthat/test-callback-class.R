@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 test_that("R callbacks receive 1-based epochs and batches", {
   skip_if_no_python()
   seen <- new.env()

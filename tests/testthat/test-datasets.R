@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 test_that("offline, dataset loaders give a classed error naming the URL", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # fit()'s arguments are checked in R (issue 10, defect 3): a classed error
 # names the argument, the value and what is accepted; no value reaches
 # Python as NA or as a number Python cannot hold.

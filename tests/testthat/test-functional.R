@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # The functional API: keras_input(), keras_model(), keras_model_sequential().
 
 dims <- function(tensor) {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 test_that("as.data.frame() gives one row per epoch and metric, NA-padded", {
   h <- structure(
     list(params = list(verbose = 0L, epochs = 4L, steps = 2L),

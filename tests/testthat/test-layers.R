@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Generated layer wrappers: in a Sequential model, on a tensor, and alone.
 
 test_that("a layer is added to a Sequential model, which is returned invisibly", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Losses and metrics: the object form (no y_true/y_pred) and the function form.
 
 test_that("a loss called without y_true and y_pred is a loss object", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 small_model <- function() {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 trained_model <- function() {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Generated op_* wrappers: 1-based axes, integer conversion, shapes, callables.
 
 test_that("axes are 1-based and negative axes count from the end", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Optimizers, learning-rate schedules and callbacks.
 
 test_that("optimizers take keras3's arguments", {

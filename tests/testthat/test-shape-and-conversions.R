@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # shape() and the argument conversions shared by all generated wrappers.
 
 test_that("shape() takes numbers, NA/NULL/-1 for unknown, lists and shapes", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Layers and models defined in R with Layer() and Model().
 
 keras_py <- function() kerasbackup:::py_keras()

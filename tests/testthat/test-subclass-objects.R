@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # Metrics, losses, learning-rate schedules and constraints defined in R.
 
 # Largest absolute error seen since the last reset.

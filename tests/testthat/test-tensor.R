@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 test_that("tensors and variables convert to R arrays and numbers", {

@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 skip_if_no_python()
 
 test_that("tensor_slices_dataset() makes tuples from lists and dicts from named lists", {

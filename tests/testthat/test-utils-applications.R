@@ -1,3 +1,5 @@
+skip_if_keras3_front_end()
+
 # random_*, config_*, utilities, datasets and applications.
 
 test_that("random_* take shapes and integer seeds, and repeat with a seed", {

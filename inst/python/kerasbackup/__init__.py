@@ -13,6 +13,8 @@ _EXPORTS = {
     "FingerprintMismatchError": "kerasbackup.errors",
     "PreemptedError": "kerasbackup.errors",
     "ResumeWarning": "kerasbackup.errors",
+    "InexactResumeWarning": "kerasbackup.errors",
+    "set_warning_sink": "kerasbackup.errors",
     "SaveErrorWarning": "kerasbackup.errors",
     "DriverRun": "kerasbackup.callback",
     "TrainingState": "kerasbackup.state",

@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-import warnings
 import weakref
 from datetime import datetime, timezone
 
@@ -22,10 +21,10 @@ import numpy as np
 
 import keras
 
-from kerasbackup import distributed, replicas
+from kerasbackup import distributed, errors, replicas
 from kerasbackup import state as training_state
-from kerasbackup.errors import (PreemptedError, ResumeWarning, SaveErrorWarning,
-                                UnbuiltStateError)
+from kerasbackup.errors import (InexactResumeWarning, PreemptedError, ResumeWarning,
+                                SaveErrorWarning, UnbuiltStateError)
 from kerasbackup.policy import SavePolicy
 from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
@@ -153,7 +152,9 @@ class _Fit:
         self.pending_save = None  # (epoch, batch, include_metrics, iterations)
         self.epoch_logs = None
         self.unsettled = False
-        self.skipper = None
+        self.resume = None  # a _SkipDoneBatches while model.fit() resumes inside an epoch
+        self.epoch_rng = None  # model.fit(): the generators at the running epoch's begin
+        self.save_at_epoch_end = False
         self.warned = set()
 
 
@@ -171,9 +172,15 @@ class BackupAndRestore(keras.callbacks.Callback):
     callbacks) into a staging directory, fsyncs it and publishes it with one
     atomic rename, so a kill at any instant leaves a checkpoint that verifies.
     At train begin the newest checkpoint that verifies and fits the model is
-    restored, all or nothing. Used with `kerasbackup.fit()` the run continues
-    at the exact next batch with the same data order; with a plain
-    `model.fit()` it continues after the last saved batch, in a new order.
+    restored, all or nothing. The run continues at the exact next batch in
+    the same data order, with `kerasbackup.fit()` and with a plain
+    `model.fit()` of in-memory arrays: there the batches the checkpoint had
+    done in its epoch are drawn from the data again (in the same shuffle
+    order, the generators set back to the epoch's begin) and skipped, with
+    no training and no callbacks. (On TensorFlow that order comes from the
+    global seed: set one with `keras.utils.set_random_seed()`.) Inputs that
+    cannot be rewound (tf.data, generators, PyDataset) are skipped alike,
+    in the order they give now, with an `InexactResumeWarning`.
 
     Args:
         backup_dir: path of the directory for the checkpoints. It must be
@@ -318,6 +325,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     # ------------------------------------------------------------ hooks
 
     def on_train_begin(self, logs=None):
+        errors.flush_warnings()
         if self._driver is None:
             self._refuse_or_release_own()
         self._release_stale_holder()
@@ -360,18 +368,29 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         fit = self._fit
+        errors.flush_warnings()
         self._settle(agree=True)
         fit.progress.epoch = epoch
         resumed = fit.plan is not None and fit.plan.state.epoch == epoch
         batch = fit.plan.state.batch if resumed else 0
         self.policy.epoch_begin(batch)
+        if self._driver is None:
+            # model.fit() makes the epoch's data iterator after this hook,
+            # and it draws the shuffle order from these generators. A save
+            # inside the epoch keeps them (read only: nothing is drawn).
+            fit.epoch_rng = training_state.capture_rng()
         if resumed:
             plan, fit.plan = fit.plan, None
-            if batch > 0:
-                self._restore_epoch_position(plan)
+            if batch > 0 and self._driver is not None:
+                self._restore_metrics(plan)  # the driver skips the done batches
+            elif batch > 0:
+                self._resume_inside_epoch(plan)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._fit.unsettled:
+        fit = self._fit
+        if fit.resume is not None:
+            self._finish_resume()
+        if fit.unsettled:
             self._settle()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -382,8 +401,15 @@ class BackupAndRestore(keras.callbacks.Callback):
             done = self.policy.batches_in_epoch
             # After the last batch of training, with delete_checkpoint, the
             # save would be deleted as soon as fit() returns.
-            if not (self.delete_checkpoint and done == steps
-                    and params.get("epochs") == fit.progress.epoch + 1):
+            if self.delete_checkpoint and done == steps \
+                    and params.get("epochs") == fit.progress.epoch + 1:
+                pass
+            elif self._driver is None and steps and done >= steps:
+                # model.fit() cannot resume between an epoch's last batch
+                # and its end (its epoch logs come from the last step): the
+                # save is taken at the end of the epoch instead.
+                fit.save_at_epoch_end = True
+            else:
                 fit.pending_save = (fit.progress.epoch, done, True,
                                     self._iterations())
                 fit.unsettled = True
@@ -394,11 +420,28 @@ class BackupAndRestore(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         # fit()'s validation is about to reset the metrics: a save due after
         # the epoch's last batch must capture them first.
-        if self._fit is not None and self._fit.unsettled:
-            self._settle()
+        fit = self._fit
+        if fit is None:
+            return
+        errors.flush_warnings()
+        if fit.resume is not None:
+            self._finish_resume()
+        if fit.unsettled:
+            # A preemption stop waits for the epoch's end under model.fit(),
+            # which cannot resume between the last batch and the epoch end.
+            self._settle(preempt=self._driver is not None)
 
     def on_epoch_end(self, epoch, logs=None):
         fit = self._fit
+        if fit.resume is not None:
+            if logs is not None and fit.resume.logs:
+                # Every batch of the epoch was done before the interruption
+                # (a checkpoint an older version or a driver wrote): the
+                # epoch's training metrics are the restored ones.
+                merged = {**fit.resume.logs, **logs}
+                logs.clear()
+                logs.update(merged)
+            self._finish_resume()
         # A save due after the epoch's last batch. No preemption stop here:
         # callbacks listed before this one already ran their epoch end.
         self._settle(preempt=False)
@@ -407,8 +450,9 @@ class BackupAndRestore(keras.callbacks.Callback):
         fit.epoch_logs = (epoch, logs if logs is not None else {})
         fit.progress.epoch = epoch + 1
         fit.progress.batch = 0
-        if self.policy.epoch_end():
+        if self.policy.epoch_end() or fit.save_at_epoch_end:
             fit.pending_save = (epoch + 1, 0, False, self._iterations())
+        fit.save_at_epoch_end = False
         fit.unsettled = True
 
     def on_train_end(self, logs=None):
@@ -533,26 +577,52 @@ class BackupAndRestore(keras.callbacks.Callback):
             # Plain model.fit(): it starts at the epoch; the batches already
             # done in it are skipped when it begins (on_epoch_begin).
             model._initial_epoch = restored.epoch
-            lost = ["the data order (shuffle)"]
-            if restored.batch > 0 and keras.backend.backend() != "tensorflow":
-                lost.append(f"the position inside epoch {restored.epoch + 1} "
-                            f"(its {restored.batch} finished batches run again)")
-            self._warn_once(
-                "plain-fit",
-                "Restored weights, optimizer, random generators, history and "
-                f"callback states from '{self.backup_dir}'. model.fit() cannot "
-                f"restore {' or '.join(lost)}; train with kerasbackup.fit() "
-                "(or the R fit()) for an exact resume.",
-            )
 
-    def _restore_epoch_position(self, plan):
-        """Resuming inside an epoch: its metric accumulators, and (model.fit()) its batches."""
-        if self._driver is None and keras.backend.backend() == "tensorflow":
-            # model.fit() builds its metrics at its first step: the skipper
-            # builds them from the first skipped batch, then restores them.
-            self._fit.skipper = _SkipTrainSteps(self, plan)
-        else:
+    def _resume_inside_epoch(self, plan):
+        """model.fit() resumes inside an epoch: skip its done batches, in its order.
+
+        The generators go back to the epoch's begin, so that the data
+        iterator model.fit() makes after this hook draws the interrupted
+        epoch's shuffle order; the done batches are drawn from it and
+        skipped (_SkipDoneBatches); then the checkpoint's generators and
+        metric accumulators are put back, before the next batch trains.
+        """
+        fit = self._fit
+        batch = plan.state.batch
+        fit.epoch_rng = plan.epoch_rng  # the epoch's begin, for the saves to come
+        epoch_iterator = calling_epoch_iterator()
+        if epoch_iterator is None:
             self._restore_metrics(plan)
+            self._warn_once(
+                "inexact-input",
+                f"Resumed inside epoch {plan.state.epoch + 1}, but the data "
+                "iterator of this fit() cannot be found: its "
+                f"{batch} finished batches run again. Call model.fit() "
+                "directly (Keras 3's fit loop) for an exact resume.",
+                InexactResumeWarning)
+            return
+        problem = inexact_input(epoch_iterator, plan.state)
+        if problem is None and plan.epoch_rng is None:
+            problem = ("the checkpoint does not hold the generators of the "
+                       "epoch's begin (it was written by an older version), so "
+                       "the epoch's shuffle order cannot be drawn again",
+                       "resume from a checkpoint this version wrote")
+        if problem is not None:
+            what, fix = problem
+            self._warn_once(
+                "inexact-input",
+                f"Resumed inside epoch {plan.state.epoch + 1} after batch {batch}, "
+                f"but not in the interrupted run's data order: {what}. Its "
+                f"{batch} finished batches were drawn from the input again and "
+                f"skipped, in the order it gives now. For an exact resume, {fix}.",
+                InexactResumeWarning)
+        plan.restore_epoch_start_generators()
+        fit.resume = _SkipDoneBatches(self, epoch_iterator, plan)
+
+    def _finish_resume(self):
+        """After the skipped batches: the checkpoint's generators, as at its save."""
+        resume, self._fit.resume = self._fit.resume, None
+        resume.finish()
 
     def _restore_metrics(self, plan):
         with distributed.scope(self.model):
@@ -623,6 +693,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         saver = fit.saver
         saver.wait_until_finished()  # frees the host buffers for reuse
         self._check_saver()
+        epoch_rng = fit.epoch_rng if self._driver is None and batch > 0 else None
         progress = dataclasses.replace(
             fit.progress, epoch=epoch, batch=batch,
             batches_since_save=self.policy.batches_since_save,
@@ -630,7 +701,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                           else None))
         captured = training_state.capture(
             self.model, progress, include_metrics, callbacks=fit.callbacks,
-            into=saver.host_buffers, cluster=fit.cluster)
+            into=saver.host_buffers, cluster=fit.cluster, epoch_rng=epoch_rng)
         store = fit.store
         if store is None:
             return  # not the chief: it took part in the capture, the chief writes
@@ -659,7 +730,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     def _save_failed(self, error):
         if self.on_save_error != "warn":
             raise error
-        warnings.warn(f"{error} Training goes on; the previous checkpoint is kept.",
+        errors.warn(f"{error} Training goes on; the previous checkpoint is kept.",
                       SaveErrorWarning, stacklevel=4)
 
     def _flush_pending(self):
@@ -673,7 +744,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             self._settle(preempt=False)
             self._wait_for_saver()
         except Exception as e:  # the original error matters more
-            warnings.warn(f"The checkpoint due when fit() failed could not be "
+            errors.warn(f"The checkpoint due when fit() failed could not be "
                           f"saved: {e}", SaveErrorWarning, stacklevel=3)
 
     def _iterations(self):
@@ -773,7 +844,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         other = _HOLDERS.get(backup_dir_key(self.backup_dir))
         if other is None or other is self or other._fit is None or other.is_running():
             return
-        warnings.warn(
+        errors.warn(
             f"Releasing '{self.backup_dir}', left locked by an earlier fit() "
             "in this process that ended with an error.",
             ResumeWarning,
@@ -786,8 +857,8 @@ class BackupAndRestore(keras.callbacks.Callback):
         if fit is None:
             return
         try:
-            if fit.skipper is not None:
-                fit.skipper.uninstall()
+            if fit.resume is not None:
+                fit.resume.uninstall()
             if fit.saver is not None:
                 fit.saver.close()
         finally:
@@ -798,53 +869,137 @@ class BackupAndRestore(keras.callbacks.Callback):
             if self._driver is None and getattr(self, "_model", None) is not None:
                 # The restored epoch belongs to this fit() only.
                 self.model._initial_epoch = None
+            errors.flush_warnings()
 
-    def _warn_once(self, key, message):
+    def _warn_once(self, key, message, category=ResumeWarning):
         fit = self._fit
         if key not in fit.warned:
             fit.warned.add(key)
-            warnings.warn(message, ResumeWarning, stacklevel=3)
+            errors.warn(message, category, stacklevel=3)
 
 
-class _SkipTrainSteps:
-    """Stands in for `model.train_function` while model.fit() skips done batches.
+class _SkipDoneBatches:
+    """Makes model.fit()'s resumed epoch skip the batches the checkpoint had done.
 
-    Keras' fit() can start at an epoch, not at a batch. Resuming inside an
-    epoch, each call takes one execution's batches from the data iterator
-    without training, until the batches the checkpoint had done are used up;
-    then the real train function is put back. The first batch taken builds
-    the metrics (model.fit() builds them at its first step), so that their
-    saved accumulators can be restored.
+    Keras' fit() can start at an epoch, not at a batch. The epoch's
+    EpochIterator makes its steps with `_enumerate_iterator()`, called when
+    the epoch's loop begins (after on_epoch_begin); an instance attribute
+    stands in for it for that one epoch: it draws the done batches from the
+    data iterator and yields only the steps after them, so that nothing
+    trains on them and no callback sees them. The first batch drawn builds
+    the metrics if fit() has not (on TensorFlow it builds them at its first
+    step), and once the done batches are drawn their saved accumulators are
+    assigned. `finish()` (at the callback's next hook) puts back the
+    checkpoint's generators.
     """
 
-    def __init__(self, owner, plan):
+    def __init__(self, owner, epoch_iterator, plan):
         self.owner = owner
-        self.plan = plan
-        self.model = owner.model
+        self.plan = plan  # until its metrics are assigned
+        self.checkpoint = plan
+        self.epoch_iterator = epoch_iterator
         self.remaining = int(plan.state.batch)
-        self.original = self.model.train_function
-        self.model.train_function = self
+        self.logs = None  # the restored training metrics, once assigned
+        original = epoch_iterator._enumerate_iterator
+
+        def enumerate_iterator():
+            self.uninstall()
+            return self._steps(original())
+
+        self._installed = enumerate_iterator
+        epoch_iterator._enumerate_iterator = enumerate_iterator
 
     def uninstall(self):
-        if self.model.train_function is self:
-            self.model.train_function = self.original
+        if vars(self.epoch_iterator).get("_enumerate_iterator") is self._installed:
+            del self.epoch_iterator._enumerate_iterator
 
-    def __call__(self, iterator):
-        if self.remaining <= 0 or not self.owner.is_running():
-            self.uninstall()
-            return self.original(iterator)
-        steps = min(int(getattr(self.model, "steps_per_execution", 1) or 1),
-                    self.remaining)
-        for _ in range(steps):
-            batch = _next_batch(iterator)
-            if self.plan is not None:
-                self.model._symbolic_build(data_batch=batch)
-                plan, self.plan = self.plan, None
-                self.owner._restore_metrics(plan)
-        self.remaining -= steps
-        if self.remaining <= 0:
-            self.uninstall()
-        return self.model.get_metrics_result()
+    def _steps(self, steps):
+        spe = max(int(getattr(self.epoch_iterator, "steps_per_execution", 1) or 1), 1)
+        first = None
+        for step in steps:
+            if self.remaining <= 0:
+                self._restore_metrics(first)
+                yield step
+                continue
+            data = step[2]
+            for _ in range(min(spe, self.remaining)):
+                try:
+                    batch = _next_batch(data)
+                except StopIteration:
+                    self.remaining = 0
+                    break
+                if first is None:
+                    first = batch
+                self.remaining -= 1
+        self._restore_metrics(first)
+
+    def _restore_metrics(self, first):
+        plan, self.plan = self.plan, None
+        if plan is None:
+            return
+        model = self.owner.model
+        if first is not None:
+            try:
+                model._symbolic_build(data_batch=first)
+            except RuntimeError as e:  # a model that builds in its first step only
+                if "Unable to automatically build the model" not in str(e):
+                    raise
+        self.owner._restore_metrics(plan)
+        self.logs = dict(model.get_metrics_result())
+
+    def finish(self):
+        self.uninstall()
+        self._restore_metrics(None)  # if the epoch's loop never began
+        self.checkpoint.restore_generators()
+
+
+def inexact_input(epoch_iterator, state):
+    """Why model.fit()'s input cannot be drawn again in the checkpoint's order.
+
+    `epoch_iterator`: the fit's EpochIterator; `state`: the checkpoint's
+    TrainingState. Returns None when it can (in-memory arrays, unshuffled
+    or shuffled from generators the checkpoint holds), else `(what, fix)`:
+    the reason and what would make the resume exact, in words.
+    """
+    adapter = getattr(epoch_iterator, "data_adapter", None)
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    if not isinstance(adapter, ArrayDataAdapter):
+        name = type(adapter).__name__
+        source = _INPUT_NAMES.get(name, f"a {name} input")
+        return (f"the input is {source}, which cannot be rewound to the "
+                "interrupted epoch's order",
+                "pass in-memory arrays (numpy arrays or tensors) to model.fit()")
+    steps = getattr(epoch_iterator, "steps_per_epoch", None)
+    if steps is not None and (steps != adapter.num_batches
+                              or keras.backend.backend() == "torch"):
+        return (f"with steps_per_epoch={steps} model.fit() carries its data "
+                "iterator on from one epoch to the next",
+                "leave steps_per_epoch unset (None)")
+    if not getattr(adapter, "_shuffle", False) or keras.backend.backend() != "tensorflow":
+        return None  # the order is drawn from generators the checkpoint holds
+    seed = training_state.tf_global_seed()
+    if seed is None:
+        return ("on TensorFlow model.fit() shuffles arrays from TensorFlow's "
+                "global seed, and none is set",
+                "set a global seed with keras.utils.set_random_seed() (the "
+                "same one in every run of the script)")
+    if state.tf_global_seed is not None and seed != state.tf_global_seed:
+        return (f"on TensorFlow model.fit() shuffles arrays from TensorFlow's "
+                f"global seed, which is {seed} here and was "
+                f"{state.tf_global_seed} in the interrupted run",
+                f"set the same global seed with "
+                f"keras.utils.set_random_seed({state.tf_global_seed})")
+    return None
+
+
+_INPUT_NAMES = {
+    "TFDatasetAdapter": "a tf.data.Dataset",
+    "GeneratorDataAdapter": "a Python generator",
+    "PyDatasetAdapter": "a keras.utils.PyDataset",
+    "TorchDataLoaderAdapter": "a torch DataLoader",
+    "GrainDatasetAdapter": "a Grain dataset",
+}
 
 
 def _next_batch(iterator):
@@ -863,6 +1018,25 @@ def _on_stack(obj, frame):
             return True
         frame = frame.f_back
     return False
+
+
+def calling_epoch_iterator(frame=None):
+    """The EpochIterator of the model.fit() calling a callback hook, or None.
+
+    Keras gives callbacks no handle on it: it is the `epoch_iterator` local
+    of Keras' fit() a few frames up (Keras 3's fit loops, all backends).
+    """
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    frame = frame if frame is not None else sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            break
+        value = frame.f_locals.get("epoch_iterator")
+        if isinstance(value, EpochIterator):
+            return value
+        frame = frame.f_back
+    return None
 
 
 def _calling_callback_list():

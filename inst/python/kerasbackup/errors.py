@@ -1,9 +1,17 @@
 """Every error and warning class of kerasbackup, in one place.
 
-Imports nothing (not even numpy), so the store's helper processes and R can
-load it fast. R maps the class names to its condition classes in
-R/conditions.R.
+Imports nothing but the standard library (not even numpy), so the store's
+helper processes and R can load it fast. R maps the class names to its
+condition classes in R/conditions.R.
+
+Every warning of the package goes through `warn()`, so that a front end can
+take it over with `set_warning_sink()` (R signals it as an R warning, and
+Python prints nothing).
 """
+
+import collections
+import threading
+import warnings
 
 
 # ------------------------------------------------------------- the store
@@ -151,6 +159,18 @@ class ResumeWarning(UserWarning):
     """Part of the training state could not be restored exactly."""
 
 
+class InexactResumeWarning(ResumeWarning):
+    """A plain model.fit() resumed inside an epoch, but not in the same data order.
+
+    The input cannot be rewound to the interrupted epoch's order (a tf.data
+    dataset, a generator, a PyDataset, arrays shuffled by TensorFlow
+    without a global seed, ...): the batches already done in that epoch
+    were drawn again from it and skipped, and the epoch goes on in whatever
+    order the input gives now. The message names the input and what would
+    make the resume exact.
+    """
+
+
 class SaveErrorWarning(UserWarning):
     """A save failed and training went on (`on_save_error="warn"`).
 
@@ -220,4 +240,94 @@ class ResumeMismatchError(RuntimeError):
 
 # The package's warnings, each of which R signals with a class of its own.
 WARNING_CLASSES = (CheckpointFallbackWarning, StaleLockWarning, ResumeWarning,
-                   SaveErrorWarning)
+                   InexactResumeWarning, SaveErrorWarning)
+
+
+# ------------------------------------------------ where warnings go
+
+_sink = None
+# Warnings of background threads (saver, lease renewal, pruning) while a
+# sink is set: delivered on the main thread by the next flush_warnings().
+_queued = collections.deque()
+
+
+def set_warning_sink(fn):
+    """Routes the package's warnings to `fn` (None: back to `warnings.warn`).
+
+    `fn(classes, message)` is called on the main thread only, with
+    `classes` the names of the warning's class and its bases up to
+    `Warning` (e.g. `["InexactResumeWarning", "ResumeWarning",
+    "UserWarning", "Warning"]`) and `message` a string. It returns True
+    when it handled the warning; anything else (False, None) passes the
+    warning on to `warnings.warn()`. What `fn` raises reaches the code that
+    warned (R's `options(warn = 2)`). Returns the previous sink.
+    """
+    global _sink
+    if fn is not None and not callable(fn):
+        raise TypeError(f"set_warning_sink() takes a function or None, not "
+                        f"{type(fn).__name__}")
+    previous, _sink = _sink, fn
+    return previous
+
+
+def warning_class_names(category):
+    """`category`'s class name and those of its bases, up to `Warning`."""
+    names = []
+    for cls in category.__mro__:
+        names.append(cls.__name__)
+        if cls is Warning:
+            break
+    return names
+
+
+def _on_main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+def _handled(result):
+    return result is True or (type(result).__name__ == "bool_" and bool(result))
+
+
+def _deliver(message, category, stacklevel):
+    sink = _sink
+    if sink is not None and _handled(sink(warning_class_names(category), message)):
+        return
+    warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+def warn(message, category=UserWarning, stacklevel=1):
+    """Warns through the sink (see `set_warning_sink()`) or `warnings.warn`.
+
+    On the main thread the sink is called at once (after any warnings
+    queued by background threads). On another thread, with a sink set, the
+    warning is queued for the main thread's next `flush_warnings()`;
+    without a sink it goes to `warnings.warn()` there and then.
+    `stacklevel` counts as `warnings.warn`'s does, from the caller of warn().
+    """
+    message = str(message)
+    if not _on_main_thread():
+        if _sink is not None:
+            _queued.append((message, category))
+        else:
+            warnings.warn(message, category, stacklevel=stacklevel + 1)
+        return
+    flush_warnings()
+    _deliver(message, category, stacklevel + 1)
+
+
+def flush_warnings():
+    """Delivers the warnings queued by background threads; call it on the main thread.
+
+    Returns how many were delivered (0 on another thread, which delivers
+    nothing).
+    """
+    if not _queued or not _on_main_thread():
+        return 0
+    count = 0
+    while True:
+        try:
+            message, category = _queued.popleft()
+        except IndexError:
+            return count
+        count += 1
+        _deliver(message, category, 2)

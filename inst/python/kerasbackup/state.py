@@ -118,6 +118,14 @@ class TrainingState:
         keras_version: the Keras that wrote it.
         rng_ranks: with several workers, every worker's generators by rank
             (`rng_to_json()`), each restored on its own worker.
+        epoch_rng: for a checkpoint a plain model.fit() saved inside an
+            epoch, the generators as they were when that epoch began, before
+            its data iterator drew its shuffle order: one `rng_to_json()`
+            value per worker, by rank (empty otherwise). A resume sets them
+            back to draw the same order, then restores `rng`.
+        tf_global_seed: TensorFlow's global seed when it was saved (None if
+            none was set, or on another backend): with it, model.fit() on
+            TensorFlow shuffles arrays in an order the seed determines.
     """
 
     epoch: int
@@ -133,6 +141,8 @@ class TrainingState:
     callbacks: list = dataclasses.field(default_factory=list)
     keras_version: str = ""
     rng_ranks: list = dataclasses.field(default_factory=list)
+    epoch_rng: list = dataclasses.field(default_factory=list)
+    tf_global_seed: object = None
 
     def to_meta(self, fresh=()):
         """A JSON copy (later edits of the lists here do not reach it).
@@ -187,6 +197,10 @@ class TrainingState:
         need(isinstance(meta.get("rng", {}), dict), "rng is not an object")
         need(isinstance(meta.get("callbacks", []), list), "callbacks is not a list")
         need(isinstance(meta.get("rng_ranks", []), list), "rng_ranks is not a list")
+        need(isinstance(meta.get("epoch_rng", []), list), "epoch_rng is not a list")
+        tf_seed = meta.get("tf_global_seed")
+        need(tf_seed is None or (isinstance(tf_seed, int) and not isinstance(tf_seed, bool)),
+             f"tf_global_seed is {tf_seed!r}")
         need(_valid_index(meta.get("variables")), "the variable table is malformed")
         need(_valid_targets(meta.get("optimizer_targets", {})),
              "optimizer_targets is malformed")
@@ -527,6 +541,16 @@ def _keras_global_seed_generator():
     from keras.src.backend.common import global_state
 
     return global_state.get_global_attribute("global_seed_generator")
+
+
+def tf_global_seed():
+    """TensorFlow's global seed (`tf.random.set_seed()`), or None if unset or not TF."""
+    if keras.backend.backend() != "tensorflow" or "tensorflow" not in sys.modules:
+        return None
+    from tensorflow.python.eager import context
+
+    seed = context.global_seed()
+    return None if seed is None else int(seed)
 
 
 def capture_rng():
@@ -1012,7 +1036,8 @@ class Capture:
         return self._arrays
 
 
-def capture(model, state, include_metrics, callbacks=None, into=None, cluster=None):
+def capture(model, state, include_metrics, callbacks=None, into=None, cluster=None,
+            epoch_rng=None):
     """Snapshots the whole training state: returns a `Capture` for the store.
 
     `state` (a TrainingState) gives the position, history and fingerprint;
@@ -1024,7 +1049,8 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
     distributed.py) every worker calls this at the same batch: the
     per-replica values and every worker's generators are collected from all
     of them, and only the chief, which writes, gets a Capture; the others
-    get None.
+    get None. `epoch_rng`: `(arrays, meta)` of `capture_rng()` at the
+    begin of the epoch, for a save inside it by a plain model.fit().
     """
     from kerasbackup import snapshot
 
@@ -1041,6 +1067,11 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
     rng_ranks = []
     if cluster is not None and cluster.world > 1:
         rng_ranks = cluster.allgather(rng_to_json(rng_arrays, rng_meta))
+    epoch_rngs = []
+    if epoch_rng is not None:
+        epoch_rngs = [rng_to_json(*epoch_rng)]
+        if cluster is not None and cluster.world > 1:
+            epoch_rngs = cluster.allgather(epoch_rngs[0])
     if not writer:
         return None
     arrays.update(rng_arrays)
@@ -1051,8 +1082,10 @@ def capture(model, state, include_metrics, callbacks=None, into=None, cluster=No
     state = dataclasses.replace(state, variables=index,
                                 optimizer_targets=optimizer_targets(model),
                                 rng=rng_meta, callbacks=cb_meta, rng_ranks=rng_ranks,
+                                epoch_rng=epoch_rngs, tf_global_seed=tf_global_seed(),
                                 keras_version=keras_version())
-    meta = state.to_meta(fresh=("variables", "optimizer_targets", "rng", "rng_ranks"))
+    meta = state.to_meta(fresh=("variables", "optimizer_targets", "rng", "rng_ranks",
+                                "epoch_rng"))
     return Capture(arrays, meta, device, checksums)
 
 
@@ -1071,6 +1104,9 @@ class RestorePlan:
         inexact: what `apply()` cannot put back in this process, in words
             (e.g. CUDA generators of devices it lacks); the resume is then
             not exact.
+        epoch_rng: `(arrays, meta)` of this worker's generators at the
+            begin of the epoch resumed in (see TrainingState.epoch_rng), or
+            None.
     """
 
     model: object
@@ -1079,6 +1115,7 @@ class RestorePlan:
     groups: list
     rng: tuple = None
     inexact: list = dataclasses.field(default_factory=list)
+    epoch_rng: tuple = None
 
     def apply(self):
         """Assigns the variables and the generators, all or none of them."""
@@ -1098,6 +1135,17 @@ class RestorePlan:
             replicas.assign(undo_vars)
             restore_rng(*undo_rng)
             raise
+
+    def restore_generators(self):
+        """Puts the checkpoint's generators back (as `apply()` did)."""
+        restore_rng(*(self.rng or (self.arrays, self.state.rng)))
+
+    def restore_epoch_start_generators(self):
+        """Sets the generators back to the begin of the epoch; False if not saved."""
+        if self.epoch_rng is None:
+            return False
+        restore_rng(*self.epoch_rng)
+        return True
 
     def apply_metrics(self):
         """Assigns the metric accumulators saved mid-epoch (after fit() reset them).
@@ -1168,6 +1216,13 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
             problems += [f"rank {rank}: {p}" for p in check_rng(*rng)]
         except (TypeError, ValueError) as e:
             problems.append(f"the generators saved for rank {rank} are malformed: {e}")
+    epoch_rng = None
+    if rank < len(state.epoch_rng):
+        try:
+            epoch_rng = rng_from_json(state.epoch_rng[rank])
+            problems += [f"epoch begin: {p}" for p in check_rng(*epoch_rng)]
+        except (TypeError, ValueError) as e:
+            problems.append(f"the generators saved at the epoch's begin are malformed: {e}")
     problems += check_callbacks(state.callbacks, arrays, callbacks)
     steps = current_fingerprint.get("steps per epoch")
     if same_setup and isinstance(steps, int) and state.batch > steps:
@@ -1181,4 +1236,4 @@ def check_restore(model, meta, arrays, current_fingerprint, allow_changes=False,
     if differences:
         raise FingerprintMismatchError(backup_dir, differences)
     return RestorePlan(model, state, arrays, groups, rng,
-                       inexact_rng(rng[0] if rng else arrays))
+                       inexact_rng(rng[0] if rng else arrays), epoch_rng)

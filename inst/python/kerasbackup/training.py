@@ -9,7 +9,6 @@ and skips the batches it already did.
 """
 
 import math
-import warnings
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from kerasbackup import distributed, replicas, shims
 from kerasbackup.backend_step import make_stepper
 from kerasbackup.callback import BackupAndRestore, DriverRun
+from kerasbackup import errors
 from kerasbackup.errors import ResumeWarning
 
 
@@ -200,7 +200,7 @@ def _train(model, stepper, feed, callbacks, run, backups, epochs, initial_epoch,
         if resume.shuffle_seed is not None and feed.shuffles:
             feed.seed = run.shuffle_seed = resume.shuffle_seed
         if not feed.exact:
-            warnings.warn(
+            errors.warn(
                 "This data source cannot be rewound: training resumes at "
                 f"epoch {start_epoch + 1}, batch {start_batch + 1}, but the "
                 "order of the batches is not the one the interrupted run "

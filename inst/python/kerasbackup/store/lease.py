@@ -21,10 +21,10 @@ import socket
 import sys
 import threading
 import time
-import warnings
 import weakref
 from datetime import datetime, timezone
 
+from kerasbackup import errors
 from kerasbackup.errors import BackupLockedError, StaleLockWarning
 from kerasbackup.store.format import utc_now
 from kerasbackup.store.lock import pid_alive
@@ -175,7 +175,7 @@ class Lease:
                 except PreconditionFailed:
                     continue  # someone else moved first: look again
                 h = (current or {}).get("holder", {})
-                warnings.warn(
+                errors.warn(
                     f"backup_dir '{self.where}': taking over the lease of process "
                     f"{h.get('pid')} on host {h.get('host')} (started "
                     f"{h.get('started')}) because {why}; it was probably killed.",

@@ -9,9 +9,9 @@ import errno
 import os
 import stat
 import threading
-import warnings
 import weakref
 
+from kerasbackup import errors
 from kerasbackup.errors import (
     BackupDirError, BackupLockedError, BackupWriteError, NoCheckpointError, SaveCancelled)
 from kerasbackup.store import publish as pub
@@ -260,7 +260,7 @@ class CheckpointStore(Store):
         for name, e in failed:
             # The new checkpoint is safe; leftovers go at the next save/open().
             what = "an old checkpoint" if name is None else f"old checkpoint {name}"
-            warnings.warn(
+            errors.warn(
                 f"backup_dir '{self.backup_dir}': could not remove {what}: "
                 f"{os_error_text(e)}", RuntimeWarning, stacklevel=3)
         if trash:

@@ -20,8 +20,8 @@ import os
 import socket
 import stat
 import time
-import warnings
 
+from kerasbackup import errors
 from kerasbackup.errors import BackupDirError, BackupLockedError, StaleLockWarning
 from kerasbackup.store.fileio import (
     FILE_MODE, READ_FLAGS, describe_mode, ident, os_error_text)
@@ -103,7 +103,7 @@ class DirLock:
         with self._closing_on_error(fd):
             previous = read_holder(fd)
             if _dead_here(previous):
-                warnings.warn(
+                errors.warn(
                     f"backup_dir '{self.dir.path}': taking over the lock of "
                     f"process {previous['pid']} on host {previous['host']} "
                     f"(started {previous.get('started')}), which is no longer "

@@ -28,8 +28,8 @@ import secrets
 import socket
 import threading
 import time
-import warnings
 
+from kerasbackup import errors
 from kerasbackup.errors import (
     BackupDirError, BackupError, BackupLockedError, BackupWriteError,
     CheckpointFallbackWarning, NoCheckpointError, SaveCancelled)
@@ -265,7 +265,7 @@ class ObjectCheckpointStore(Store):
             if latest is None:
                 entries = self._ckpts.committed(names)
                 if raw is not None and entries:
-                    warnings.warn(
+                    errors.warn(
                         f"backup_dir '{self.backup_dir}': {LATEST_NAME} is unreadable; "
                         "rebuilt it from the manifests present.",
                         CheckpointFallbackWarning, stacklevel=4)
@@ -391,7 +391,7 @@ class ObjectCheckpointStore(Store):
             try:
                 self.collect()
             except Exception as e:
-                warnings.warn(f"backup_dir '{d}': could not remove an old checkpoint: "
+                errors.warn(f"backup_dir '{d}': could not remove an old checkpoint: "
                               f"{_error_text(e, self._options)}", RuntimeWarning,
                               stacklevel=2)
             phase("pruned", backup_dir=d, path=path)

@@ -12,10 +12,10 @@ an OSError (an object store that cannot be reached) is not damage: it
 propagates, and no checkpoint is judged by it.
 """
 
-import warnings
 
 import numpy as np
 
+from kerasbackup import errors
 from kerasbackup.errors import (
     CheckpointFallbackWarning, CorruptCheckpointError, NoCheckpointError)
 from kerasbackup.store.fileio import (
@@ -215,7 +215,7 @@ def load_newest(inspections, backup_dir, required=False, accept=None):
             continue
         if failed:
             why = "; ".join(f"'{p.checkpoint}' {p}" for p in failed)
-            warnings.warn(
+            errors.warn(
                 f"backup_dir '{backup_dir}': newer checkpoint failed verification "
                 f"({why}); loaded the older checkpoint '{ins.path}' "
                 f"(epoch {ins.epoch}, batch {ins.batch}) instead. "
