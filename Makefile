@@ -21,7 +21,7 @@ export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
 INSTALL_LIB := -l $(RLIB)
 endif
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage test-keras3 keras3-coexist
 
 setup: r-deps python-env
 
@@ -104,3 +104,42 @@ wrappers: python-env
 # keras3's exported names that this package covers, per family.
 coverage:
 	Rscript tools/coverage.R
+
+# kerasbackup beside the real keras3 (tests/keras3/check.R): the keras3 stack
+# from ../shared/keras3-stack (source tarballs; installed once into
+# build/keras3-lib), this tree's kerasbackup in build/kb-lib, then the checks
+# with R_LIBS=build/kb-lib:build/keras3-lib (outputs in build/keras3-check).
+# Without the stack sources it says so and succeeds.
+KERAS3_STACK := ../shared/keras3-stack
+KERAS3_LIB := build/keras3-lib
+KB_LIB := build/kb-lib
+KERAS3_TESTS := build/keras3-src/keras3/tests/testthat
+
+test-keras3:
+	@if [ -f $(KERAS3_STACK)/install.sh ]; then \
+	  $(MAKE) --no-print-directory keras3-coexist; \
+	else \
+	  echo "keras3 stack not found ($(KERAS3_STACK)): skipping the keras3 coexistence tests"; \
+	fi
+
+$(KERAS3_LIB)/.installed: $(wildcard $(KERAS3_STACK)/install.sh $(KERAS3_STACK)/*.tar.gz)
+	@echo "installing the keras3 stack into $(KERAS3_LIB)..."
+	bash $(KERAS3_STACK)/install.sh $(KERAS3_LIB)
+	@touch $@
+
+$(KERAS3_TESTS)/.extracted: $(wildcard $(KERAS3_STACK)/keras3_*.tar.gz)
+	@rm -rf build/keras3-src && mkdir -p build/keras3-src
+	tar -xzf $$(ls $(KERAS3_STACK)/keras3_*.tar.gz | tail -n 1) -C build/keras3-src keras3/tests/testthat
+	@touch $@
+
+$(KB_LIB)/.installed: $(TARBALL)
+	@rm -rf $(KB_LIB) && mkdir -p $(KB_LIB)
+	R CMD INSTALL --no-test-load -l $(KB_LIB) $(TARBALL) >/dev/null
+	@touch $@
+
+keras3-coexist: $(KERAS3_LIB)/.installed $(KERAS3_TESTS)/.extracted $(KB_LIB)/.installed
+	@rm -rf build/keras3-check
+	R_LIBS=$(CURDIR)/$(KB_LIB):$(CURDIR)/$(KERAS3_LIB) \
+	  RETICULATE_PYTHON=$${RETICULATE_PYTHON:-$(VPY)} KERAS_BACKEND=tensorflow \
+	  TF_CPP_MIN_LOG_LEVEL=$${TF_CPP_MIN_LOG_LEVEL:-2} NOT_CRAN=true \
+	  Rscript tests/keras3/check.R --out build/keras3-check --keras3-tests $(KERAS3_TESTS)
