@@ -21,7 +21,7 @@ export R_LIBS := $(RLIB)$(if $(R_LIBS),:$(R_LIBS))
 INSTALL_LIB := -l $(RLIB)
 endif
 
-.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage test-keras3 keras3-coexist
+.PHONY: setup r-deps python-env install document demo test pytest rcheck bench bench-smoke clean wrappers coverage test-keras3 keras3-coexist rtest-reticulate146
 
 setup: r-deps python-env
 
@@ -88,7 +88,7 @@ bench-smoke: install
 	@grep -q "^overhead per save, ours / keras: .*95% interval" build/fit-steps-smoke.txt \
 	  && echo "fit_steps smoke ran"
 
-test: pytest rcheck bench-smoke
+test: pytest rcheck bench-smoke test-keras3
 
 bench: install
 	$(VPY) bench/bench.py
@@ -117,9 +117,9 @@ KERAS3_TESTS := build/keras3-src/keras3/tests/testthat
 
 test-keras3:
 	@if [ -f $(KERAS3_STACK)/install.sh ]; then \
-	  $(MAKE) --no-print-directory keras3-coexist; \
+	  $(MAKE) --no-print-directory keras3-coexist rtest-reticulate146; \
 	else \
-	  echo "keras3 stack not found ($(KERAS3_STACK)): skipping the keras3 coexistence tests"; \
+	  echo "keras3 stack not found ($(KERAS3_STACK)): skipping the keras3 coexistence tests and the R suite on reticulate 1.46"; \
 	fi
 
 $(KERAS3_LIB)/.installed: $(wildcard $(KERAS3_STACK)/install.sh $(KERAS3_STACK)/*.tar.gz)
@@ -136,6 +136,19 @@ $(KB_LIB)/.installed: $(TARBALL)
 	@rm -rf $(KB_LIB) && mkdir -p $(KB_LIB)
 	R CMD INSTALL --no-test-load -l $(KB_LIB) $(TARBALL) >/dev/null
 	@touch $@
+
+# kerasbackup's R suite on the stack's reticulate (1.46): beside keras3
+# (kerasbackup's keras3 names are keras3's; its own front end's tests skip),
+# and with reticulate 1.46 alone (its own front end).
+RET146_LIB := build/reticulate146-lib
+rtest-reticulate146: $(KERAS3_LIB)/.installed $(KB_LIB)/.installed
+	@rm -rf $(RET146_LIB) && mkdir -p $(RET146_LIB) && ln -s $(CURDIR)/$(KERAS3_LIB)/reticulate $(RET146_LIB)/reticulate
+	@for libs in $(CURDIR)/$(KB_LIB):$(CURDIR)/$(KERAS3_LIB) $(CURDIR)/$(KB_LIB):$(CURDIR)/$(RET146_LIB); do \
+	  echo "R suite with R_LIBS=$$libs"; \
+	  (cd tests/testthat && R_LIBS=$$libs RETICULATE_PYTHON=$${RETICULATE_PYTHON:-$(VPY)} \
+	    KERASBACKUP_REQUIRE_PYTHON=true NOT_CRAN=true Rscript -e \
+	    'cat("reticulate", format(packageVersion("reticulate")), "keras3", requireNamespace("keras3", quietly = TRUE), "\n"); testthat::test_dir(".", package = "kerasbackup", load_package = "installed", reporter = "summary", stop_on_failure = TRUE)') || exit 1; \
+	done
 
 keras3-coexist: $(KERAS3_LIB)/.installed $(KERAS3_TESTS)/.extracted $(KB_LIB)/.installed
 	@rm -rf build/keras3-check
