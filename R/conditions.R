@@ -29,20 +29,32 @@ kerasbackup_warning_classes <- c(
 
 #' Evaluate a call into Python, turning its exceptions into classed R errors
 #'
-#' Newer reticulate already classes Python errors as
-#' `python.builtin.<Type>`; reticulate 1.28 returns a bare `Rcpp::exception`.
-#' Both become a condition whose classes follow the exception's class
-#' hierarchy, with `kerasbackup_*` classes in front for the package's own
-#' exceptions. The package's Python warnings raised during the call are
-#' signalled as R warnings of their own class when it returns (before its
-#' error, if it failed); see signal_py_warnings().
+#' The error is a list (message, call, py_exception) classed, in order: the
+#' package's `kerasbackup_*` classes for its own exceptions (and
+#' `kerasbackup_error`), `kerasbackup_python_error`, then the exception's
+#' class hierarchy as newer reticulate names it (`python.builtin.<Type>`, ...,
+#' `python.builtin.BaseException`), then `error`, `condition`. On newer
+#' reticulate the error is reticulate's own condition for the exception
+#' (its "py_object" attribute is the exception), so it also has
+#' `python.builtin.object` and reticulate's with(), R callbacks and
+#' py_last_error() treat it as the exception. reticulate 1.28 gives a bare
+#' `Rcpp::exception`; the list made from it is no Python object, so it has
+#' no `python.builtin.object` class. The package's Python warnings raised
+#' during the call are signalled as R warnings of their own class when it
+#' returns (before its error, if it failed); see signal_py_warnings().
 #' @noRd
 with_py_errors <- function(expr, call = rlang::caller_env()) {
   capture <- start_py_warnings()
   on.exit(finish_py_warnings(capture), add = TRUE)
   result <- tryCatch(expr, error = function(e) {
     signal_py_warnings(finish_py_warnings(capture), call)
-    stop(as_py_condition(e, call))
+    cnd <- as_py_condition(e, call)
+    if (!reticulate_has_py_conditions()) {
+      # reticulate 1.28 would hand only the message to a Python that called
+      # the R function this runs in; see remembered_r_error().
+      remember_r_error(cnd)
+    }
+    stop(cnd)
   })
   signal_py_warnings(finish_py_warnings(capture), call)
   result
@@ -86,19 +98,18 @@ signal_py_warnings <- function(records, call = NULL) {
 }
 
 as_py_condition <- function(e, call = NULL) {
-  if (inherits(e, c("kerasbackup_error", "kerasbackup_python_error")) &&
-      !inherits(e, "Rcpp::exception")) {
-    # Already converted (e.g. by an inner call, inside an R function that
-    # Python called): it is a plain list, not a Python exception.
+  if (inherits(e, "kerasbackup_python_error")) {
+    # Already converted (by an inner call, e.g. inside an R function that
+    # Python called).
     return(e)
   }
-  if (inherits(e, "python.builtin.BaseException")) {
-    # Newer reticulate: the condition is the Python exception itself.
-    exc <- e
-    py_classes <- tryCatch(
-      unlist(py_bridge()$exception_classes(exc)),
-      error = function(err) setdiff(class(e), c("error", "condition"))
-    )
+  call <- if (is.environment(call)) NULL else call
+  r_error <- NULL
+  if (is_reticulate_py_condition(e)) {
+    # Newer reticulate (>= 1.4x): the condition is the Python exception
+    # itself, a list whose "py_object" attribute is the exception's ref.
+    exc <- attr(e, "py_object", exact = TRUE)
+    py_classes <- class(e)
   } else if (inherits(e, "Rcpp::exception")) {
     # reticulate 1.28: a bare Rcpp::exception; the exception object is kept
     # on py_last_error(). Check it is this error, not an older one.
@@ -108,36 +119,113 @@ as_py_condition <- function(e, call = NULL) {
       return(e)
     }
     exc <- attr(last, "exception", exact = TRUE)
+    # An R error raised in an R method that Python called: 1.28 passed
+    # Python only its message (as a RuntimeError); r_function_to_py()
+    # remembered the condition itself.
+    r_error <- remembered_r_error(exc)
+    if (inherits(r_error, "kerasbackup_python_error")) {
+      # One of our Python errors, raised again by the R method: newer
+      # reticulate re-raises the Python exception itself, which then comes
+      # back as it was.
+      return(r_error)
+    }
     py_classes <- if (!is.null(exc)) {
       unlist(py_bridge()$exception_classes(exc))
     } else {
-      paste0("python.builtin.", c(last$type, "Exception", "BaseException",
-                                  "object"))
+      paste0("python.builtin.", c(last$type, "Exception", "BaseException"))
     }
+    # A plain list is no Python object: reticulate's methods for
+    # python.builtin.object ($, print, with(), r_to_py()) must not see it.
+    py_classes <- c(setdiff(py_classes, "python.builtin.object"),
+                    "error", "condition")
   } else {
     return(e)
   }
-  type <- sub("^.*\\.", "", py_classes[[1]])
+  type <- sub("^.*\\.", "", setdiff(py_classes, c("error", "condition"))[[1]])
   msg <- if (!is.null(exc)) {
     tryCatch(reticulate::py_str(exc), error = function(err) conditionMessage(e))
   } else {
     conditionMessage(e)
+  }
+  if (!is_reticulate_py_condition(e) && !is.null(r_error)) {
+    # The whole message, as newer reticulate passes it on.
+    msg <- tryCatch(conditionMessage(r_error), error = function(err) msg)
   }
   msg <- sub("\n$", "", msg)
   if (!startsWith(msg, paste0(type, ":"))) msg <- paste0(type, ": ", msg)
   ours <- unname(kerasbackup_classes[intersect(
     names(kerasbackup_classes), sub("^.*\\.", "", py_classes)
   )])
+  # An R error raised in an R function Python called becomes a RuntimeError
+  # on newer reticulate, with the R classes kept in its `r_class`.
+  r_classes <- if (is_reticulate_py_condition(e)) r_classes_of(exc) else class(r_error)
+  ours <- c(ours, setdiff(grep("^kerasbackup_", r_classes, value = TRUE),
+                          "kerasbackup_python_error"))
   if (length(ours)) ours <- unique(c(ours, "kerasbackup_error"))
-  # The condition is a plain list, so a class of our own must come before
-  # python.builtin.object: reticulate's methods for that class ($, print)
-  # expect a Python object.
-  structure(
-    class = unique(c(ours, "kerasbackup_python_error", py_classes, "error",
-                     "condition")),
-    list(message = msg, call = if (is.environment(call)) NULL else call,
-         py_exception = exc)
-  )
+  out <- list(message = msg, call = call, py_exception = exc)
+  if (is_reticulate_py_condition(e)) {
+    # Still the Python exception for reticulate (with(), an R callback that
+    # re-raises it into Python, py_last_error()).
+    attr(out, "py_object") <- attr(e, "py_object", exact = TRUE)
+  }
+  class(out) <- unique(c(ours, "kerasbackup_python_error", py_classes))
+  out
+}
+
+# Whether `e` is a condition that newer reticulate made from a Python
+# exception: a list carrying the exception's ref in its "py_object"
+# attribute (never true on reticulate 1.28, whose errors are Rcpp::exception).
+is_reticulate_py_condition <- function(e) {
+  is.list(e) && inherits(e, "python.builtin.BaseException") &&
+    is.environment(attr(e, "py_object", exact = TRUE))
+}
+
+# reticulate 1.28 hands Python only the message of an R error raised in an
+# R function it calls. The R methods of our classes (r_function_to_py())
+# remember their last few errors, and so do with_py_errors() and
+# abort_invalid_arg() for the errors they make, so that the error can be
+# found again when its RuntimeError comes back to R.
+remember_r_error <- function(e) {
+  .py$r_errors <- c(list(e), utils::head(.py$r_errors, 4L))
+}
+
+# The remembered R error whose message a RuntimeError `exc` holds, or NULL.
+remembered_r_error <- function(exc) {
+  if (is.null(exc) || !length(.py$r_errors)) return(NULL)
+  text <- tryCatch({
+    if (!identical(class(exc)[[1]], "python.builtin.RuntimeError")) return(NULL)
+    trimws(reticulate::py_str(exc))
+  }, error = function(err) NULL)
+  if (is.null(text)) return(NULL)
+  for (r_error in .py$r_errors) {
+    # (1.28 passes on an rlang error's `message` field, its first line.)
+    msgs <- c(tryCatch(conditionMessage(r_error), error = function(err) NULL),
+              if (is.list(r_error)) .subset2(r_error, "message"))
+    if (is.character(msgs) && text %in% trimws(msgs)) return(r_error)
+  }
+  NULL
+}
+
+# Whether reticulate signals Python exceptions as conditions that are the
+# exception, and keeps an R error's classes across Python (reticulate >=
+# 1.29; from 1.38 the condition is a list whose "py_object" attribute is the
+# exception), rather than as a bare Rcpp::exception (1.28).
+reticulate_has_py_conditions <- function() {
+  if (is.null(.py$py_conditions)) {
+    .py$py_conditions <- utils::packageVersion("reticulate") >= "1.29"
+  }
+  .py$py_conditions
+}
+
+# The R classes newer reticulate keeps on a Python exception made from an R
+# error (`r_class`), or NULL.
+r_classes_of <- function(exc) {
+  if (is.null(exc)) return(NULL)
+  tryCatch({
+    if (!reticulate::py_has_attr(exc, "r_class")) return(NULL)
+    out <- reticulate::py_to_r(reticulate::py_get_attr(exc, "r_class"))
+    if (is.character(out)) out else NULL
+  }, error = function(err) NULL)
 }
 
 #' Stop with a classed error for a bad argument
@@ -148,14 +236,21 @@ abort_invalid_arg <- function(arg, value, accepted,
   # condition then keeps only that description.
   if (!is.null(shown)) value <- shown
   received <- if (is.null(shown)) describe_value(value) else shown
-  cli::cli_abort(
+  remember <- if (reticulate_loaded_old()) remember_r_error else function(e) NULL
+  withCallingHandlers(error = remember, cli::cli_abort(
     c("{.arg {arg}} must be {accepted}.",
       x = "Received: {.code {received}}."),
     class = c("kerasbackup_invalid_argument", "kerasbackup_error"),
     arg = arg,
     value = value,
     call = call
-  )
+  ))
+}
+
+# Whether reticulate 1.28 (or older) is loaded; FALSE when reticulate is not
+# loaded (nothing can call R from Python then).
+reticulate_loaded_old <- function() {
+  isNamespaceLoaded("reticulate") && !reticulate_has_py_conditions()
 }
 
 describe_value <- function(x) {
@@ -180,18 +275,32 @@ is_whole_number <- function(x, min = 1) {
     x == trunc(x) && x >= min
 }
 
-#' @export
-`$.kerasbackup_python_error` <- function(x, name) .subset2(x, name)
+# The conditions are lists: message, call and py_exception (the Python
+# exception, or NULL). Any other name is looked up on the exception, so
+# `err$backup_dir` works as on reticulate's own conditions. These methods
+# come before reticulate's (the class is in front of python.builtin.*), so
+# reticulate's methods for Python objects never see a plain list.
 
 #' @export
-`[[.kerasbackup_python_error` <- function(x, i, ...) .subset2(x, i)
+`$.kerasbackup_python_error` <- function(x, name) {
+  if (name %in% names(unclass(x))) return(.subset2(x, name))
+  exc <- .subset2(x, "py_exception")
+  if (is.null(exc) || !reticulate::py_has_attr(exc, name)) return(NULL)
+  reticulate::py_to_r(reticulate::py_get_attr(exc, name))
+}
+
+#' @export
+`[[.kerasbackup_python_error` <- function(x, i, ...) {
+  if (is.character(i)) `$.kerasbackup_python_error`(x, i) else .subset2(x, i)
+}
 
 #' @export
 `$<-.kerasbackup_python_error` <- function(x, name, value) {
   cls <- class(x)
-  x <- unclass(x)
+  x <- unclass(x)  # keeps the py_object attribute
   x[[name]] <- value
-  structure(x, class = cls)
+  class(x) <- cls
+  x
 }
 
 #' @export
@@ -199,7 +308,8 @@ is_whole_number <- function(x, min = 1) {
   cls <- class(x)
   x <- unclass(x)
   x[[i]] <- value
-  structure(x, class = cls)
+  class(x) <- cls
+  x
 }
 
 #' @export
@@ -219,5 +329,7 @@ format.kerasbackup_python_error <- function(x, ...) conditionMessage(x)
 
 #' @export
 str.kerasbackup_python_error <- function(object, ...) {
-  utils::str(unclass(object[c("message", "call")]), ...)
+  cat("<", class(object)[[1]], "> ", sep = "")
+  utils::str(list(message = .subset2(object, "message"),
+                  call = .subset2(object, "call")), ...)
 }

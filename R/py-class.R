@@ -191,7 +191,20 @@ as_py_member <- function(x, name, holder) {
   wrap_r_function(name, fn, returns = name != "__init__")
 }
 
-r_function_to_py <- function(fn) reticulate::r_to_py(fn, convert = TRUE)
+r_function_to_py <- function(fn) {
+  if (!reticulate_has_py_conditions()) {
+    # reticulate 1.28 hands Python only an R error's message; remember the
+    # condition so that its classes can be put back when it reaches R again
+    # (as_py_condition()). Newer reticulate keeps them itself.
+    fn <- remembering_r_errors(fn)
+  }
+  reticulate::r_to_py(fn, convert = TRUE)
+}
+
+remembering_r_errors <- function(fn) {
+  force(fn)
+  function(...) withCallingHandlers(fn(...), error = remember_r_error)
+}
 
 wrap_r_function <- function(name, fn, returns = TRUE) {
   py_rclass()$wrap_function(name, r_function_to_py(fn), describe_params(fn),

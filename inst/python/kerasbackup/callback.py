@@ -26,6 +26,7 @@ from kerasbackup import state as training_state
 from kerasbackup.errors import (InexactResumeWarning, PreemptedError, ResumeWarning,
                                 SaveErrorWarning, UnbuiltStateError)
 from kerasbackup.policy import SavePolicy
+from kerasbackup.preemption import PreemptionAbort
 from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
     BackupLockedError, BackupWriteError, backup_dir_key, check_backup_dir, is_url,
@@ -491,7 +492,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         if fit is None:
             return
         try:
-            if isinstance(error, KeyboardInterrupt):
+            if isinstance(error, (KeyboardInterrupt, PreemptionAbort)):
                 fit.saver.cancel()
             elif not isinstance(error, (PreemptedError, BackupWriteError)) \
                     and fit.cluster.world == 1:

@@ -72,8 +72,15 @@ def _libc():
         return None
 
 
-class PreemptionAbort(KeyboardInterrupt):
-    """A second preemption signal: stop at once, without saving."""
+class PreemptionAbort(BaseException):
+    """A second preemption signal: stop at once, without saving.
+
+    A BaseException, so that no `except Exception` (in Keras, TensorFlow or
+    user code) catches it on its way out of fit(). Not a KeyboardInterrupt:
+    reticulate (>= 1.4x) turns every KeyboardInterrupt into a bare R
+    interrupt, which would lose the class and the message R maps to
+    `kerasbackup_preempted`.
+    """
 
 
 class PreemptionWatcher:
