@@ -20,9 +20,11 @@ import helpers_training as ht
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # Exact resume (kill -9 included), preemption, the per-backend tests, and
-# the checks of a restore and of the callback's guarantees, streamed data.
+# the checks of a restore and of the callback's guarantees, streamed data,
+# and a plain model.fit()'s exact resume.
 SUITES = ("test_resume.py", "test_preemption.py", "test_backends.py",
-          "test_restore_checks.py", "test_callback.py", "test_streams.py")
+          "test_restore_checks.py", "test_callback.py", "test_streams.py",
+          "test_plain_fit_resume.py")
 OTHERS = [b for b in BACKENDS if b != keras.backend.backend()]
 
 

@@ -239,3 +239,47 @@ def test_a_resume_on_tensorflow_needs_a_global_seed(tmp_path):
         finally:
             context.context()._set_global_seed(saved)
     assert int(model.optimizer.iterations.numpy()) == 2 * STEPS
+
+
+# ------------------------------------------------------------- the sink
+
+
+def test_warnings_of_a_background_thread_wait_for_the_main_thread():
+    import threading
+
+    seen = []
+    previous = errors.set_warning_sink(lambda c, m: seen.append((c, m)) or True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = threading.Thread(target=errors.warn,
+                                 args=("from the saver", errors.SaveErrorWarning))
+            t.start()
+            t.join()
+            assert seen == []  # queued: the sink runs on the main thread only
+            assert errors.flush_warnings() == 1
+        assert seen == [(["SaveErrorWarning", "UserWarning", "Warning"],
+                         "from the saver")]
+        assert caught == []
+    finally:
+        errors.set_warning_sink(previous)
+
+
+def test_without_a_sink_a_background_warning_goes_to_warnings_warn():
+    import threading
+
+    assert errors.set_warning_sink(None) is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=errors.warn,
+                             args=("no sink", errors.StaleLockWarning))
+        t.start()
+        t.join()
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (errors.StaleLockWarning, "no sink")]
+    assert errors.flush_warnings() == 0
+
+
+def test_the_sink_must_be_a_function_or_none():
+    with pytest.raises(TypeError, match="a function or None"):
+        errors.set_warning_sink("print")

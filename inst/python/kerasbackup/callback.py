@@ -603,7 +603,9 @@ class BackupAndRestore(keras.callbacks.Callback):
                 InexactResumeWarning)
             return
         problem = inexact_input(epoch_iterator, plan.state)
-        if problem is None and plan.epoch_rng is None:
+        if problem is None and plan.epoch_rng is None \
+                and keras.backend.backend() != "tensorflow":
+            # (TensorFlow's shuffle order comes from its global seed alone.)
             problem = ("the checkpoint does not hold the generators of the "
                        "epoch's begin (it was written by an older version), so "
                        "the epoch's shuffle order cannot be drawn again",
