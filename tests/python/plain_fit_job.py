@@ -15,8 +15,8 @@ and writes the final snapshot (weights, optimizer, History) to --out.
 
 import argparse
 import os
+import signal
 import sys
-import time
 
 import helpers_training as ht
 
@@ -74,8 +74,8 @@ def _holder(backup, epoch, batch, marker):
                 with open(marker + ".tmp", "w") as f:
                     f.write(str(os.getpid()))
                 os.replace(marker + ".tmp", marker)
-                while True:  # the parent kills this process here
-                    time.sleep(1)
+                while True:  # parked: the parent, seeing the marker, kills it
+                    signal.pause()
 
     return Hold()
 

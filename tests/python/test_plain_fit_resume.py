@@ -244,18 +244,21 @@ def test_a_resume_on_tensorflow_needs_a_global_seed(tmp_path):
 # ------------------------------------------------------------- the sink
 
 
-def test_warnings_of_a_background_thread_wait_for_the_main_thread():
+def warn_from_a_thread(message, category):
     import threading
 
+    t = threading.Thread(target=errors.warn, args=(message, category))
+    t.start()
+    t.join()
+
+
+def test_warnings_of_a_background_thread_wait_for_the_main_thread():
     seen = []
     previous = errors.set_warning_sink(lambda c, m: seen.append((c, m)) or True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = threading.Thread(target=errors.warn,
-                                 args=("from the saver", errors.SaveErrorWarning))
-            t.start()
-            t.join()
+            warn_from_a_thread("from the saver", errors.SaveErrorWarning)
             assert seen == []  # queued: the sink runs on the main thread only
             assert errors.flush_warnings() == 1
         assert seen == [(["SaveErrorWarning", "UserWarning", "Warning"],
@@ -266,15 +269,10 @@ def test_warnings_of_a_background_thread_wait_for_the_main_thread():
 
 
 def test_without_a_sink_a_background_warning_goes_to_warnings_warn():
-    import threading
-
     assert errors.set_warning_sink(None) is None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t = threading.Thread(target=errors.warn,
-                             args=("no sink", errors.StaleLockWarning))
-        t.start()
-        t.join()
+        warn_from_a_thread("no sink", errors.StaleLockWarning)
     assert [(w.category, str(w.message)) for w in caught] == [
         (errors.StaleLockWarning, "no sink")]
     assert errors.flush_warnings() == 0
