@@ -27,6 +27,24 @@ kerasbackup_warning_classes <- c(
   SaveErrorWarning = "kerasbackup_save_error_warning"
 )
 
+# reticulate names a Python object's R classes after its type's MRO
+# ("kerasbackup.errors.PreemptedError", ...). This filter puts the package's
+# R classes in front for its own exceptions, so that an error raised through
+# any fit() (keras3's too) is caught as `kerasbackup_preempted` etc.
+# It runs for every Python object reticulate wraps: keep it cheap, and leave
+# every other class vector as it is.
+kerasbackup_class_filter <- function(classes) {
+  if (!any(startsWith(classes, "kerasbackup."))) return(classes)
+  ours <- kerasbackup_classes[intersect(names(kerasbackup_classes),
+                                        sub("^kerasbackup\\..*\\.", "", classes))]
+  if (!length(ours)) return(classes)
+  unique(c(unname(ours), "kerasbackup_error", classes))
+}
+
+register_class_filter <- function() {
+  reticulate::register_class_filter(kerasbackup_class_filter)
+}
+
 #' Evaluate a call into Python, turning its exceptions into classed R errors
 #'
 #' The error is a list (message, call, py_exception) classed, in order: the
@@ -141,7 +159,8 @@ as_py_condition <- function(e, call = NULL) {
   } else {
     return(e)
   }
-  type <- sub("^.*\\.", "", setdiff(py_classes, c("error", "condition"))[[1]])
+  # The exception's own type: the first Python class name (ours have no dot).
+  type <- sub("^.*\\.", "", grep(".", py_classes, fixed = TRUE, value = TRUE)[[1]])
   msg <- if (!is.null(exc)) {
     tryCatch(reticulate::py_str(exc), error = function(err) conditionMessage(e))
   } else {

@@ -59,10 +59,16 @@ front_end_methods <- rbind(
 register_front_end_methods <- function(ns, reticulate = FALSE) {
   of_reticulate <- startsWith(front_end_methods[, 1], "reticulate::")
   for (i in which(of_reticulate == reticulate)) {
-    registerS3method(
-      sub("^.*::", "", front_end_methods[i, 1]), front_end_methods[i, 2],
-      get(front_end_methods[i, 3], envir = ns, inherits = FALSE),
-      envir = if (reticulate) asNamespace("reticulate") else ns
-    )
+    generic <- sub("^.*::", "", front_end_methods[i, 1])
+    # Our own generics' methods go by name, as NAMESPACE would record them
+    # (R CMD check reads that record back).
+    if (reticulate) {
+      registerS3method(generic, front_end_methods[i, 2],
+                       get(front_end_methods[i, 3], envir = ns),
+                       envir = asNamespace("reticulate"))
+    } else {
+      registerS3method(generic, front_end_methods[i, 2],
+                       front_end_methods[i, 3], envir = ns)
+    }
   }
 }

@@ -17,6 +17,7 @@
   if (requireNamespace("keras3", quietly = TRUE)) {
     .front_end$name <- "keras3"
     bind_keras3_front_end(ns, parseNamespaceFile(pkgname, libname)$exports)
+    register_class_filter()  # keras3 has loaded reticulate
   } else {
     .front_end$name <- "kerasbackup"
     use_own_front_end(ns)
@@ -46,6 +47,13 @@ bind_keras3_front_end <- function(ns, exports) {
     }
     todo <- setdiff(todo, theirs)
   }
+  # S3 dispatch looks in the calling environment first, so code evaluated in
+  # this namespace (tests, our helpers) would still find the front end's
+  # methods for keras3's classes: they go.
+  methods <- front_end_methods[, 3]
+  named_as_methods <- methods == paste0(sub("^.*::", "", front_end_methods[, 1]),
+                                        ".", front_end_methods[, 2])
+  rm(list = intersect(methods[named_as_methods], names(ns)), envir = ns)
 }
 
 use_own_front_end <- function(ns) {
@@ -79,6 +87,7 @@ use_own_front_end <- function(ns) {
 
 reticulate_loaded_hook <- function(...) {
   register_front_end_methods(topenv(), reticulate = TRUE)
+  register_class_filter()
   use_default_python()
 }
 

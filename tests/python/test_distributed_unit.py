@@ -5,6 +5,8 @@ given values (`Peers`); the store reads are made on real checkpoints.
 """
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -327,3 +329,63 @@ def test_checkpoints_record_workers_and_replicas(tmp_path):
         _, meta, _ = store.load()
     assert meta["fingerprint"]["workers"] == 1
     assert meta["fingerprint"]["replicas"] == 1
+
+
+# keras3's R package makes a Keras tensor, which starts JAX's backend, as
+# soon as keras or jax is imported: reticulate runs such R hooks after an
+# import on the main thread. The job imitates that hook; jax.distributed
+# must be up before it runs.
+_JAX_START_JOB = r"""
+import builtins, socket, sys, threading
+
+original_import = builtins.__import__
+hooked = []
+depth = [0]
+
+def import_with_hook(name, *args, **kwargs):
+    depth[0] += 1  # as reticulate, no hooks inside a nested import
+    try:
+        module = original_import(name, *args, **kwargs)
+    finally:
+        depth[0] -= 1
+    top = name.split(".")[0]
+    if (top in ("jax", "keras") and not hooked and depth[0] == 0
+            and threading.current_thread() is threading.main_thread()):
+        hooked.append(top)
+        import jax
+        jax.devices()
+        print("hook ran", flush=True)
+    return module
+
+builtins.__import__ = import_with_hook
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+from kerasbackup.cluster_start import initialize_jax
+initialize_jax(f"127.0.0.1:{port}", 1, 0, timeout=30, init_timeout=30,
+               collectives_host="127.0.0.1")
+import jax
+print("processes", jax.process_count(), "keras" in sys.modules, flush=True)
+"""
+
+
+def test_initialize_jax_starts_jax_before_keras_is_imported(tmp_path):
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ht.INST_PYTHON,
+               JAX_PLATFORMS="cpu", KERAS_HOME=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _JAX_START_JOB], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    # Keras comes in for the seed agreement, after JAX's cluster started.
+    assert run.stdout.splitlines() == ["hook ran", "processes 1 True"]
+
+
+def test_keras_backend_is_read_without_importing_keras(tmp_path, monkeypatch):
+    from kerasbackup import cluster_start
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # not imported
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert cluster_start.keras_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
+    assert cluster_start.keras_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert cluster_start.keras_backend() == "jax"

@@ -281,3 +281,30 @@ def test_without_a_sink_a_background_warning_goes_to_warnings_warn():
 def test_the_sink_must_be_a_function_or_none():
     with pytest.raises(TypeError, match="a function or None"):
         errors.set_warning_sink("print")
+
+
+class _RaiseAtEpochEnd(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise ht.Interrupted(f"after epoch {epoch}")
+
+
+def test_backup_info_lists_the_save_due_when_a_later_callback_raised(tmp_path):
+    # model.fit() calls no hook after the error, so the save due at the end
+    # of epoch 1 is still pending when fit() returns; backup_info() in this
+    # process publishes it first, and lists what a resume will find.
+    d = str(tmp_path / "b")
+    model = job.make_model()
+    with pytest.raises(ht.Interrupted):
+        job.fit(model, [kerasbackup.BackupAndRestore(d), _RaiseAtEpochEnd(1)])
+    assert [(c["epoch"], c["batch"]) for c in backup_info(d)] == [(2, 0)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = job.fit(model, [kerasbackup.BackupAndRestore(d)])
+    assert no_resume_warnings(caught) == []
+    assert history.epoch == [0, 1, 2, 3, 4]
+    ht.assert_same(ht.snapshot(model, history=history), reference())

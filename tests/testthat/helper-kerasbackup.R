@@ -135,10 +135,25 @@ same_training <- function(resumed, reference) {
 }
 
 # Where keras3 is installed, kerasbackup's keras3-named functions are
-# keras3's own (see R/zzz.R): the tests of its own front end skip there.
+# keras3's own (see R/zzz.R), and fit() is keras3's: it calls Keras'
+# model.fit(), without kerasbackup's own fit() driver.
+beside_keras3 <- function() identical(kerasbackup:::front_end(), "keras3")
+
+# The tests of kerasbackup's own front end skip beside keras3.
 skip_if_keras3_front_end <- function() {
-  if (identical(kerasbackup:::front_end(), "keras3")) {
+  if (beside_keras3()) {
     testthat::skip(paste("tests kerasbackup's own front end; keras3 is",
                          "installed, so these functions are keras3's"))
   }
+}
+
+# Beside keras3, fit() is Keras' model.fit(): no hook of the callback sees a
+# batch before the restore, so it refuses a model that would create
+# variables in its first train step; kerasbackup's own fit() builds the
+# model from the first batch first.
+expect_unbuilt_refused <- function(expr) {
+  err <- tryCatch(expr, error = identity)
+  expect_s3_class(err, "kerasbackup_unbuilt_state")
+  expect_match(conditionMessage(err), "must be built before fit() starts", fixed = TRUE)
+  expect_match(conditionMessage(err), "call it on a batch of data first", fixed = TRUE)
 }

@@ -86,8 +86,10 @@ test_that("an R fit() resumed from s3:// ends bit-identical to an uninterrupted 
   info <- backup_info(url, storage_options = options)
   expect_identical(nrow(info), 1L)
   expect_true(info$verified)
-  expect_identical(info$epoch, 2L)  # 1-based: saved after the last batch of epoch 2
-  expect_identical(info$batch, 6L)
+  # 1-based: saved after the last batch of epoch 2. Under Keras' model.fit()
+  # (keras3's fit()) that save is taken at the epoch's end, as the start of
+  # epoch 3.
+  expect_identical(c(info$epoch, info$batch), if (beside_keras3()) c(3L, 0L) else c(2L, 6L))
   expect_true(startsWith(info$path, url))
 
   # Without the endpoint the same URL is another (unreachable) store: the

@@ -265,14 +265,19 @@ test_that("an R Model() GAN whose optimizers are attributes resumes exactly", {
   }
   set.seed(3)
   x <- matrix(rnorm(30 * 4), 30, 4)  # 6 batches an epoch
-  reference <- train(withr::local_tempdir())
-  dir <- file.path(withr::local_tempdir(), "backup")
-  expect_error(train(dir, list(stop_at(1, 5))), "Interrupting!")
-  expect_identical(backup_info(dir)$batch, 4L)  # mid-epoch
-  resumed <- train(dir)
-  expect_identical(state(resumed$gan), state(reference$gan))
-  expect_identical(resumed$history$metrics, reference$history$metrics)
-  expect_identical(as.integer(resumed$gan$g_optimizer$iterations$numpy()), 18L)
+  if (beside_keras3()) {
+    # The GAN has no call(): only kerasbackup's own fit() can build it.
+    expect_unbuilt_refused(train(withr::local_tempdir()))
+  } else {
+    reference <- train(withr::local_tempdir())
+    dir <- file.path(withr::local_tempdir(), "backup")
+    expect_error(train(dir, list(stop_at(1, 5))), "Interrupting!")
+    expect_identical(backup_info(dir)$batch, 4L)  # mid-epoch
+    resumed <- train(dir)
+    expect_identical(state(resumed$gan), state(reference$gan))
+    expect_identical(resumed$history$metrics, reference$history$metrics)
+    expect_identical(as.integer(resumed$gan$g_optimizer$iterations$numpy()), 18L)
+  }
 })
 
 test_that("an R Model() whose parts are still unbuilt is refused before training", {
@@ -298,8 +303,13 @@ test_that("an R Model() whose parts are still unbuilt is refused before training
     model %>% fit(matrix(1, 4, 2), epochs = 1, verbose = 0,
                   callbacks = list(callback_backup_and_restore(dir))),
     error = identity)
-  expect_match(conditionMessage(err), "not built yet (dense", fixed = TRUE)
-  expect_match(conditionMessage(err), "input shape", fixed = TRUE)
+  if (beside_keras3()) {
+    expect_unbuilt_refused(stop(err))
+  } else {
+    # kerasbackup's own fit() tried to build it from the first batch.
+    expect_match(conditionMessage(err), "not built yet (dense", fixed = TRUE)
+    expect_match(conditionMessage(err), "input shape", fixed = TRUE)
+  }
 })
 
 test_that("an R Model() whose layers build at their first call resumes exactly", {
@@ -322,5 +332,10 @@ test_that("an R Model() whose layers build at their first call resumes exactly",
     model
   }
   expect_false(make_model()$built)  # fit() builds it from the first batch
-  expect_exact_resume(make_model, regression_data())
+  if (beside_keras3()) {
+    expect_unbuilt_refused(train_backed_up(make_model, regression_data(),
+                                           withr::local_tempdir()))
+  } else {
+    expect_exact_resume(make_model, regression_data())
+  }
 })

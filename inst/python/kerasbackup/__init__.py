@@ -34,7 +34,7 @@ _EXPORTS = {
     "CorruptCheckpointError": "kerasbackup.store",
     "NoCheckpointError": "kerasbackup.store",
     "backup_info": "kerasbackup.store",
-    "initialize_jax": "kerasbackup.distributed",
+    "initialize_jax": "kerasbackup.cluster_start",
     "PeerLostError": "kerasbackup.errors",
     "ResumeMismatchError": "kerasbackup.errors",
 }

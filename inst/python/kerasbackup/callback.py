@@ -29,8 +29,8 @@ from kerasbackup.policy import SavePolicy
 from kerasbackup.preemption import PreemptionAbort
 from kerasbackup.saver import AsyncSaver
 from kerasbackup.store import (
-    BackupLockedError, BackupWriteError, backup_dir_key, check_backup_dir, is_url,
-    load_published, open_store)
+    BackupLockedError, BackupWriteError, add_listing_hook, backup_dir_key,
+    check_backup_dir, is_url, load_published, open_store)
 from kerasbackup.store.objstore import DEFAULT_LEASE_TTL
 
 _SAVE_ERROR_MODES = ("stop", "warn")
@@ -163,6 +163,22 @@ class _Fit:
 # model.fit() needs this: it calls no hook when it raises, so its callback
 # keeps the lock, and a later fit on the same directory finds it here.
 _HOLDERS = weakref.WeakValueDictionary()
+
+
+def release_dead_fit(backup_dir, keep=None):
+    """Ends the hold of a model.fit() on backup_dir that raised in this process.
+
+    Its due save is published first (see BackupAndRestore.abort()). A hold
+    from a fit still running, or by `keep`, stays.
+    """
+    holder = _HOLDERS.get(backup_dir_key(backup_dir))
+    if holder is None or holder is keep or holder._fit is None or holder.is_running():
+        return
+    holder.abort()
+
+
+# backup_info() in this process lists what a resume would find.
+add_listing_hook(release_dead_fit)
 
 
 class BackupAndRestore(keras.callbacks.Callback):
@@ -841,19 +857,13 @@ class BackupAndRestore(keras.callbacks.Callback):
     def _release_stale_holder(self):
         """Ends another callback's hold on the same directory if its fit died.
 
-        A hold from a fit that still runs stays, and the store refuses this
-        one with BackupLockedError.
+        model.fit() calls no hook after an exception, so its callback keeps
+        the lock; the next fit() on the directory (how an interrupted fit is
+        resumed in the same session) releases it quietly: the error was
+        already reported. A hold from a fit that still runs stays, and the
+        store refuses this one with BackupLockedError.
         """
-        other = _HOLDERS.get(backup_dir_key(self.backup_dir))
-        if other is None or other is self or other._fit is None or other.is_running():
-            return
-        errors.warn(
-            f"Releasing '{self.backup_dir}', left locked by an earlier fit() "
-            "in this process that ended with an error.",
-            ResumeWarning,
-            stacklevel=3,
-        )
-        other.abort()
+        release_dead_fit(self.backup_dir, keep=self)
 
     def _end_fit(self):
         fit, self._fit = self._fit, None

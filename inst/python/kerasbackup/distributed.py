@@ -41,26 +41,10 @@ import keras
 
 from kerasbackup.errors import PeerLostError, ResumeMismatchError
 
-DEFAULT_TIMEOUT = 600.0
+from kerasbackup.cluster_start import DEFAULT_TIMEOUT, initialize_jax, peer_timeout  # noqa: F401
+
 #: Stop agreements happen about this often (seconds of training); see StopAgreement.
 AGREE_SECONDS = 1.0
-
-
-def peer_timeout():
-    """The bound on every wait for another worker, in seconds."""
-    raw = os.environ.get("KERASBACKUP_PEER_TIMEOUT")
-    if raw is None or raw == "":
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(
-            "Invalid value for the environment variable "
-            "`KERASBACKUP_PEER_TIMEOUT`. Expected a positive number of "
-            f"seconds. Received: {raw!r}")
-    return value
 
 
 _TELLING = ("closed", "Closed", "reset", "Deadline", "deadline", "timed out",
@@ -373,93 +357,6 @@ def is_jax_peer_error(error):
     if type(error).__name__ in ("XlaRuntimeError", "JaxRuntimeError"):
         return any(m in str(error) for m in _JAX_LOST)
     return isinstance(error, ValueError) and "Gloo all-reduce failed" in str(error)
-
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def initialize_jax(coordinator_address, num_processes, process_id, timeout=None,
-                   init_timeout=300, bind_address=None, collectives_host=None):
-    """Joins this process to a jax.distributed cluster, with bounded waits.
-
-    What `keras.distribution.initialize()` does, with the bounds it does
-    not pass: our agreements wait at most `timeout` seconds (default: the
-    peer timeout, `KERASBACKUP_PEER_TIMEOUT`), a peer without heartbeats for
-    twice as long counts as lost for JAX (its own default is 100 s), and a
-    peer that does not come within `init_timeout` seconds ends the start.
-    Then, as Keras does, the processes agree on Keras' random seed.
-
-    Args:
-        coordinator_address: "host:port" of process 0's coordination service.
-        num_processes, process_id: the number of processes and this one's rank.
-        timeout: the bound on waiting for a peer in our agreements; JAX's
-            heartbeat bound is twice it, so that our PeerLostError comes
-            first where we wait.
-        init_timeout: seconds to wait for every process at start-up.
-        bind_address: where process 0's coordination service listens
-            (default: the coordinator address itself if it is a loopback
-            address, else JAX's default, every interface).
-        collectives_host: the address the CPU collectives (gloo) listen on
-            (default: JAX's, the address of this host's name).
-
-    A peer lost later ends the survivors in bounded time: with a
-    PeerLostError when it is noticed in one of our agreements (after
-    `timeout`) or by a collective of the train step (a dead peer's closed
-    connection, at once). Otherwise JAX's coordination service ends the
-    process itself (SIGABRT, after `2 * timeout` without heartbeats, or at
-    once when process 0, which runs the service, is gone), printing that
-    "another task died": a frozen peer inside a train step, or a lost
-    coordinator.
-    """
-    if keras.backend.backend() != "jax":
-        raise ValueError(
-            "initialize_jax() starts jax.distributed for the JAX backend, but "
-            f"Keras runs on {keras.backend.backend()!r}: choose the backend "
-            "first (KERAS_BACKEND=jax; in R, use_backend(\"jax\")).")
-    import jax
-
-    timeout = int(math.ceil(peer_timeout() if timeout is None else float(timeout)))
-    host, _, port = str(coordinator_address).rpartition(":")
-    if bind_address is None and host in _LOOPBACK:
-        bind_address = coordinator_address
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address, num_processes=int(num_processes),
-        process_id=int(process_id), initialization_timeout=int(init_timeout),
-        heartbeat_timeout_seconds=2 * timeout, coordinator_bind_address=bind_address)
-    with _gloo_host(collectives_host):
-        jax.devices()  # the CPU backend and its collectives start here
-    # Keras 3.15.1 (and the 3.16 development tree): the seed agreement of
-    # keras.distribution.initialize() has no public name of its own.
-    from keras.src.backend.jax.distribution_lib import initialize_rng
-
-    initialize_rng()
-
-
-@contextlib.contextmanager
-def _gloo_host(host):
-    """Makes JAX's gloo collectives listen on `host` while the backend starts.
-
-    jax 0.7.1 creates them with no address (gloo then takes the address of
-    the host's name) and has no setting for it; its private factory takes
-    one, so it is wrapped for the duration.
-    """
-    if host is None:
-        yield
-        return
-    from jax._src.lib import xla_client
-
-    xla = xla_client._xla
-    original = xla.make_gloo_tcp_collectives
-
-    def make(distributed_client, hostname=None, interface=None):
-        return original(distributed_client=distributed_client,
-                        hostname=hostname or host, interface=interface)
-
-    xla.make_gloo_tcp_collectives = make
-    try:
-        yield
-    finally:
-        xla.make_gloo_tcp_collectives = original
 
 
 def _jax_cluster(timeout):

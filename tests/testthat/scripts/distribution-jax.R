@@ -8,7 +8,6 @@ suppressPackageStartupMessages(library(kerasbackup))
 args <- commandArgs(trailingOnly = TRUE)
 invisible(backup_info(tempfile()))  # Python up, Keras not imported yet
 use_backend("jax")
-source(args[[1]])  # toy_data(), toy_model()
 
 reticulate::py_run_string(paste(
   "import socket", "s = socket.socket()", "s.bind(('127.0.0.1', 0))",
@@ -16,6 +15,8 @@ reticulate::py_run_string(paste(
 port <- reticulate::py$free_port
 distribution_initialize(paste0("127.0.0.1:", port), num_processes = 1,
                         process_id = 0, timeout = 30)
+# The helpers import Keras, which beside keras3 starts JAX: only now.
+source(args[[1]])  # toy_data(), toy_model()
 keras <- kerasbackup:::py_keras()
 data <- toy_data()
 model <- toy_model()

@@ -7,16 +7,25 @@
 # of its own. The reference and the interrupted run call fit() inside
 # `with(strategy$scope(), ...)`; the resumed run calls it after the block
 # that made its model has ended, as scripts often do.
+split_cpu <- function() {
+  tf <- reticulate::import("tensorflow")
+  cpu <- tf$config$list_physical_devices("CPU")[[1]]
+  tf$config$set_logical_device_configuration(
+    cpu, list(tf$config$LogicalDeviceConfiguration(),
+              tf$config$LogicalDeviceConfiguration()))
+}
+# keras3 starts TensorFlow's devices as soon as Python imports Keras (which
+# importing TensorFlow does), so beside keras3 they are set up before it
+# loads; kerasbackup's own front end loads no Python.
+beside_keras3 <- nzchar(system.file(package = "keras3"))
+if (beside_keras3) split_cpu()
 suppressPackageStartupMessages(library(kerasbackup))
+if (!beside_keras3) split_cpu()
 
 args <- commandArgs(trailingOnly = TRUE)
 source(args[[1]])  # toy_data(), toy_model(), interrupt_at(), same_training()
 
 tf <- reticulate::import("tensorflow")
-cpu <- tf$config$list_physical_devices("CPU")[[1]]
-tf$config$set_logical_device_configuration(
-  cpu, list(tf$config$LogicalDeviceConfiguration(),
-            tf$config$LogicalDeviceConfiguration()))
 strategy <- tf$distribute$MirroredStrategy(list("/cpu:0", "/cpu:1"))
 
 train_mirrored <- function(dir, extra = list(), fit_in_scope = TRUE) {

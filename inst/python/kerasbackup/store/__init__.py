@@ -113,12 +113,29 @@ def open_store(backup_dir, keep=1, storage_options=None, lease_wait=0.0):
     return CheckpointStore(backup_dir, keep=keep)
 
 
+# Called with backup_dir before backup_info() lists it; see add_listing_hook().
+_LISTING_HOOKS = []
+
+
+def add_listing_hook(hook):
+    """Has backup_info() call `hook(backup_dir)` before it lists backup_dir.
+
+    The callback uses it to finish what a model.fit() that raised left
+    undone in this process (the save that was due), so that what is listed
+    is what a resume would find.
+    """
+    if hook not in _LISTING_HOOKS:
+        _LISTING_HOOKS.append(hook)
+
+
 def backup_info(backup_dir, verify=True, storage_options=None):
     """Lists the checkpoints in `backup_dir` (a path or a URL), oldest first.
 
     Takes no lock or lease, so it works while another process trains. See
     CheckpointStore.checkpoints() for the dict keys.
     """
+    for hook in _LISTING_HOOKS:
+        hook(backup_dir)
     if is_url(backup_dir):
         return objstore.backup_info(backup_dir, verify=verify,
                                     storage_options=storage_options)
