@@ -117,9 +117,9 @@ KERAS3_TESTS := build/keras3-src/keras3/tests/testthat
 
 test-keras3:
 	@if [ -f $(KERAS3_STACK)/install.sh ]; then \
-	  $(MAKE) --no-print-directory keras3-coexist; \
+	  $(MAKE) --no-print-directory keras3-coexist rtest-reticulate146; \
 	else \
-	  echo "keras3 stack not found ($(KERAS3_STACK)): skipping the keras3 coexistence tests"; \
+	  echo "keras3 stack not found ($(KERAS3_STACK)): skipping the keras3 coexistence tests and the R suite on reticulate 1.46"; \
 	fi
 
 $(KERAS3_LIB)/.installed: $(wildcard $(KERAS3_STACK)/install.sh $(KERAS3_STACK)/*.tar.gz)
