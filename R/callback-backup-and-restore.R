@@ -195,13 +195,14 @@ callback_backup_and_restore <- function(backup_dir,
                       "`TRUE`, `FALSE` or a character vector of item names")
   }
   if (is.character(allow_changes)) allow_changes <- as.list(allow_changes)
-  check_backup_dir_value(backup_dir)
   storage_options <- check_storage_options(storage_options, backup_dir)
   if (!(is.numeric(lease_wait) && !is.object(lease_wait) &&
         length(lease_wait) == 1L && !is.na(lease_wait) &&
         is.finite(lease_wait) && lease_wait >= 0)) {
     abort_invalid_arg("lease_wait", lease_wait, "a number of seconds >= 0")
   }
+  # Last: the rules for a URL are Python's, and R's checks above need none.
+  check_backup_dir_value(backup_dir)
 
   kb <- py_kb()
   with_py_errors(kb$BackupAndRestore(
@@ -339,8 +340,8 @@ backup_info <- function(backup_dir, storage_options = NULL) {
     abort_invalid_arg("backup_dir", backup_dir,
                       "a single non-empty string (a directory path or a URL)")
   }
-  check_backup_dir_value(backup_dir)
   storage_options <- check_storage_options(storage_options, backup_dir)
+  check_backup_dir_value(backup_dir)
   rows <- with_py_errors(py_kb()$backup_info(
     backup_dir_arg(backup_dir), storage_options = storage_options
   ))

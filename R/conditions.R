@@ -103,14 +103,7 @@ finish_py_warnings <- function(capture) {
 #' @noRd
 signal_py_warnings <- function(records, call = NULL) {
   for (record in records) {
-    py_classes <- unlist(record[[1]])
-    ours <- unname(kerasbackup_warning_classes[
-      intersect(names(kerasbackup_warning_classes), py_classes)])
-    warning(structure(
-      class = unique(c(ours, "kerasbackup_warning", "warning", "condition")),
-      list(message = paste0(py_classes[[1]], ": ", record[[2]]),
-           call = if (is.environment(call)) NULL else call)
-    ))
+    warning(py_warning_condition(record[[1]], record[[2]], call))
   }
   invisible()
 }
