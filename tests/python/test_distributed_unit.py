@@ -368,7 +368,6 @@ print("processes", jax.process_count(), "keras" in sys.modules, flush=True)
 
 
 def test_initialize_jax_starts_jax_before_keras_is_imported(tmp_path):
-    pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ht.INST_PYTHON,
                JAX_PLATFORMS="cpu", KERAS_HOME=str(tmp_path))
     run = subprocess.run([sys.executable, "-c", _JAX_START_JOB], env=env,
